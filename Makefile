@@ -1,0 +1,37 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both create .venv when missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.lmforge-installed
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup demo data test test-fast compile clean
+
+setup: $(STAMP)
+
+# torch first and pinned: it takes the local CPU wheel; anything that pulls torch unpinned would
+# download a multi-GB CUDA build. Then the project, with every version fixed by constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+data: setup
+	$(VENV)/bin/lmforge data demo
+
+demo: data
+	$(VENV)/bin/lmforge run --config demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not network"
+
+compile: setup
+	$(VENV)/bin/lmforge compile --output build/lmforge-pipeline.yaml
+
+clean:
+	rm -rf local_outputs build .pytest_cache

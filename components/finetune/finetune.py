@@ -1,0 +1,122 @@
+"""finetune: a sequence classifier initialised from the pretrained encoder.
+
+The MLM head is dropped and a fresh classification head is trained on the labeled train split;
+the epoch with the best validation accuracy is kept (early stopping without a patience knob).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from components.shared import artifacts
+from components.shared.config import StageConfig
+from components.shared.errors import UserError
+from components.shared.training import Progress, optimizer_and_schedule, require_dir, save_history, seed_everything
+
+
+class FinetuneConfig(StageConfig):
+    epochs: int = Field(3, ge=1, description="passes over the train split")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (tiny runs)")
+    batch_size: int = Field(32, ge=1, description="sentences per step, padded to the longest in the batch")
+    learning_rate: float = Field(1e-4, gt=0, description="peak learning rate")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps spent warming up")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decay, not applied to biases and norms")
+    label_names: list[str] = Field(["negative", "positive"], description="class names, index = label id (shown by the served model)")
+    seed: int = Field(42, description="seeds the head, batch order and dropout")
+    threads: int | None = Field(None, ge=1, description="torch threads; None = all cores")
+    log_every: int = Field(50, ge=1, description="progress line every N steps")
+
+
+def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: FinetuneConfig) -> dict:
+    """Fine-tune on the train split, keep the best epoch on validation, save model + tokenizer."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    cleaned_dir = require_dir(cleaned_dir, "cleaned data", "clean_tokenize")
+    pretrained_dir = require_dir(pretrained_dir, "pretrained model", "pretrain")
+    seed_everything(config.seed, config.threads)
+    labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
+    train, val = labeled[labeled.split == "train"], labeled[labeled.split == "validation"]
+    num_labels = len(config.label_names)
+    if labeled.label.max() >= num_labels or labeled.label.min() < 0:
+        raise UserError(f"labels run from {labeled.label.min()} to {labeled.label.max()} but finetune.label_names has {num_labels} names: name every class")
+    tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
+    hf_logging.set_verbosity_error()  # "some weights were not used": expected, the MLM head is dropped
+    model = AutoModelForSequenceClassification.from_pretrained(
+        pretrained_dir, num_labels=num_labels, id2label=dict(enumerate(config.label_names)), label2id={n: i for i, n in enumerate(config.label_names)}
+    )
+
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    total = min(config.max_steps or 10**9, steps_per_epoch * config.epochs)
+    opt, sched = optimizer_and_schedule(model, config.learning_rate, config.weight_decay, config.warmup_ratio, total)
+    progress = Progress("finetune", total, config.log_every)
+    g = torch.Generator().manual_seed(config.seed)
+    best = (-1.0, None, 0)
+    step = 0
+    while step < total:
+        model.train()
+        for idx in torch.randperm(len(train), generator=g).split(config.batch_size):
+            batch = collate(train.iloc[idx.numpy()], tokenizer.pad_token_id)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            progress.step(step, loss.item(), sched.get_last_lr()[0], int(batch["attention_mask"].sum()))
+            if step >= total:
+                break
+        acc, val_loss = accuracy(model, val, tokenizer.pad_token_id)
+        progress.history[-1].update(eval_loss=val_loss, eval_accuracy=acc)
+        print(f"[finetune] step {step}: validation accuracy {acc:.4f} loss {val_loss:.4f}", flush=True)
+        if acc > best[0]:
+            best = (acc, copy.deepcopy(model.state_dict()), step)
+
+    model.load_state_dict(best[1])
+    with artifacts.staged_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_history(tmp, progress.history, "fine-tuning")
+    return {"finetune/val_accuracy": best[0], "finetune/best_step": best[2], "finetune/steps": step, "finetune/train_rows": len(train)}
+
+
+def collate(rows: pd.DataFrame, pad_id: int) -> dict:
+    """Pad a batch of token-id arrays to its longest member; labels as a tensor when present."""
+    import torch
+
+    seqs = list(rows["input_ids"])
+    width = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)], mask[i, : len(s)] = s, 1
+    batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    if "label" in rows:
+        batch["labels"] = torch.from_numpy(rows["label"].to_numpy(dtype=np.int64, copy=True))
+    return batch
+
+
+def predict(model, rows: pd.DataFrame, pad_id: int, batch_size: int = 128) -> tuple[np.ndarray, float]:
+    """Class predictions and mean cross-entropy for `rows`, in eval mode without gradients."""
+    import torch
+
+    model.eval()
+    preds, losses = [], []
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            out = model(**collate(rows.iloc[start : start + batch_size], pad_id))
+            preds.append(out.logits.argmax(-1).numpy())
+            losses.append(out.loss.item() * min(batch_size, len(rows) - start))
+    return np.concatenate(preds), float(sum(losses) / max(len(rows), 1))
+
+
+def accuracy(model, rows: pd.DataFrame, pad_id: int) -> tuple[float, float]:
+    preds, loss = predict(model, rows, pad_id)
+    return float((preds == rows["label"].to_numpy()).mean()), loss

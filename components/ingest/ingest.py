@@ -1,0 +1,185 @@
+"""ingest: read the corpus and the labeled set at a pinned data revision, write canonical Parquet.
+
+Two sources: a DVC repository at a git revision (the default: the project's own `data.dvc`, read
+through `dvc.api` from the cache or the remote, so an old revision stays readable after the
+working copy has moved on), or plain local paths. Either way the manifest records where the
+data came from, its md5s and row counts, which `register` turns into lineage tags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import yaml
+from pydantic import Field
+
+from components.shared import artifacts
+from components.shared.config import StageConfig
+from components.shared.errors import UserError
+from components.shared.splits import SPLITS, split_of
+
+
+class IngestConfig(StageConfig):
+    source: Literal["dvc", "path"] = Field("dvc", description="read through DVC at a git rev, or plain local paths")
+    corpus_path: str = Field("data/corpus/enwiki.jsonl", description="pretraining corpus (.jsonl/.csv/.parquet) with a text column")
+    labeled_path: str = Field("data/labeled/rt_sentences.csv", description="labeled sentences (.csv/.tsv/.jsonl/.parquet)")
+    dvc_file: str = Field("data.dvc", description="the .dvc file that tracks the data; its md5 is the data's identity")
+    text_column: str = Field("text", description="text column in both files")
+    id_column: str = Field("id", description="stable row id in both files (used for the hash split when no split column)")
+    title_column: str = Field("title", description="document title in the corpus (optional)")
+    label_column: str = Field("label", description="integer class label in the labeled file")
+    split_column: str = Field("split", description="train/validation/test column; missing -> split by a hash of the id")
+    max_docs: int | None = Field(None, ge=1, description="keep only the first N corpus documents (tiny runs)")
+    max_labeled: int | None = Field(None, ge=3, description="keep about N labeled rows, chosen by id hash (tiny runs)")
+
+
+def ingest(out_dir: Path, config: IngestConfig, data_repo: str = "", data_rev: str = "") -> dict:
+    """Read both inputs, check their columns, write CORPUS, LABELED and MANIFEST into `out_dir`."""
+    source = _Source(config, data_repo, data_rev)
+    corpus = _canonical_corpus(source.read_table(config.corpus_path), config)
+    labeled = _canonical_labeled(source.read_table(config.labeled_path), config)
+    manifest = {
+        "source": config.source,
+        "data_repo": source.repo,
+        "data_rev": source.rev,
+        "data_md5": source.dvc_md5(config.dvc_file),
+        "files": {p: source.md5(p) for p in (config.corpus_path, config.labeled_path)},
+        "rows": {"corpus": len(corpus), **labeled["split"].value_counts().sort_index().to_dict()},
+    }
+    with artifacts.staged_dir(out_dir) as tmp:
+        corpus.to_parquet(tmp / artifacts.CORPUS, index=False)
+        labeled.to_parquet(tmp / artifacts.LABELED, index=False)
+        artifacts.write_json(tmp / artifacts.MANIFEST, manifest)
+    rows = manifest["rows"]
+    return {"ingest/corpus_docs": len(corpus), **{f"ingest/{k}_rows": v for k, v in rows.items() if k != "corpus"}}
+
+
+class _Source:
+    """Opens files either through DVC at one resolved git commit or from the local filesystem."""
+
+    def __init__(self, config: IngestConfig, repo: str, rev: str):
+        self.config = config
+        self.repo = repo or "."
+        self.rev = ""
+        self.fs = None
+        if config.source == "dvc":
+            from dvc.api import DVCFileSystem
+
+            self.rev = _resolve_rev(self.repo, rev or "HEAD")
+            try:
+                self.fs = DVCFileSystem(self.repo, rev=self.rev)
+            except Exception as exc:  # dvc raises many types; the message is what helps
+                raise UserError(f"cannot open DVC repo {self.repo!r} at {self.rev}: {exc}") from None
+
+    def read_bytes(self, path: str) -> bytes:
+        if self.fs is None:
+            p = Path(path)
+            if not p.is_file():
+                raise UserError(f"data file not found: {path}: check the path or set ingest.corpus_path/labeled_path")
+            return p.read_bytes()
+        if not self.fs.exists(path):
+            raise UserError(
+                f"data file {path!r} is not tracked in {self.repo!r} at rev {self.rev[:12]}: "
+                "check the path, or build the demo data with `lmforge data demo`"
+            )
+        try:
+            with self.fs.open(path, "rb") as f:
+                return f.read()
+        except Exception as exc:
+            raise UserError(
+                f"data for {path!r} at rev {self.rev[:12]} is in neither the DVC cache nor the remote "
+                f"({type(exc).__name__}): run `dvc pull` or `lmforge data demo`"
+            ) from None
+
+    def read_table(self, path: str) -> pd.DataFrame:
+        raw = self.read_bytes(path)
+        suffix = Path(path).suffix.lower()
+        buf = io.BytesIO(raw)
+        if suffix in (".jsonl", ".json"):
+            df = pd.read_json(buf, lines=suffix == ".jsonl", dtype=False)
+        elif suffix in (".csv", ".tsv"):
+            df = pd.read_csv(buf, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+        elif suffix == ".parquet":
+            df = pd.read_parquet(buf)
+        else:
+            raise UserError(f"unsupported data file type {suffix!r} for {path}: use .jsonl, .csv, .tsv or .parquet")
+        return df
+
+    def md5(self, path: str) -> str:
+        if self.fs is not None:
+            return self.fs.info(path).get("md5") or ""
+        return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+    def dvc_md5(self, dvc_file: str) -> str:
+        """The md5 that the .dvc file records for the tracked directory (its content identity)."""
+        if self.fs is None or not self.fs.exists(dvc_file):
+            return ""
+        with self.fs.open(dvc_file, "r") as f:
+            outs = yaml.safe_load(f).get("outs") or [{}]
+        return outs[0].get("md5", "")
+
+
+def _resolve_rev(repo: str, rev: str) -> str:
+    """A git rev (branch, tag, HEAD~1, sha) -> the full commit sha it names today."""
+    if "://" in repo or repo.startswith("git@"):
+        return rev  # a remote repo: DVC clones it and resolves the rev itself
+    out = subprocess.run(["git", "-C", repo, "rev-parse", "--verify", f"{rev}^{{commit}}"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise UserError(f"data revision {rev!r} not found in git repo {repo!r}: pass a commit, branch or tag that exists")
+    return out.stdout.strip()
+
+
+def _require(df: pd.DataFrame, column: str, what: str, path: str, key: str) -> None:
+    if column not in df.columns:
+        cols = ", ".join(map(str, df.columns)) or "none"
+        raise UserError(f"{what} file {path} has no {column!r} column (columns: {cols}): add it or set ingest.{key}")
+
+
+def _canonical_corpus(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
+    path = config.corpus_path
+    _require(df, config.text_column, "corpus", path, "text_column")
+    out = pd.DataFrame(
+        {
+            "doc_id": df[config.id_column].astype(str) if config.id_column in df else df.index.astype(str),
+            "title": df[config.title_column].astype(str) if config.title_column in df else "",
+            "text": df[config.text_column].fillna("").astype(str),
+        }
+    )
+    out = out[out["text"].str.strip() != ""]
+    if config.max_docs:
+        out = out.head(config.max_docs)
+    if out.empty:
+        raise UserError(f"corpus {path} has no documents with text: point ingest.corpus_path at a non-empty corpus")
+    return out.reset_index(drop=True)
+
+
+def _canonical_labeled(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
+    path = config.labeled_path
+    _require(df, config.text_column, "labeled", path, "text_column")
+    _require(df, config.label_column, "labeled", path, "label_column")
+    ids = df[config.id_column].astype(str) if config.id_column in df else df.index.astype(str)
+    labels = pd.to_numeric(df[config.label_column], errors="coerce")
+    if labels.isna().any():
+        bad = df[config.label_column][labels.isna()].iloc[0]
+        raise UserError(f"labeled file {path} has a non-integer label {bad!r}: labels must be integers such as 0/1")
+    split = df[config.split_column].astype(str) if config.split_column in df else ids.map(split_of)
+    out = pd.DataFrame({"id": ids, "text": df[config.text_column].fillna("").astype(str), "label": labels.astype("int64"), "split": split})
+    unknown = sorted(set(out["split"]) - set(SPLITS))
+    if unknown:
+        raise UserError(f"labeled file {path} has unknown split values {unknown}: use train, validation and test")
+    if config.max_labeled and len(out) > config.max_labeled:
+        # Sample by hash rank rather than head(): the file may be sorted by label or source.
+        rank = out["id"].map(_hash_rank)
+        out = out.loc[rank.sort_values(kind="stable").index[: config.max_labeled]]
+    if out.empty:
+        raise UserError(f"labeled file {path} has no rows: point ingest.labeled_path at a labeled set")
+    return out.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+def _hash_rank(row_id: str) -> int:
+    return int(hashlib.sha256(f"sample:{row_id}".encode()).hexdigest()[:12], 16)

@@ -1,0 +1,98 @@
+"""What pretrain and finetune share: seeding, optimizer and schedule, progress, loss curves."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+from components.shared import artifacts
+
+
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    """Same seed, same thread count, same CPU -> bit-identical weights (what `reproduce` relies on)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def optimizer_and_schedule(model, lr: float, weight_decay: float, warmup_ratio: float, total_steps: int):
+    """AdamW without decay on biases and LayerNorm, linear warm-up then linear decay to zero."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, foreach=True)
+    sched = get_linear_schedule_with_warmup(opt, int(warmup_ratio * total_steps), total_steps)
+    return opt, sched
+
+
+class Progress:
+    """One line every `every` steps on stdout (the KFP task log), and a history for the loss curve."""
+
+    def __init__(self, stage: str, total: int, every: int):
+        self.stage, self.total, self.every = stage, total, max(1, every)
+        self.history: list[dict] = []
+        self.start = time.perf_counter()
+        self.tokens = 0
+
+    def step(self, step: int, loss: float, lr: float, tokens: int) -> None:
+        self.tokens += tokens
+        self.history.append({"step": step, "loss": loss, "lr": lr})
+        if step % self.every == 0 or step == self.total:
+            rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+            print(f"[{self.stage}] step {step}/{self.total} loss {loss:.4f} lr {lr:.2e} {rate:,.0f} tok/s", flush=True)
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def save_history(out_dir: Path, history: list[dict], title: str) -> None:
+    """history.json plus a loss-curve PNG (what people look at first)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    artifacts.write_json(out_dir / artifacts.HISTORY, history)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    steps = [h["step"] for h in history]
+    ax.plot(steps, [h["loss"] for h in history], lw=1, label="train loss")
+    evals = [h for h in history if "eval_loss" in h]
+    if evals:
+        ax.plot([h["step"] for h in evals], [h["eval_loss"] for h in evals], "o-", label="validation loss")
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / artifacts.LOSS_CURVE)
+    plt.close(fig)
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def require_dir(path: Path, what: str, stage: str) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        from components.shared.errors import UserError
+
+        raise UserError(f"{what} not found at {path}: run the {stage} stage first")
+    return path
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stdout, flush=True)

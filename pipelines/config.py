@@ -1,0 +1,96 @@
+"""Presets -> dotted overrides -> one typed, validated pipeline configuration.
+
+Flow: `configs/<preset>.yaml`, then `--set section.key=value` overrides (values parsed as YAML, so
+`--set pretrain.max_steps=50` is an int), then validation of every section before anything runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig
+from components.evaluate.evaluate import EvaluateConfig
+from components.finetune.finetune import FinetuneConfig
+from components.ingest.ingest import IngestConfig
+from components.pretrain.pretrain import PretrainConfig
+from components.register.register import RegisterConfig
+from components.shared.config import explain
+from components.shared.errors import UserError
+from components.validate.validate import ValidateConfig
+
+PRESETS_DIR = Path(__file__).parent / "configs"
+STAGES = ("ingest", "clean_tokenize", "validate", "pretrain", "finetune", "evaluate", "register")
+
+
+class PipelineConfig(BaseModel):
+    """One section per stage; each stage receives only its own section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = Field("", description="what this preset is for")
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    clean_tokenize: CleanTokenizeConfig = Field(default_factory=CleanTokenizeConfig)
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    register_: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")
+
+    def stage(self, name: str):
+        """The typed config of one stage (two fields carry a `_` to keep clear of BaseModel's names)."""
+        return getattr(self, f"{name}_" if name in ("validate", "register") else name)
+
+    def section(self, name: str) -> dict:
+        """One stage's section as a KFP parameter: unset (None) values left out, the stage fills defaults."""
+        return self.stage(name).model_dump(mode="json", exclude_none=True)
+
+    def resolved(self) -> dict:
+        """The whole configuration as plain data (what gets hashed, logged and compiled)."""
+        return {"description": self.description, **{s: self.section(s) for s in STAGES}}
+
+    def hash(self) -> str:
+        """sha256 of the resolved config minus its description: same hash, same training recipe."""
+        body = {s: self.section(s) for s in STAGES}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_config(preset: str = "demo", overrides: list[str] | tuple = ()) -> PipelineConfig:
+    """Read a preset (a name in configs/ or a YAML path), apply overrides, validate everything."""
+    path = Path(preset)
+    if not path.suffix:
+        path = PRESETS_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        raise UserError(f"preset {preset!r} not found: use one of {', '.join(presets())} or a path to a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"preset {path} is not valid YAML ({exc.__class__.__name__}): fix the file") from None
+    for item in overrides:
+        apply_override(data, item)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(explain(exc)) from None
+
+
+def apply_override(data: dict, item: str) -> None:
+    """`section.key=value` (any depth); the value is parsed as YAML: 50 -> int, true -> bool."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"override {item!r} is not of the form section.key=value: e.g. --set pretrain.max_steps=50")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override {item!r}: {part!r} is a value, not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""

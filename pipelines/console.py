@@ -1,0 +1,75 @@
+"""Readable progress for a local run: kfp.local's console output, filtered, plus a full log file.
+
+kfp.local prints every task's executor input and output as JSON and a warning per task about
+settings that only apply on a cluster; a newcomer needs the task boundaries, the stages' progress
+lines and the errors. Everything still goes, unfiltered, to the log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+_DROP = re.compile(
+    r"\[KFP Executor|Streamed logs:|_warn_local_only_noops|warnings\.warn\(|have no effect in the current local runner"
+    r"|non-Python base image|mlflow\.store\.db\.utils|Writing model shards|Loading weights|model card could not be retrieved"
+    r"|Unable to find license information|^\s*$"
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class FilteredConsole(io.TextIOBase):
+    """A stdout stand-in: whole lines to the log file, the useful ones to the real console."""
+
+    def __init__(self, console, log_file):
+        self.console, self.log, self.buf, self.skip_until = console, log_file, "", None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.buf += text
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            if self.keep(line):
+                self.console.write(line + "\n")
+        return len(text)
+
+    def keep(self, line: str) -> bool:
+        plain = _ANSI.sub("", line)
+        if self.skip_until is not None:  # inside a JSON dump or an outputs listing
+            if self.skip_until.match(plain):
+                self.skip_until = None
+            return False
+        if "Got executor_input:" in plain:
+            self.skip_until = re.compile(r"^ {4}\}\s*$")
+            return False
+        if re.search(r"Task .* outputs:$", plain):
+            self.skip_until = re.compile(r"^-{20,}")
+            return False
+        return not _DROP.search(plain)
+
+    def flush(self) -> None:
+        self.console.flush()
+        self.log.flush()
+
+
+@contextlib.contextmanager
+def filtered_console(log_path: Path, verbose: bool = False) -> Iterator[None]:
+    """Route stdout through FilteredConsole (unless verbose) and keep the full log at `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(have no effect in the current local runner|non-Python base image).*")
+        if verbose:
+            yield
+            return
+        stream = FilteredConsole(sys.stdout, log)
+        with contextlib.redirect_stdout(stream):
+            yield
+        stream.flush()

@@ -1,0 +1,63 @@
+"""The LMForge DAG: ingest -> clean_tokenize -> validate -> pretrain -> finetune -> evaluate -> register.
+
+One definition for both targets; nothing here knows whether it runs under kfp.local or on a
+cluster. Each stage gets only its own config section as a parameter.
+"""
+
+from kfp import dsl
+
+from components.clean_tokenize.component import clean_tokenize_op
+from components.evaluate.component import evaluate_op
+from components.finetune.component import finetune_op
+from components.ingest.component import ingest_op
+from components.pretrain.component import pretrain_op
+from components.register.component import register_op
+from components.validate.component import validate_op
+
+PIPELINE_NAME = "lmforge"
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="Pretrain, fine-tune, evaluate and register a BERT-style sentiment model.")
+def lmforge_pipeline(
+    run_name: str,
+    data_repo: str,
+    data_rev: str,
+    lineage: dict,
+    ingest_config: dict,
+    clean_tokenize_config: dict,
+    validate_config: dict,
+    pretrain_config: dict,
+    finetune_config: dict,
+    evaluate_config: dict,
+    register_config: dict,
+) -> str:
+    ingest = ingest_op(config=ingest_config, data_repo=data_repo, data_rev=data_rev, run_name=run_name).set_display_name("ingest")
+    clean = clean_tokenize_op(config=clean_tokenize_config, run_name=run_name, raw=ingest.outputs["raw"]).set_display_name("clean_tokenize")
+    cleaned = clean.outputs["cleaned"]
+    validate = validate_op(config=validate_config, run_name=run_name, cleaned=cleaned).set_display_name("validate")
+    # Pretraining must not start on data that failed validation: an explicit edge, no data passes.
+    pretrain = pretrain_op(config=pretrain_config, run_name=run_name, cleaned=cleaned).after(validate).set_display_name("pretrain")
+    finetune = finetune_op(config=finetune_config, run_name=run_name, cleaned=cleaned, mlm=pretrain.outputs["mlm"]).set_display_name("finetune")
+    evaluate = evaluate_op(
+        config=evaluate_config, run_name=run_name, cleaned=cleaned, mlm=pretrain.outputs["mlm"], classifier=finetune.outputs["classifier"]
+    ).set_display_name("evaluate")
+    register = register_op(
+        config=register_config,
+        run_name=run_name,
+        lineage=lineage,
+        raw=ingest.outputs["raw"],
+        cleaned=cleaned,
+        validation=validate.outputs["report_dir"],
+        classifier=finetune.outputs["classifier"],
+        evaluation=evaluate.outputs["evaluation"],
+    ).set_display_name("register")
+    register.set_caching_options(False)  # a registry write is never replayed from cache
+    return register.outputs["Output"]
+
+
+def arguments(config, run_name: str, data_repo: str, data_rev: str, lineage: dict) -> dict:
+    """The pipeline's parameters for one run: run identity plus one config section per stage."""
+    from pipelines.config import STAGES
+
+    params = {f"{s}_config": config.section(s) for s in STAGES}
+    return {"run_name": run_name, "data_repo": data_repo, "data_rev": data_rev, "lineage": lineage, **params}
