@@ -1,0 +1,434 @@
+"""Build the demo data deterministically from two pinned PyPI archives and track it with DVC.
+
+- `data/corpus/enwiki.jsonl`: the 106 Wikipedia articles shipped as a test fixture in the gensim
+  4.4.0 wheel, wiki markup stripped (CC BY-SA).
+- `data/labeled/rt_sentences.csv`: ~10.5k Rotten Tomatoes sentences with human sentiment ratings
+  from the VADER paper's data in the vaderSentiment 3.3.2 sdist (MIT).
+
+The archives are fetched with pip and checked against pinned sha256s, the files are built in a
+staging folder, their DVC md5 is compared with the one `data.dvc` records, and only then do they
+replace `data/`; `dvc add data` and `dvc push` follow. The data itself is never committed to git.
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import xml.etree.ElementTree as ET
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.shared import settings
+from components.shared.errors import UserError
+
+CORPUS_FILE = "corpus/enwiki.jsonl"
+LABELED_FILE = "labeled/rt_sentences.csv"
+README_FILE = "README.md"
+CSV_COLUMNS = ["id", "text", "score", "label", "split"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One pinned PyPI archive and the (possibly nested) member of it that the data comes from."""
+
+    requirement: str
+    pip_args: tuple[str, ...]
+    filename: str
+    sha256: str
+    member: tuple[str, ...]  # one path per archive level, outermost first
+    member_sha256: str
+
+
+GENSIM = Source(
+    requirement="gensim==4.4.0",
+    # Explicit target tags so every host (any OS, any Python) fetches this very wheel.
+    pip_args=("--only-binary=:all:", "--python-version", "3.11",
+              "--platform", "manylinux_2_28_x86_64", "--implementation", "cp"),
+    filename="gensim-4.4.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+    sha256="91a7fa5e814e7b1bad4b2dffa8d62c1e55410d5cbdf930714c1997ffb4404db8",
+    member=("gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",),
+    member_sha256="a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d",
+)
+VADER = Source(
+    requirement="vaderSentiment==3.3.2",
+    pip_args=("--no-binary", ":all:"),  # 3.3.2's data files ship only in the sdist
+    filename="vaderSentiment-3.3.2.tar.gz",
+    sha256="5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+    member=("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz",
+            "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"),
+    member_sha256="c8293b0d942e90e223ea2c0955d969040d1a1be514a978b9af0698940bd13350",
+)
+VADER_LICENSE = "vaderSentiment-3.3.2/LICENSE.txt"
+
+# Wiki markup that strip_code() would keep as text but that is not prose: citations (their text
+# lands mid-sentence), tables (cell values), galleries, image maps, timelines, LaTeX.
+DROP_TAGS = frozenset({"ref", "references", "table", "gallery", "imagemap", "timeline", "math"})
+# Citations removed before parsing too: an unbalanced '' inside one makes mwparserfromhell give up
+# on the tag and keep "<ref>...</ref>" as text (11 of the 106 articles). Refs never nest.
+REF = re.compile(r"<ref\b[^>]*/>|<ref\b[^>]*>.*?</ref\s*>", re.IGNORECASE | re.DOTALL)
+# Links that render as media or page metadata, not as words in the sentence.
+DROP_LINK = re.compile(r"^\s*:?\s*(file|image|media|category)\s*:", re.IGNORECASE)
+# Lines strip_code() leaves behind from malformed tables and unparsed media/category links.
+RESIDUE_LINE = re.compile(r"^(\{\||\|\}|\||!|(\[\[\s*)?:?(file|image|media|category)\s*:|thumb\|)",
+                          re.IGNORECASE)
+
+
+def check_sha256(data: bytes, expected: str, what: str) -> None:
+    """Raise UserError naming `what` and both hashes when `data` does not hash to `expected`."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise UserError(f"{what} has sha256 {actual} but {expected} is pinned: the download differs "
+                        "from the one the demo data was built from; check your PyPI mirror")
+
+
+def download(source: Source, dest: Path) -> Path:
+    """Fetch `source` with pip into `dest` and return the archive after checking its sha256."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-input", "--quiet",
+           "--disable-pip-version-check", "--dest", str(dest), *source.pip_args, source.requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()] or ["no output"]
+        raise UserError(f"pip download {source.requirement} failed ({lines[-1].strip()}): "
+                        "check the network or PIP_INDEX_URL")
+    path = dest / source.filename
+    if not path.is_file():
+        got = ", ".join(sorted(p.name for p in dest.iterdir()))
+        raise UserError(f"pip download {source.requirement} fetched {got or 'nothing'}, "
+                        f"not the pinned {source.filename}")
+    check_sha256(path.read_bytes(), source.sha256, source.filename)
+    return path
+
+
+def read_member(archive: bytes, name: str) -> bytes:
+    """The bytes of member `name` of a zip/wheel or (compressed) tar archive held in memory."""
+    try:
+        if archive[:4] == b"PK\x03\x04":  # zip local-file magic: wheels are zips
+            return zipfile.ZipFile(io.BytesIO(archive)).read(name)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            member = tar.extractfile(name)
+            if member is None:
+                raise KeyError(name)
+            return member.read()
+    except KeyError:
+        raise UserError(f"the pinned archive has no member {name}") from None
+
+
+def extract(source: Source, archive: Path) -> bytes:
+    """The innermost member of `source`, checked against its pinned sha256."""
+    data = archive.read_bytes()
+    for name in source.member:
+        data = read_member(data, name)
+    check_sha256(data, source.member_sha256, f"{source.filename}:{source.member[-1]}")
+    return data
+
+
+def iter_articles(xml: bytes) -> Iterator[tuple[str, str, str]]:
+    """(page id, title, wikitext) of each non-redirect main-namespace page, in file order."""
+    ns = ""  # the export schema's XML namespace, read from the root tag
+    for event, elem in ET.iterparse(io.BytesIO(xml), events=("start", "end")):
+        if event == "start":
+            if not ns and elem.tag.startswith("{"):
+                ns = elem.tag[: elem.tag.index("}") + 1]
+            continue
+        if elem.tag != f"{ns}page":
+            continue
+        if elem.findtext(f"{ns}ns") == "0" and elem.find(f"{ns}redirect") is None:
+            text = elem.findtext(f"{ns}revision/{ns}text") or ""
+            yield elem.findtext(f"{ns}id") or "", elem.findtext(f"{ns}title") or "", text
+        elem.clear()  # keeps memory flat on a real dump
+
+
+def _prune(code) -> None:
+    """Remove DROP_TAGS and media/category links from a parsed page, in place, in one pass.
+
+    Rebuilding each node list is linear; `Wikicode.remove` searches the whole tree per call.
+    """
+    from mwparserfromhell.nodes import ExternalLink, Heading, Tag, Wikilink
+
+    kept = []
+    for node in code.nodes:
+        if isinstance(node, Tag) and str(node.tag).strip().lower() in DROP_TAGS:
+            continue
+        if isinstance(node, Wikilink) and DROP_LINK.match(str(node.title)):
+            continue
+        if isinstance(node, Tag):
+            children = [node.contents]
+        elif isinstance(node, Wikilink):
+            children = [node.text]
+        elif isinstance(node, (Heading, ExternalLink)):
+            children = [node.title]
+        else:
+            children = []  # templates and arguments: strip_code() drops them whole
+        for child in children:
+            if child is not None:
+                _prune(child)
+        kept.append(node)
+    code.nodes = kept
+
+
+def strip_markup(wikitext: str) -> str:
+    """Plain text of a wiki page: paragraphs joined by a blank line, no markup residue."""
+    import mwparserfromhell
+
+    code = mwparserfromhell.parse(REF.sub("", wikitext))
+    _prune(code)
+    text = code.strip_code(normalize=True, collapse=True)
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for raw in text.split("\n"):
+        line = re.sub(r"[ \t]{2,}", " ", raw).strip()  # removed links leave double spaces
+        if RESIDUE_LINE.match(line):
+            continue  # skipping keeps the paragraph open: residue is not a paragraph break
+        if line:
+            current.append(line)
+        elif current:
+            paragraphs.append("\n".join(current))
+            current = []
+    if current:
+        paragraphs.append("\n".join(current))
+    return "\n\n".join(paragraphs)
+
+
+def corpus_lines(xml: bytes) -> list[str]:
+    """One sorted-key JSON line per article: {"id", "text", "title"}."""
+    return [json.dumps({"id": pid, "title": title, "text": strip_markup(wikitext)},
+                       ensure_ascii=False, sort_keys=True)
+            for pid, title, wikitext in iter_articles(xml)]
+
+
+def split_for(sentence_id: str) -> str:
+    """train/validation/test from a hash of the id: stable across runs, hosts and row order."""
+    bucket = int(hashlib.sha256(sentence_id.encode("utf-8")).hexdigest()[:8], 16) % 100
+    return "train" if bucket < 80 else "validation" if bucket < 90 else "test"
+
+
+def labeled_rows(raw: bytes) -> list[dict[str, str | int]]:
+    """Rows of the ground-truth file (id TAB mean rating TAB sentence, CRLF) with label and split.
+
+    Neutral sentences (mean rating exactly 0) are dropped; label 1 means a positive mean rating.
+    """
+    # Strict UTF-8: the pinned file decodes cleanly (its 337 non-ASCII bytes are accented letters,
+    # curly quotes and dashes; only the archive's _README_.txt is cp1252), so an undecodable byte
+    # means a different file and must fail rather than be replaced silently. Split on line ends
+    # only: str.splitlines() would also split inside a sentence on U+2028, U+0085 and the like.
+    text = raw.decode("utf-8", errors="strict")
+    rows: list[dict[str, str | int]] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            continue
+        sentence_id, score, sentence = line.split("\t", 2)
+        if float(score) == 0:
+            continue
+        # The score stays the source's text so no float formatting can change the file.
+        rows.append({"id": sentence_id, "text": sentence, "score": score,
+                     "label": int(float(score) > 0), "split": split_for(sentence_id)})
+    return rows
+
+
+def stats(articles: list[dict], rows: list[dict]) -> dict:
+    """Row counts, text size, split and label counts of the two data sets."""
+    return {
+        "rows": {CORPUS_FILE: len(articles), LABELED_FILE: len(rows)},
+        "text_mb": round(sum(len(a["text"].encode("utf-8")) for a in articles) / 1e6, 2),
+        "splits": dict(sorted(Counter(str(r["split"]) for r in rows).items())),
+        "labels": dict(sorted(Counter(int(r["label"]) for r in rows).items())),
+    }
+
+
+def render_readme(summary: dict, vader_license: str) -> str:
+    """data/README.md: sources, pinned hashes, licenses, and how the files were built."""
+    rows, splits, labels = summary["rows"], summary["splits"], summary["labels"]
+    license_head = " / ".join(line.strip() for line in vader_license.splitlines()[:3] if line.strip())
+    return f"""# LMForge demo data
+
+Built by `lmforge data demo` (`pipelines/demo_data.py`) from two pinned PyPI archives, deterministically:
+the same archives give the same bytes and the same DVC md5 on any host. Tracked by DVC through the
+top-level `data.dvc`; the data itself is never committed to git.
+
+## corpus/enwiki.jsonl — pretraining corpus
+
+{rows[CORPUS_FILE]} English Wikipedia articles, {summary["text_mb"]} MB of UTF-8 text. One JSON object per line,
+keys `id` (page id), `text`, `title`, in the order of the dump.
+
+- Source: `{GENSIM.filename}` (sha256 `{GENSIM.sha256}`),
+  member `{GENSIM.member[0]}` (sha256 `{GENSIM.member_sha256}`):
+  a shortened 2016 enwiki dump that gensim ships as a test fixture.
+- Built: main-namespace, non-redirect pages; citations, tables, galleries, math and
+  File/Image/Category links dropped, the rest through `mwparserfromhell` `strip_code()`;
+  paragraphs separated by a blank line.
+- License: Wikipedia text is CC BY-SA (https://creativecommons.org/licenses/by-sa/3.0/); the authors
+  are listed in each article's history at https://en.wikipedia.org/wiki/<title>.
+
+## labeled/rt_sentences.csv — sentiment classification
+
+{rows[LABELED_FILE]} movie-review sentences with `id,text,score,label,split`: `score` is the mean of at least 20
+human ratings on a -4..+4 scale (as given in the source), `label` is 1 when it is positive and 0 when
+negative; neutral sentences (score exactly 0) are dropped. Labels: {labels.get(1, 0)} positive,
+{labels.get(0, 0)} negative. `split` comes from sha256(id): the first 8 hex digits mod 100, below 80 train, below
+90 validation, else test: {splits.get("train", 0)} / {splits.get("validation", 0)} / {splits.get("test", 0)}.
+
+- Source: `{VADER.filename}` (sha256 `{VADER.sha256}`), nested archive
+  `{VADER.member[0]}`, member `{VADER.member[1]}`
+  (sha256 `{VADER.member_sha256}`): the ground truth of Hutto & Gilbert, "VADER: A Parsimonious
+  Rule-based Model for Sentiment Analysis of Social Media Text", ICWSM 2014. Its README describes the
+  snippets as sentences from rotten.tomatoes.com reviews used in Pang & Lee (2004).
+- License: the sdist's `LICENSE.txt` reads "{license_head}"; the data carries no
+  separate license. Cite the paper when you use it.
+
+## Getting and rebuilding it
+
+    dvc pull              # fetch the recorded version from the default remote
+    lmforge data demo     # or rebuild from PyPI; fails if the md5 differs from data.dvc
+
+The default DVC remote is the local folder `.dvcstore/` at the repository root (`.dvc/config`).
+<!-- To share the data, point the default remote at a bucket and push:
+     dvc remote add -d storage s3://<bucket>/lmforge   (or gs://<bucket>/lmforge)
+     dvc push -->
+"""
+
+
+def stage_files(out: Path, downloads: Path, log: Callable[[str], object]) -> None:
+    """Download and check both archives, then write every data file under `out`."""
+    import pandas as pd
+
+    downloads.mkdir(parents=True, exist_ok=True)
+    log(f"downloading {GENSIM.requirement} and {VADER.requirement} from PyPI")
+    wheel, sdist = download(GENSIM, downloads), download(VADER, downloads)
+    articles = corpus_lines(bz2.decompress(extract(GENSIM, wheel)))
+    rows = labeled_rows(extract(VADER, sdist))
+    vader_license = read_member(sdist.read_bytes(), VADER_LICENSE).decode("utf-8")
+
+    (out / CORPUS_FILE).parent.mkdir(parents=True)
+    (out / LABELED_FILE).parent.mkdir(parents=True)
+    (out / CORPUS_FILE).write_text("".join(line + "\n" for line in articles), encoding="utf-8", newline="\n")
+    pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(out / LABELED_FILE, index=False, lineterminator="\n")
+    summary = stats([json.loads(line) for line in articles], rows)
+    (out / README_FILE).write_text(render_readme(summary, vader_license), encoding="utf-8", newline="\n")
+    log(f"built {summary['rows'][CORPUS_FILE]} articles ({summary['text_mb']} MB) and "
+        f"{summary['rows'][LABELED_FILE]} labeled sentences")
+
+
+def summarize(data_dir: Path) -> dict:
+    """Files (relative path -> bytes), row counts, text size, splits and labels of `data_dir`."""
+    import pandas as pd
+
+    files = {p.relative_to(data_dir).as_posix(): p.stat().st_size
+             for p in sorted(data_dir.rglob("*")) if p.is_file()}
+    with open(data_dir / CORPUS_FILE, encoding="utf-8") as f:
+        articles = [json.loads(line) for line in f]
+    frame = pd.read_csv(data_dir / LABELED_FILE, dtype=str, keep_default_na=False)
+    return {"files": files, **stats(articles, frame.to_dict("records"))}
+
+
+def dir_md5(path: Path) -> str:
+    """The md5 `dvc add` would record for directory `path` ("<hex>.dir"), computed without writing."""
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db.local import LocalHashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+
+    fs = LocalFileSystem()
+    with tempfile.TemporaryDirectory() as odb_dir:  # dry_run leaves it empty
+        _, _, obj = build(LocalHashFileDB(fs, odb_dir), str(path), fs, "md5", dry_run=True)
+    return obj.hash_info.value
+
+
+def recorded_md5(dvc_file: Path) -> str | None:
+    """The md5 of the first output that a .dvc file records, or None if there is none."""
+    import yaml
+
+    if not dvc_file.is_file():
+        return None
+    outs = (yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}).get("outs") or []
+    return outs[0].get("md5") if outs else None
+
+
+def track(project_dir: Path, push: bool, log: Callable[[str], object]) -> str:
+    """`dvc add data` (and `dvc push data.dvc` to the default remote); returns the recorded md5."""
+    import logging
+
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    dvc_logger = logging.getLogger("dvc")
+    level = dvc_logger.level
+    dvc_logger.setLevel(logging.WARNING)  # silences the "git add data.dvc" hint; we log our own
+    try:
+        with Repo(str(project_dir)) as repo:
+            repo.add(str(project_dir / "data"))
+            if push:
+                count = repo.push(targets=[str(project_dir / "data.dvc")])
+                log(f"dvc push: {count} file(s) uploaded to the default remote")
+    except DvcException as exc:
+        raise UserError(f"dvc failed on data/ ({exc}); check `dvc remote list` and `dvc status`") from exc
+    finally:
+        dvc_logger.setLevel(level)
+    return recorded_md5(project_dir / "data.dvc") or ""
+
+
+def build_demo_data(project_dir: Path, *, push: bool = True, rebuild: bool = False,
+                    log: Callable[[str], object] = print) -> dict:
+    """Build data/ from the pinned PyPI archives, `dvc add` it, and push it unless push=False.
+
+    When data/ already matches data.dvc nothing is downloaded unless `rebuild`. A rebuild whose
+    md5 differs from the one data.dvc records raises UserError and leaves data/ and data.dvc as
+    they were. Returns {"md5", "files", "rows", "text_mb", "splits", "labels"}.
+    """
+    settings.quiet_environment()
+    project_dir = Path(project_dir).resolve()
+    if not (project_dir / ".dvc").is_dir():
+        raise UserError(f"{project_dir} is not a DVC repository (no .dvc/): run `dvc init` there, "
+                        "or set LMFORGE_PROJECT_DIR to the LMForge checkout")
+    data_dir = project_dir / "data"
+    recorded = recorded_md5(project_dir / "data.dvc")
+    current = dir_md5(data_dir) if data_dir.is_dir() else None
+    if recorded and current == recorded and not rebuild:
+        log(f"data/ already matches data.dvc (md5 {recorded}); not rebuilding")
+    else:
+        # Staging under .dvc/tmp: git-ignored, and on the same filesystem as data/ for the rename.
+        (project_dir / ".dvc" / "tmp").mkdir(exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="demo-data-", dir=project_dir / ".dvc" / "tmp") as tmp:
+            staged = Path(tmp) / "data"
+            stage_files(staged, Path(tmp) / "downloads", log)
+            built = dir_md5(staged)
+            if recorded and built != recorded:
+                raise UserError(f"rebuilt demo data has md5 {built} but data.dvc records {recorded}: "
+                                "the sources or the builder changed; `dvc pull` fetches the recorded "
+                                "data, or delete data.dvc to record this build")
+            if built == current:
+                log("data/ already holds exactly these files; leaving it untouched")
+            else:  # two renames on one filesystem; the old data/ goes with the temporary folder
+                if data_dir.exists():
+                    os.replace(data_dir, Path(tmp) / "old")
+                os.replace(staged, data_dir)
+    before = (project_dir / "data.dvc").read_text(encoding="utf-8") if recorded else None
+    md5 = track(project_dir, push, log)
+    if recorded and md5 != recorded:  # e.g. a .dvcignore pattern hides one of the files from dvc
+        (project_dir / "data.dvc").write_text(before or "", encoding="utf-8")
+        raise UserError(f"dvc add recorded md5 {md5} for data/ but data.dvc records {recorded}: "
+                        "check .dvcignore; data.dvc is left as it was")
+    log(f"data.dvc records md5 {md5}" + ("" if md5 == recorded else "; commit data.dvc with git"))
+    return {"md5": md5, **summarize(data_dir)}
+
+
+def main() -> None:
+    """Build the demo data in the project checkout; one line and exit 1 on a UserError."""
+    try:
+        build_demo_data(settings.project_dir())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
