@@ -16,7 +16,7 @@ def compile_pipeline(config: PipelineConfig, preset: str, output: str | Path) ->
 
     from pipelines.pipeline import arguments, lmforge_pipeline
 
-    lineage = {**git_state(settings.project_dir()), "config_hash": config.hash(), "preset": Path(preset).stem, "images": IMAGES}
+    lineage = {**git_state(settings.code_dir()), "config_hash": config.hash(), "preset": Path(preset).stem, "images": IMAGES}
     defaults = arguments(config, run_name="", data_repo="", data_rev="", lineage=lineage)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

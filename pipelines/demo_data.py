@@ -31,6 +31,7 @@ from pathlib import Path
 
 from components.shared import settings
 from components.shared.errors import UserError
+from components.shared.splits import split_of
 
 CORPUS_FILE = "corpus/enwiki.jsonl"
 LABELED_FILE = "labeled/rt_sentences.csv"
@@ -207,12 +208,6 @@ def corpus_lines(xml: bytes) -> list[str]:
             for pid, title, wikitext in iter_articles(xml)]
 
 
-def split_for(sentence_id: str) -> str:
-    """train/validation/test from a hash of the id: stable across runs, hosts and row order."""
-    bucket = int(hashlib.sha256(sentence_id.encode("utf-8")).hexdigest()[:8], 16) % 100
-    return "train" if bucket < 80 else "validation" if bucket < 90 else "test"
-
-
 def labeled_rows(raw: bytes) -> list[dict[str, str | int]]:
     """Rows of the ground-truth file (id TAB mean rating TAB sentence, CRLF) with label and split.
 
@@ -232,7 +227,7 @@ def labeled_rows(raw: bytes) -> list[dict[str, str | int]]:
             continue
         # The score stays the source's text so no float formatting can change the file.
         rows.append({"id": sentence_id, "text": sentence, "score": score,
-                     "label": int(float(score) > 0), "split": split_for(sentence_id)})
+                     "label": int(float(score) > 0), "split": split_of(sentence_id)})
     return rows
 
 

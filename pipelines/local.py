@@ -42,7 +42,7 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
 
     project = settings.project_dir()
     run_name = run_name or new_run_name(preset)
-    lineage = {**git_state(project), "config_hash": config.hash(), "preset": Path(preset).stem, "images": IMAGES}
+    lineage = {**git_state(settings.code_dir()), "config_hash": config.hash(), "preset": Path(preset).stem, "images": IMAGES}
     repo = data_repo or (str(project) if config.ingest.source == "dvc" else "")
     os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri()  # children inherit the same store
     parent = tracking.parent_run_id(run_name)

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from components.shared import artifacts
 from components.shared.config import StageConfig
+from components.shared.errors import UserError
 from components.shared.training import require_dir
 
 
@@ -39,6 +40,8 @@ def evaluate(cleaned_dir: Path, pretrained_dir: Path, classifier_dir: Path, out_
         torch.set_num_threads(config.threads)
     labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
     train, test = labeled[labeled.split == "train"], labeled[labeled.split == "test"]
+    if test.empty:
+        raise UserError("the labeled set has no test rows: nothing to evaluate on (check the split column)")
     model = AutoModelForSequenceClassification.from_pretrained(require_dir(classifier_dir, "classifier", "finetune"))
     preds, test_loss = predict(model, test, model.config.pad_token_id, config.batch_size)
     y = test["label"].to_numpy()

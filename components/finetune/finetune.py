@@ -43,6 +43,8 @@ def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Fin
     seed_everything(config.seed, config.threads)
     labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
     train, val = labeled[labeled.split == "train"], labeled[labeled.split == "validation"]
+    if train.empty or val.empty:
+        raise UserError(f"the labeled set has {len(train)} train and {len(val)} validation rows: both splits need rows")
     num_labels = len(config.label_names)
     if labeled.label.max() >= num_labels or labeled.label.min() < 0:
         raise UserError(f"labels run from {labeled.label.min()} to {labeled.label.max()} but finetune.label_names has {num_labels} names: name every class")

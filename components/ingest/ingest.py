@@ -99,16 +99,22 @@ class _Source:
     def read_table(self, path: str) -> pd.DataFrame:
         raw = self.read_bytes(path)
         suffix = Path(path).suffix.lower()
-        buf = io.BytesIO(raw)
-        if suffix in (".jsonl", ".json"):
-            df = pd.read_json(buf, lines=suffix == ".jsonl", dtype=False)
-        elif suffix in (".csv", ".tsv"):
-            df = pd.read_csv(buf, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-        elif suffix == ".parquet":
-            df = pd.read_parquet(buf)
-        else:
+        readers = {
+            ".jsonl": lambda b: pd.read_json(b, lines=True, dtype=False),
+            ".json": lambda b: pd.read_json(b, dtype=False),
+            ".csv": lambda b: pd.read_csv(b, dtype=str, keep_default_na=False),
+            ".tsv": lambda b: pd.read_csv(b, sep="\t", dtype=str, keep_default_na=False),
+            ".parquet": pd.read_parquet,
+        }
+        if suffix not in readers:
             raise UserError(f"unsupported data file type {suffix!r} for {path}: use .jsonl, .csv, .tsv or .parquet")
-        return df
+        if not raw.strip():
+            raise UserError(f"data file {path} is empty: point ingest at a file with rows")
+        try:
+            return readers[suffix](io.BytesIO(raw))
+        except (ValueError, pd.errors.ParserError, OSError) as exc:  # pyarrow errors subclass these
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"cannot parse {path} as {suffix[1:]}: {first}: fix the file or its extension") from None
 
     def md5(self, path: str) -> str:
         if self.fs is not None:

@@ -49,7 +49,7 @@ def pretrain(cleaned_dir: Path, out_dir: Path, config: PretrainConfig) -> dict:
     model.train()
     for step, idx in enumerate(_batches(len(blocks), config.batch_size, config.max_steps, config.seed), start=1):
         inputs, labels = collator.torch_mask_tokens(blocks[idx].clone())
-        loss = model(input_ids=inputs, labels=labels).loss
+        loss = masked_lm_loss(model, inputs, labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -69,6 +69,20 @@ def pretrain(cleaned_dir: Path, out_dir: Path, config: PretrainConfig) -> dict:
         "pretrain/params": sum(p.numel() for p in model.parameters()),
         "pretrain/n_blocks": len(blocks),
     }
+
+
+def masked_lm_loss(model, inputs, labels):
+    """BertForMaskedLM's loss, with the vocabulary projection run only at the masked positions.
+
+    The head is the costliest matmul of a small encoder (hidden x vocab at every position); only
+    ~15% of positions have a label, so gathering them first (as Cramming does) cuts its cost ~6x
+    and gives the same mean cross-entropy over masked tokens.
+    """
+    import torch.nn.functional as F
+
+    hidden = model.bert(input_ids=inputs).last_hidden_state
+    picked = labels != -100
+    return F.cross_entropy(model.cls(hidden[picked]), labels[picked])
 
 
 def _batches(n: int, batch_size: int, steps: int, seed: int):

@@ -12,13 +12,18 @@ from pathlib import Path
 MODEL_NAME_DEFAULT = "lmforge-sentiment"
 
 
+def code_dir() -> Path:
+    """The source tree this package runs from (its git commit is the code's lineage)."""
+    return Path(__file__).resolve().parents[2]
+
+
 def project_dir() -> Path:
-    """The LMForge checkout: $LMFORGE_PROJECT_DIR, else the source tree this package lives in."""
+    """Where runs keep their state (data, mlflow.db, local_outputs): $LMFORGE_PROJECT_DIR, else
+    the source tree when it is a checkout, else the current directory."""
     env = os.environ.get("LMFORGE_PROJECT_DIR")
     if env:
         return Path(env).resolve()
-    here = Path(__file__).resolve().parents[2]
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
+    return code_dir() if (code_dir() / "pyproject.toml").exists() else Path.cwd()
 
 
 def tracking_uri() -> str:

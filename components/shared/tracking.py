@@ -45,7 +45,7 @@ def stage_run(run_name: str, stage: str) -> Iterator[Any]:
     parent = parent_run_id(run_name)
     exp_id = mlflow.get_run(parent).info.experiment_id
     with mlflow.start_run(run_id=parent, experiment_id=exp_id):
-        with mlflow.start_run(run_name=stage, nested=True, tags={RUN_NAME_TAG: run_name, "lmforge.stage": stage}) as run:
+        with mlflow.start_run(run_name=stage, nested=True, experiment_id=exp_id, tags={RUN_NAME_TAG: run_name, "lmforge.stage": stage}) as run:
             yield run
 
 

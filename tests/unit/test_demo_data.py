@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from components.shared.errors import UserError
+from components.shared.splits import split_of
 from pipelines.demo_data import (
     CORPUS_FILE,
     LABELED_FILE,
@@ -25,7 +26,6 @@ from pipelines.demo_data import (
     labeled_rows,
     read_member,
     recorded_md5,
-    split_for,
     strip_markup,
 )
 
@@ -82,8 +82,8 @@ def test_split_for_is_a_stable_hash_of_the_id():
     for sentence_id in ("1", "2", "42", "10605"):
         bucket = int(hashlib.sha256(sentence_id.encode()).hexdigest()[:8], 16) % 100
         expected = "train" if bucket < 80 else "validation" if bucket < 90 else "test"
-        assert split_for(sentence_id) == expected
-    counts = Counter(split_for(str(i)) for i in range(20_000))
+        assert split_of(sentence_id) == expected
+    counts = Counter(split_of(str(i)) for i in range(20_000))
     assert abs(counts["train"] / 20_000 - 0.8) < 0.02
     assert abs(counts["validation"] / 20_000 - 0.1) < 0.02
 

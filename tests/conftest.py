@@ -1,0 +1,264 @@
+"""Shared fixtures: a tiny real corpus and labeled set, and the stage chain run once on them.
+
+The chain (ingest -> clean_tokenize -> validate -> pretrain -> finetune -> evaluate) is built by
+session-scoped fixtures, so every unit test reads the same real artifacts and the expensive
+steps run once per session (about ten seconds on 2 CPU cores, validate and its GX import included).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Set before any test module imports transformers, huggingface_hub, mlflow or dvc: several of
+# them read these once, at import time.
+ENV = {
+    "HF_HUB_OFFLINE": "1",  # a hub name fails fast instead of stalling on the network
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+    # CI machines have no git identity; the DVC fixtures commit.
+    "GIT_AUTHOR_NAME": "LMForge Tests",
+    "GIT_AUTHOR_EMAIL": "tests@lmforge.invalid",
+    "GIT_COMMITTER_NAME": "LMForge Tests",
+    "GIT_COMMITTER_EMAIL": "tests@lmforge.invalid",
+}
+os.environ.update(ENV)
+
+CORPUS_FILE = "corpus.jsonl"  # in text_files: id, title, text
+LABELED_FILE = "labeled.csv"  # in text_files: id, text, label, split
+
+# Sizes of the tiny chain (tests import nothing from here; they read the artifacts).
+CLEAN = {"vocab_size": 500, "block_size": 32, "max_seq_len": 32, "min_doc_chars": 300}
+MODEL = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position": 64}
+# One torch thread: a 32-wide model gains nothing from more, and on a busy 2-core machine two
+# threads waiting on each other made these steps 5-50x slower.
+PRETRAIN = {"model": MODEL, "max_steps": 30, "batch_size": 16, "learning_rate": 2e-3, "log_every": 10, "threads": 1}
+FINETUNE = {"epochs": 2, "batch_size": 16, "learning_rate": 5e-3, "log_every": 10, "threads": 1}
+EVALUATE = {"threads": 1}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _environment():
+    """The test environment, once per session (also applied at import, before the libraries load)."""
+    os.environ.update(ENV)
+    yield
+
+
+# --- the text -------------------------------------------------------------------------------
+
+SUBJECTS = [
+    "The director", "The young actor", "Our small audience", "The old critic", "The studio",
+    "The composer", "The screenwriter", "The festival jury", "The lead actress", "The camera crew",
+    "The film editor", "A retired teacher", "The local newspaper", "The producer",
+]
+VERBS = [
+    "praised", "described", "remembered", "criticised", "discussed", "admired", "rewrote",
+    "explained", "questioned", "defended", "compared",
+]
+OBJECTS = [
+    "the long winter scenes", "a story about two brothers", "the music of the final act",
+    "the slow and careful pacing", "the history of silent cinema", "a wonderful performance",
+    "a terrible ending", "the bright colours of the city", "the dull dialogue in the middle",
+    "an excellent script", "the boring second half", "a brilliant opening sequence",
+    "the moving letters between the sisters", "an awful sound mix", "the tedious flashbacks",
+]
+TAILS = [
+    "during the first week of the festival", "after the premiere in the spring",
+    "in a letter to the newspaper", "while the rain fell outside", "with great care and patience",
+    "before the audience went home", "in an interview on the radio", "for reasons nobody could explain",
+    "as the lights came up", "over a long dinner with friends", "in front of a crowded theatre",
+]
+TOPICS = [
+    "Silent Cinema", "The Harbour Festival", "Winter Light", "Two Brothers", "The Night Train",
+    "Film Criticism", "Sound Design", "The Old Theatre", "Documentary Film", "The Studio System",
+]
+# The sentiment words of the labeled set; the corpus uses them too, so the tokenizer trained on
+# the corpus keeps each as one token.
+POSITIVE = ["wonderful", "excellent", "brilliant", "great", "moving", "delightful", "superb", "charming", "lovely", "fine"]
+NEGATIVE = ["terrible", "boring", "dull", "awful", "tedious", "weak", "dreadful", "clumsy", "poor", "bland"]
+NOUNS = ["the plot", "the acting", "the music", "the script", "the ending", "the camera work", "the cast", "the dialogue"]
+OPENERS = ["Honestly,", "I thought", "In my view", "Frankly,", "To be fair,"]
+ENDINGS = [".", " from start to finish.", " and I told my friends.", " in every scene.", ", as expected."]
+FILMS = ["film", "movie", "story", "script", "cast"]
+
+
+def corpus_documents(n: int = 40) -> list[dict]:
+    """`n` documents of film-history prose (~800 characters in three paragraphs), deterministic."""
+    docs = []
+    for i in range(n):
+        rng = random.Random(i)
+        history = [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(TAILS)}." for _ in range(7)]
+        opinions = [f"{rng.choice(OPENERS)} {rng.choice(NOUNS)} was {rng.choice(POSITIVE + NEGATIVE)}{rng.choice(ENDINGS)}" for _ in range(3)]
+        text = "\n\n".join([" ".join(history[:4]), " ".join(history[4:]), " ".join(opinions)])
+        docs.append({"id": f"doc{i:03d}", "title": f"{TOPICS[i % len(TOPICS)]} {i // len(TOPICS) + 1}", "text": text})
+    return docs
+
+
+def labeled_sentences(n: int = 400) -> list[dict]:
+    """`n` short reviews, shuffled, about half positive (label 1): "A dull, weak and poor movie."
+
+    Three sentiment words of one polarity per sentence make the label learnable by a 1-layer,
+    32-wide encoder in two epochs; every text is distinct, so no sentence sits in two splits.
+    """
+    combos = [(words, label) for label, adjs in ((1, POSITIVE), (0, NEGATIVE)) for words in itertools.permutations(adjs, 3)]
+    random.Random(1).shuffle(combos)
+    rows = []
+    for i, ((a, b, c), label) in enumerate(combos[:n]):
+        row_id = f"s{i:04d}"
+        rows.append({"id": row_id, "text": f"A {a}, {b} and {c} {FILMS[i % len(FILMS)]}.", "label": label, "split": _split(row_id)})
+    return rows
+
+
+def _split(row_id: str) -> str:
+    from components.shared.splits import split_of
+
+    return split_of(row_id)
+
+
+def write_text_files(root: Path, docs: list[dict], rows: list[dict]) -> Path:
+    """corpus.jsonl and labeled.csv under `root`, as a user (or `lmforge data demo`) would have them."""
+    import pandas as pd
+
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / CORPUS_FILE).open("w", encoding="utf-8") as f:
+        for doc in docs:
+            f.write(json.dumps(doc) + "\n")
+    pd.DataFrame(rows, columns=["id", "text", "label", "split"]).to_csv(root / LABELED_FILE, index=False)
+    return root
+
+
+def path_config(root: Path, **overrides):
+    """An ingest config that reads the two files under `root` directly (no DVC)."""
+    from components.ingest.ingest import IngestConfig
+
+    params = {"source": "path", "corpus_path": str(root / CORPUS_FILE), "labeled_path": str(root / LABELED_FILE), **overrides}
+    return IngestConfig.from_params(params, "ingest")
+
+
+# --- the chain ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def text_files(tmp_path_factory) -> Path:
+    """A folder with corpus.jsonl (40 documents) and labeled.csv (400 sentences)."""
+    return write_text_files(tmp_path_factory.mktemp("text"), corpus_documents(), labeled_sentences())
+
+
+@pytest.fixture(scope="session")
+def raw_dir(text_files, tmp_path_factory) -> Path:
+    from components.ingest.ingest import ingest
+
+    out = tmp_path_factory.mktemp("chain") / "raw"
+    ingest(out, path_config(text_files))
+    return out
+
+
+@pytest.fixture(scope="session")
+def cleaned_dir(raw_dir) -> Path:
+    from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_tokenize
+
+    out = raw_dir.parent / "cleaned"
+    clean_tokenize(raw_dir, out, CleanTokenizeConfig.from_params(CLEAN, "clean_tokenize"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def validation_dir(cleaned_dir) -> Path:
+    from components.validate.validate import ValidateConfig, validate
+
+    out = cleaned_dir.parent / "validation"
+    validate(cleaned_dir, out, ValidateConfig.from_params({"min_doc_chars": CLEAN["min_doc_chars"]}, "validate"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def mlm_dir(cleaned_dir) -> Path:
+    from components.pretrain.pretrain import PretrainConfig, pretrain
+
+    out = cleaned_dir.parent / "mlm"
+    pretrain(cleaned_dir, out, PretrainConfig.from_params(PRETRAIN, "pretrain"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(cleaned_dir, mlm_dir) -> Path:
+    from components.finetune.finetune import FinetuneConfig, finetune
+
+    out = cleaned_dir.parent / "classifier"
+    finetune(cleaned_dir, mlm_dir, out, FinetuneConfig.from_params(FINETUNE, "finetune"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def eval_dir(cleaned_dir, mlm_dir, classifier_dir) -> Path:
+    from components.evaluate.evaluate import EvaluateConfig, evaluate
+
+    out = cleaned_dir.parent / "evaluation"
+    evaluate(cleaned_dir, mlm_dir, classifier_dir, out, EvaluateConfig.from_params(EVALUATE, "evaluate"))
+    return out
+
+
+# --- DVC and MLflow -------------------------------------------------------------------------
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def dvc(repo: Path, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def dvc_repo(text_files, tmp_path_factory) -> dict:
+    """A real git + DVC repo whose `data/` changed after the first commit.
+
+    Commit 1 tracks copies of the session's `text_files`; commit 2 drops documents and sentences
+    and edits a sentence. The working copy is at commit 2. Returns the repo, both full shas, and
+    the rows of each version.
+    """
+    repo = tmp_path_factory.mktemp("datarepo")
+    git(repo, "init", "-q")
+    dvc(repo, "init", "-q")
+    (repo / "data").mkdir()
+    for name in (CORPUS_FILE, LABELED_FILE):
+        shutil.copyfile(text_files / name, repo / "data" / name)
+    dvc(repo, "add", "-q", "data")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data v1")
+    first = git(repo, "rev-parse", "HEAD")
+
+    docs, rows = corpus_documents(), labeled_sentences()
+    docs2, rows2 = docs[:25], [dict(r) for r in rows[:300]]
+    rows2[0]["text"] = "This sentence only exists in the second version of the data."
+    write_text_files(repo / "data", docs2, rows2)
+    dvc(repo, "add", "-q", "data")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data v2")
+    second = git(repo, "rev-parse", "HEAD")
+    return {"repo": repo, "first": first, "second": second, "v1": (docs, rows), "v2": (docs2, rows2)}
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch) -> str:
+    """A fresh sqlite MLflow store for one test; artifacts land under the same tmp folder."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) is relative to the cwd
+    yield uri
+    import mlflow
+
+    while mlflow.active_run():  # a failing test must not leave a run open for the next one
+        mlflow.end_run("FAILED")

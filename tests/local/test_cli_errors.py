@@ -1,0 +1,80 @@
+"""Bad input through the real CLI: one clear line, a non-zero exit, nothing registered."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LMFORGE_PROJECT_DIR": str(project), "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlflow.db"}
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def error_lines(res: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in res.stderr.splitlines() if line.startswith("error:")]
+
+
+def registered_versions(project: Path) -> int:
+    if not (project / "mlflow.db").exists():
+        return 0
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{project}/mlflow.db")
+    return len(client.search_model_versions())
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": str(i), "text": "Some words about history. " * 20}) + "\n" for i in range(5)))
+    labeled = tmp_path / "labeled.csv"
+    labeled.write_text("id,text,label\n1,a fine film,1\n2,a dull film,0\n3,a great film,1\n")
+    return {"corpus": corpus, "labeled": labeled}
+
+
+def path_args(corpus: Path, labeled: Path) -> list[str]:
+    return ["run", "--config", "tiny", "--set", "ingest.source=path", "--set", f"ingest.corpus_path={corpus}", "--set", f"ingest.labeled_path={labeled}"]
+
+
+def test_unknown_config_key_fails_before_anything_runs(tmp_path):
+    res = run_cli(tmp_path, "run", "--config", "tiny", "--set", "pretrain.max_stepz=5")
+    assert res.returncode == 2
+    assert error_lines(res) == ["error: unknown config key 'pretrain.max_stepz': check the spelling against the preset (lmforge config show)"]
+    assert not (tmp_path / "local_outputs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_missing_data_path(tmp_path, files):
+    res = run_cli(tmp_path, *path_args(tmp_path / "nope.jsonl", files["labeled"]))
+    assert res.returncode != 0
+    [line] = error_lines(res)
+    assert "ingest: data file not found" in line and "nope.jsonl" in line and "ingest.corpus_path" in line
+    assert registered_versions(tmp_path) == 0
+
+
+@pytest.mark.slow
+def test_empty_corpus(tmp_path, files):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"id": "1", "text": "  "}) + "\n")
+    res = run_cli(tmp_path, *path_args(empty, files["labeled"]))
+    assert res.returncode != 0
+    [line] = error_lines(res)
+    assert "has no documents" in line and "empty.jsonl" in line
+    assert registered_versions(tmp_path) == 0
+
+
+@pytest.mark.slow
+def test_labeled_file_without_label_column(tmp_path, files):
+    unlabeled = tmp_path / "unlabeled.csv"
+    unlabeled.write_text("id,text\n1,a fine film\n2,a dull film\n")
+    res = run_cli(tmp_path, *path_args(files["corpus"], unlabeled))
+    assert res.returncode != 0
+    [line] = error_lines(res)
+    assert "has no 'label' column" in line and "ingest.label_column" in line
+    assert registered_versions(tmp_path) == 0

@@ -1,0 +1,203 @@
+"""clean_tokenize on real ingest output: cleaning rules, WordPiece tokenizer, packed blocks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_text, clean_tokenize
+from components.ingest.ingest import IngestConfig, ingest
+from components.shared import artifacts
+from components.shared.errors import UserError
+
+CONFIG = {"vocab_size": 500, "block_size": 32, "max_seq_len": 32, "min_doc_chars": 300}
+
+
+@pytest.mark.parametrize(
+    "raw, cleaned",
+    [
+        ("\ufb01ne \ufb02ow", "fine flow"),  # NFKC folds the ligatures
+        ("\uff21\uff22\uff23 \u2460", "ABC 1"),  # full-width letters, circled digit
+        ("a\x00b\x07c\u200bd\ufeffe", "a b c d e"),  # control and zero-width characters
+        ("  many   spaces\tand\u00a0tabs  ", "many spaces and tabs"),
+        ("para one.\r\n\r\n\r\n  \npara two.\rline", "para one.\n\npara two.\nline"),
+        ("\n\n  padded  \n\n", "padded"),
+    ],
+)
+def test_clean_text(raw, cleaned):
+    assert clean_text(raw) == cleaned
+
+
+def test_clean_text_without_normalization_keeps_compatibility_characters():
+    assert clean_text("\ufb01ne  x", normalization="none") == "\ufb01ne x"
+    assert clean_text("\ufb01ne", normalization="NFC") == "\ufb01ne"
+
+
+@pytest.fixture(scope="module")
+def messy(text_files, tmp_path_factory):
+    """A small ingest output with one row for each cleaning rule, cleaned with max_seq_len 8."""
+    base = tmp_path_factory.mktemp("messy")
+    docs = [json.loads(line) for line in (text_files / "corpus.jsonl").read_text().splitlines()[:12]]
+    docs += [
+        {"id": "dup", "title": "", "text": "  " + docs[0]["text"].replace(". ", ".   ") + "\n\n"},  # same after cleaning
+        {"id": "short", "title": "", "text": "Too short to teach anything."},
+        {"id": "control", "title": "", "text": "\x00\x07\u200b"},  # empty once control characters go
+    ]
+    (base / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    rows = pd.read_csv(text_files / "labeled.csv", dtype={"id": str}).head(40)
+    extra = [
+        ("x1", rows.text[0], 1, "train"),  # duplicate text
+        ("x2", "ok", 1, "train"),  # shorter than min_chars (3)
+        ("x3", "A review that rambles on. " * 10, 0, "train"),  # longer than max_chars (120)
+        ("x4", "\ufeff\u200b", 0, "test"),  # empty after cleaning
+    ]
+    rows = pd.concat([rows, pd.DataFrame(extra, columns=rows.columns)], ignore_index=True)
+    rows.to_csv(base / "labeled.csv", index=False)
+    ingest(base / "raw", IngestConfig(source="path", corpus_path=str(base / "corpus.jsonl"), labeled_path=str(base / "labeled.csv")))
+    config = CleanTokenizeConfig.from_params({**CONFIG, "max_chars": 120, "max_seq_len": 8}, "clean_tokenize")
+    metrics = clean_tokenize(base / "raw", base / "cleaned", config)
+    return {"dir": base / "cleaned", "metrics": metrics, "docs": docs, "rows": rows}
+
+
+def test_each_rule_counts_the_rows_it_removed(messy):
+    report = artifacts.read_json(messy["dir"] / artifacts.CLEAN_REPORT)
+    assert report["removed"] == {
+        "corpus": {"empty": 1, "duplicate": 1, "too_short": 1, "too_long": 0},
+        "labeled": {"empty": 1, "duplicate": 1, "too_short": 1, "too_long": 1},
+    }
+    assert messy["metrics"]["clean/corpus_removed_duplicate"] == 1
+    assert messy["metrics"]["clean/labeled_removed_too_long"] == 1
+    corpus = pd.read_parquet(messy["dir"] / artifacts.CORPUS)
+    labeled = pd.read_parquet(messy["dir"] / artifacts.LABELED)
+    assert corpus["doc_id"].tolist() == [d["id"] for d in messy["docs"][:12]]  # the first of a duplicate stays
+    assert not {"x1", "x2", "x3", "x4"} & set(labeled["id"])
+    assert report["rows"] == {"corpus": len(corpus), "labeled": len(labeled)} == {"corpus": 12, "labeled": 40}
+
+
+def test_labeled_ids_are_truncated_to_max_seq_len_and_keep_sep(messy):
+    labeled = pd.read_parquet(messy["dir"] / artifacts.LABELED)
+    report = artifacts.read_json(messy["dir"] / artifacts.CLEAN_REPORT)
+    cls, sep = _special_ids(messy["dir"])
+    assert all(len(ids) <= 8 and ids[0] == cls and ids[-1] == sep for ids in labeled["input_ids"])
+    truncated = (labeled["input_ids"].map(len) == 8).mean()
+    assert truncated > 0 and report["tokens"]["labeled_truncated_frac"] == pytest.approx(truncated)
+
+
+def _special_ids(cleaned):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(cleaned / artifacts.TOKENIZER_DIR)
+    return tok.cls_token_id, tok.sep_token_id
+
+
+def test_blocks_are_packed_int32_with_cls_and_no_padding(cleaned_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
+    report = artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT)
+    for name, key in ((artifacts.BLOCKS_TRAIN, "n_blocks_train"), (artifacts.BLOCKS_HELDOUT, "n_blocks_heldout")):
+        blocks = np.load(cleaned_dir / name)
+        assert blocks.dtype == np.int32 and blocks.ndim == 2
+        assert blocks.shape == (report["tokens"][key], CONFIG["block_size"]) and len(blocks) > 0
+        assert (blocks[:, 0] == tok.cls_token_id).all()
+        assert not (blocks == tok.pad_token_id).any()
+        assert (blocks[:, 1:] != tok.cls_token_id).all()  # [CLS] only at the start of a block
+        assert ((blocks >= 0) & (blocks < len(tok))).all()
+    # Documents are joined by [SEP]: the blocks hold about one per document.
+    train = np.load(cleaned_dir / artifacts.BLOCKS_TRAIN)
+    corpus = pd.read_parquet(cleaned_dir / artifacts.CORPUS)
+    assert 0 < (train == tok.sep_token_id).sum() <= len(corpus)
+
+
+def test_blocks_decode_to_the_corpus_text(cleaned_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
+    corpus = " ".join(pd.read_parquet(cleaned_dir / artifacts.CORPUS)["text"]).lower()
+    first = np.load(cleaned_dir / artifacts.BLOCKS_TRAIN)[0, 1:]
+    text = tok.decode(first[first != tok.sep_token_id].tolist())
+    words = text.split()[1:-1]  # the ends may be cut mid-word
+    assert len(words) > 10 and " ".join(words[:5]).replace(" .", ".").replace(" ,", ",") in corpus
+
+
+def test_saved_tokenizer_loads_and_round_trips(cleaned_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
+    report = artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT)
+    assert len(tok) == report["tokens"]["vocab_size"] <= CONFIG["vocab_size"]
+    assert report["tokenizer_hash"] == hashlib.sha256((cleaned_dir / artifacts.TOKENIZER_DIR / "tokenizer.json").read_bytes()).hexdigest()
+
+    sentence = "The director praised a wonderful performance after the premiere."
+    ids = tok(sentence)["input_ids"]
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+    assert tok.unk_token_id not in ids
+    decoded = tok.decode(ids, skip_special_tokens=True)
+    assert decoded.replace(" .", ".") == sentence.lower()  # uncased
+    assert tok(decoded)["input_ids"] == ids
+    # The labeled input_ids are exactly what the saved tokenizer gives.
+    labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
+    row = labeled.iloc[0]
+    assert tok(row["text"], truncation=True, max_length=CONFIG["max_seq_len"])["input_ids"] == row["input_ids"].tolist()
+
+
+def test_labeled_input_ids_are_framed_and_bounded(cleaned_dir):
+    cls, sep = _special_ids(cleaned_dir)
+    labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
+    assert len(labeled) > 0 and labeled["id"].is_unique
+    for ids in labeled["input_ids"]:
+        assert ids[0] == cls and ids[-1] == sep and 2 < len(ids) <= CONFIG["max_seq_len"]
+        assert (ids[1:-1] != sep).all() and (ids[1:-1] != cls).all()
+
+
+@pytest.fixture(scope="module")
+def again(raw_dir, tmp_path_factory):
+    """A second clean_tokenize run on the same ingest output and config."""
+    out = tmp_path_factory.mktemp("again") / "cleaned"
+    clean_tokenize(raw_dir, out, CleanTokenizeConfig.from_params(CONFIG, "clean_tokenize"))
+    return out
+
+
+def test_same_input_gives_the_same_cleaned_tables(cleaned_dir, again):
+    for name in (artifacts.CORPUS, artifacts.LABELED):
+        first, second = (pd.read_parquet(d / name).drop(columns="input_ids", errors="ignore") for d in (cleaned_dir, again))
+        pd.testing.assert_frame_equal(first, second)
+    first, second = (artifacts.read_json(d / artifacts.CLEAN_REPORT) for d in (cleaned_dir, again))
+    assert first["removed"] == second["removed"] and first["rows"] == second["rows"]
+    assert first["tokens"]["n_blocks_heldout"] > 0 and second["tokens"]["n_blocks_heldout"] > 0
+
+
+def test_same_input_gives_the_same_tokenizer_and_blocks(cleaned_dir, again):
+    first, second = (artifacts.read_json(d / artifacts.CLEAN_REPORT) for d in (cleaned_dir, again))
+    assert first["tokenizer_hash"] == second["tokenizer_hash"]
+    assert first == second
+    for name in (artifacts.BLOCKS_TRAIN, artifacts.BLOCKS_HELDOUT):
+        assert np.array_equal(np.load(cleaned_dir / name), np.load(again / name))
+    ids = [pd.read_parquet(d / artifacts.LABELED)["input_ids"].map(list).tolist() for d in (cleaned_dir, again)]
+    assert ids[0] == ids[1]
+
+
+def test_heldout_documents_are_not_in_the_training_blocks(cleaned_dir):
+    train = np.load(cleaned_dir / artifacts.BLOCKS_TRAIN)
+    heldout = np.load(cleaned_dir / artifacts.BLOCKS_HELDOUT)
+    train_rows = {row.tobytes() for row in train}
+    assert not any(row.tobytes() in train_rows for row in heldout)
+
+
+def test_missing_input_names_the_stage_to_run(tmp_path):
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(UserError, match=r"corpus\.parquet is missing: run the ingest stage first"):
+        clean_tokenize(tmp_path / "raw", tmp_path / "out" / "cleaned", CleanTokenizeConfig())
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_corpus_too_short_for_one_block_is_a_user_error(raw_dir, tmp_path):
+    config = CleanTokenizeConfig.from_params({**CONFIG, "block_size": 100_000}, "clean_tokenize")
+    with pytest.raises(UserError, match="block_size") as info:
+        clean_tokenize(raw_dir, tmp_path / "out" / "cleaned", config)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,147 @@
+"""pipelines/config.py: presets validate against the code, overrides are typed, errors name the key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.shared.errors import UserError
+from pipelines.config import PRESETS_DIR, STAGES, PipelineConfig, load_config, presets
+
+
+def test_the_shipped_presets_are_found():
+    assert {"demo", "tiny"} <= set(presets())
+    assert presets() == sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", presets())
+def test_every_preset_validates_and_each_section_rebuilds_its_stage_config(preset):
+    config = load_config(preset)
+    assert isinstance(config, PipelineConfig) and config.description
+    assert set(config.resolved()) == {"description", *STAGES}
+    for stage in STAGES:
+        typed = config.stage(stage)
+        section = config.section(stage)
+        assert type(typed).from_params(section, stage) == typed
+        # KFP hands a dict parameter back through JSON, with every int turned into a float.
+        floats = json.loads(json.dumps(section), parse_int=float)
+        assert type(typed).from_params(floats, stage) == typed
+
+
+def test_tiny_preset_sizes_fit_together():
+    config = load_config("tiny")
+    model = config.pretrain.model
+    assert model.hidden_size % model.num_heads == 0
+    assert model.max_position >= max(config.clean_tokenize.block_size, config.clean_tokenize.max_seq_len)
+
+
+def test_overrides_are_parsed_as_typed_values():
+    config = load_config(
+        "tiny",
+        [
+            "pretrain.max_steps=50",
+            "pretrain.learning_rate=1e-3",  # PyYAML reads this as a string; the config still gets a float
+            "finetune.learning_rate=2.5e-4",
+            "clean_tokenize.lowercase=false",
+            "finetune.label_names=[bad, good]",
+            "pretrain.model.hidden_size=64",
+            "register.alias=staging",
+            "validate.min_class_fraction=0.25",
+            "ingest.max_docs=null",
+        ],
+    )
+    assert config.pretrain.max_steps == 50 and type(config.pretrain.max_steps) is int
+    assert config.pretrain.learning_rate == 1e-3 and type(config.pretrain.learning_rate) is float
+    assert config.finetune.learning_rate == 2.5e-4
+    assert config.clean_tokenize.lowercase is False
+    assert config.finetune.label_names == ["bad", "good"]
+    assert config.stage("register").alias == "staging"
+    assert config.stage("validate").min_class_fraction == 0.25
+    assert config.ingest.max_docs is None and "max_docs" not in config.section("ingest")
+    # A nested override changes one key and keeps the preset's other sizes.
+    tiny = load_config("tiny").pretrain.model
+    assert config.pretrain.model.hidden_size == 64
+    assert config.pretrain.model.model_dump(exclude={"hidden_size"}) == tiny.model_dump(exclude={"hidden_size"})
+
+
+def test_later_overrides_win_and_the_preset_file_is_untouched():
+    before = (PRESETS_DIR / "tiny.yaml").read_text()
+    config = load_config("tiny", ["pretrain.max_steps=5", "pretrain.max_steps=7"])
+    assert config.pretrain.max_steps == 7
+    assert (PRESETS_DIR / "tiny.yaml").read_text() == before
+    assert load_config("tiny").pretrain.max_steps != 7
+
+
+def test_hash_follows_the_recipe_not_the_description():
+    base = load_config("tiny")
+    assert base.hash() == load_config("tiny").hash() and len(base.hash()) == 64
+    assert load_config("tiny", ["description=another words"]).hash() == base.hash()
+    assert load_config("tiny", ["pretrain.max_steps=21"]).hash() != base.hash()
+    assert load_config("tiny").hash() != load_config("demo").hash()
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("pretrain.max_stpes=5", "pretrain.max_stpes"),
+        ("pretrain.model.hiden_size=8", "pretrain.model.hiden_size"),
+        ("pretrian.max_steps=5", "pretrian"),
+        ("validate.min_class_fractoin=0.2", "validate.min_class_fractoin"),
+    ],
+)
+def test_unknown_key_names_the_dotted_key(override, key):
+    with pytest.raises(UserError) as info:
+        load_config("tiny", [override])
+    message = str(info.value)
+    assert f"'{key}'" in message and "unknown" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("pretrain.max_steps=many", "pretrain.max_steps"),
+        ("pretrain.max_steps=2.5", "pretrain.max_steps"),
+        ("pretrain.max_steps=0", "pretrain.max_steps"),
+        ("pretrain.model.num_heads=two", "pretrain.model.num_heads"),
+        ("clean_tokenize.lowercase=maybe", "clean_tokenize.lowercase"),
+        ("clean_tokenize.normalization=NFD", "clean_tokenize.normalization"),
+        ("finetune.label_names=positive", "finetune.label_names"),
+        ("validate.min_class_fraction=0.9", "validate.min_class_fraction"),
+        ("register.model_name=", "register.model_name"),
+        ("ingest.source=s3", "ingest.source"),
+    ],
+)
+def test_wrong_type_or_value_names_the_dotted_key(override, key):
+    with pytest.raises(UserError) as info:
+        load_config("tiny", [override])
+    message = str(info.value)
+    assert f"'{key}'" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("override, needle", [("pretrain.max_steps", "section.key=value"), ("=5", "section.key=value"), ("description.x=1", "'description' is a value")])
+def test_malformed_override_is_a_user_error(override, needle):
+    with pytest.raises(UserError, match=needle):
+        load_config("tiny", [override])
+
+
+def test_missing_preset_names_the_available_ones():
+    with pytest.raises(UserError) as info:
+        load_config("tinny")
+    message = str(info.value)
+    assert "'tinny'" in message and "\n" not in message
+    assert all(name in message for name in presets())
+
+
+def test_a_preset_path_loads_and_bad_yaml_is_a_user_error(tmp_path):
+    good = tmp_path / "mine.yaml"
+    good.write_text("description: mine\npretrain:\n  max_steps: 3\n")
+    assert load_config(str(good)).pretrain.max_steps == 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pretrain: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML") as info:
+        load_config(str(bad))
+    assert "\n" not in str(info.value)
+    with pytest.raises(UserError, match="unknown config key 'pretrain.max_step'"):
+        (tmp_path / "typo.yaml").write_text("pretrain:\n  max_step: 3\n")
+        load_config(str(tmp_path / "typo.yaml"))

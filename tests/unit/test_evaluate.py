@@ -1,0 +1,81 @@
+"""evaluate: scores of the session's tiny classifier and MLM, checked against the data itself."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.evaluate.evaluate import EvaluateConfig, evaluate
+from components.shared import artifacts
+from components.shared.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def report(eval_dir) -> dict:
+    return artifacts.read_json(eval_dir / artifacts.EVAL_REPORT)
+
+
+@pytest.fixture(scope="module")
+def labeled(cleaned_dir) -> pd.DataFrame:
+    return pd.read_parquet(cleaned_dir / artifacts.LABELED)
+
+
+def test_accuracy_is_the_trace_of_the_confusion_matrix(report, labeled):
+    cm = np.array(report["confusion_matrix"])
+    n_test = int((labeled.split == "test").sum())
+    assert report["n_test"] == n_test == cm.sum() > 0
+    assert cm.shape == (2, 2) and report["labels"] == [0, 1]
+    assert report["accuracy"] == pytest.approx(np.trace(cm) / n_test)
+    # Rows are the true labels: their sums are the test label counts.
+    counts = labeled[labeled.split == "test"]["label"].value_counts()
+    assert cm.sum(axis=1).tolist() == [int(counts.get(0, 0)), int(counts.get(1, 0))]
+
+
+def test_majority_baseline_is_the_train_majority_share_of_test(report, labeled):
+    train, test = labeled[labeled.split == "train"], labeled[labeled.split == "test"]
+    majority = train["label"].value_counts().idxmax()
+    assert report["baseline_majority_accuracy"] == pytest.approx((test["label"] == majority).mean())
+    assert report["gain_over_majority"] == pytest.approx(report["accuracy"] - report["baseline_majority_accuracy"])
+    assert 0 <= report["baseline_majority_macro_f1"] <= 0.5  # one class predicted: at most half the classes score
+
+
+def test_macro_f1_is_the_mean_of_per_class_f1(report):
+    cm = np.array(report["confusion_matrix"], dtype=float)
+    tp = np.diag(cm)
+    fp, fn = cm.sum(axis=0) - tp, cm.sum(axis=1) - tp
+    per_class = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(2 * tp + fp + fn) > 0)
+    assert 0.0 <= report["macro_f1"] <= 1.0
+    assert report["macro_f1"] == pytest.approx(per_class.mean())
+
+
+def test_perplexity_is_finite_and_better_than_uniform(report, cleaned_dir):
+    vocab = artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT)["tokens"]["vocab_size"]
+    assert math.isfinite(report["perplexity"]) and 1 < report["perplexity"] < vocab
+    assert math.isfinite(report["test_loss"]) and report["test_loss"] > 0
+
+
+def test_confusion_matrix_png_is_an_image(eval_dir):
+    import matplotlib.image
+
+    path = eval_dir / artifacts.CONFUSION_PNG
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_perplexity_is_repeatable_with_the_seed(cleaned_dir, mlm_dir, report):
+    from components.evaluate.evaluate import mlm_perplexity
+
+    again = mlm_perplexity(mlm_dir, cleaned_dir, EvaluateConfig(threads=1))
+    other = mlm_perplexity(mlm_dir, cleaned_dir, EvaluateConfig(threads=1, seed=99))
+    assert again == pytest.approx(report["perplexity"], rel=1e-6)
+    assert other != pytest.approx(again, rel=1e-9)
+
+
+def test_missing_classifier_names_the_stage_to_run(cleaned_dir, mlm_dir, tmp_path):
+    with pytest.raises(UserError, match="run the finetune stage first"):
+        evaluate(cleaned_dir, mlm_dir, tmp_path / "no-classifier", tmp_path / "out" / "eval", EvaluateConfig())
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,80 @@
+"""pretrain: a tiny real masked-LM run on the packed blocks of the session's corpus."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from components.pretrain.pretrain import PretrainConfig, pretrain
+from components.shared import artifacts
+from components.shared.errors import UserError
+
+TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position": 64}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def short_run(cleaned_dir, out, seed: int, **overrides) -> dict:
+    config = PretrainConfig.from_params({"model": TINY, "max_steps": 3, "batch_size": 8, "seed": seed, "log_every": 100, "threads": 1, **overrides}, "pretrain")
+    return pretrain(cleaned_dir, out, config)
+
+
+def weights(model_dir) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(model_dir / "model.safetensors")
+
+
+def test_loss_is_finite_and_falls(mlm_dir):
+    history = artifacts.read_json(mlm_dir / artifacts.HISTORY)
+    losses = [h["loss"] for h in history]
+    assert [h["step"] for h in history] == list(range(1, len(history) + 1)) and len(history) > 10
+    assert all(math.isfinite(x) and x > 0 for x in losses)
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < first - 0.3, f"loss did not fall: {first:.3f} -> {last:.3f}"
+    assert all(h["lr"] >= 0 for h in history) and history[-1]["lr"] < max(h["lr"] for h in history)  # decays
+    assert (mlm_dir / artifacts.LOSS_CURVE).read_bytes().startswith(PNG)
+
+
+def test_model_dir_loads_and_fills_a_mask(mlm_dir, cleaned_dir):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
+
+    model = AutoModelForMaskedLM.from_pretrained(mlm_dir)
+    tok = AutoTokenizer.from_pretrained(mlm_dir)
+    assert (model.config.hidden_size, model.config.num_hidden_layers, model.config.num_attention_heads) == (32, 1, 2)
+    assert model.config.vocab_size == len(tok) == len(AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR))
+
+    fill = pipeline("fill-mask", model=str(mlm_dir))
+    out = fill("The director praised a [MASK] performance.", top_k=5)
+    assert len(out) == 5
+    scores = [o["score"] for o in out]
+    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-6
+    assert all(isinstance(o["token_str"], str) and o["token"] < len(tok) for o in out)
+    assert all("[MASK]" not in o["sequence"] for o in out)
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not(cleaned_dir, tmp_path):
+    import torch
+
+    short_run(cleaned_dir, tmp_path / "a", seed=7)
+    short_run(cleaned_dir, tmp_path / "b", seed=7)
+    short_run(cleaned_dir, tmp_path / "c", seed=8)
+    a, b, c = (weights(tmp_path / n) for n in "abc")
+    assert a.keys() == b.keys() == c.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    history = [[h["loss"] for h in artifacts.read_json(tmp_path / n / artifacts.HISTORY)] for n in "abc"]
+    assert history[0] == history[1] != history[2]
+
+
+def test_heads_must_divide_hidden_size(cleaned_dir, tmp_path):
+    with pytest.raises(UserError, match="hidden_size 30 is not divisible by num_heads 4") as info:
+        short_run(cleaned_dir, tmp_path / "out" / "mlm", seed=1, model={**TINY, "hidden_size": 30, "num_heads": 4})
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_cleaned_dir_names_the_stage_to_run(tmp_path):
+    with pytest.raises(UserError, match="run the clean_tokenize stage first"):
+        short_run(tmp_path / "nothing", tmp_path / "mlm", seed=1)
+    assert not (tmp_path / "mlm").exists()

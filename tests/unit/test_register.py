@@ -1,0 +1,139 @@
+"""register against a real, fresh sqlite MLflow store: versions, aliases, lineage, a loadable model."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+
+from components.ingest.ingest import IngestConfig, ingest
+from components.register.register import RegisterConfig, register
+from components.shared import artifacts
+from components.shared.errors import UserError
+from components.shared.images import CPU_IMAGE, GPU_IMAGE, IMAGES
+from components.shared.lineage import git_state
+
+NAME = "lmforge-test-sentiment"
+RUN = "lmforge-unit-20260101-000000"
+LINEAGE_KEYS = (
+    "lmforge.git_commit", "lmforge.data_rev", "lmforge.data_md5", "lmforge.config_hash",
+    "lmforge.tokenizer_hash", "lmforge.pipeline_run_name", "lmforge.image.cpu", "lmforge.image.train",
+)
+
+
+@pytest.fixture(scope="module")
+def dvc_raw_dir(dvc_repo, tmp_path_factory):
+    """The ingest output of the DVC repo at its first commit: a manifest with a real rev and md5."""
+    out = tmp_path_factory.mktemp("register") / "raw"
+    config = IngestConfig(source="dvc", corpus_path="data/corpus.jsonl", labeled_path="data/labeled.csv", dvc_file="data.dvc")
+    ingest(out, config, data_repo=str(dvc_repo["repo"]), data_rev=dvc_repo["first"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def lineage(dvc_repo) -> dict:
+    """What the CLI passes: the code's git state, the preset's config hash, the image tags."""
+    from pipelines.config import load_config
+
+    state = git_state(dvc_repo["repo"])  # a real commit of a real repo stands in for the code's
+    return {**state, "config_hash": load_config("tiny").hash(), "preset": "tiny", "images": IMAGES}
+
+
+@pytest.fixture
+def run_register(classifier_dir, eval_dir, dvc_raw_dir, cleaned_dir, validation_dir, lineage, tracking_uri, tmp_path):
+    """register() with the session's artifacts into the test's fresh store; returns its output dir."""
+
+    def run(out_name: str = "registration", raw=None) -> tuple[dict, object]:
+        out = tmp_path / out_name
+        config = RegisterConfig(model_name=NAME)
+        metrics = register(classifier_dir, eval_dir, raw or dvc_raw_dir, cleaned_dir, validation_dir, out, config, RUN, lineage)
+        return metrics, out
+
+    return run
+
+
+def aliases(c, name: str) -> dict:
+    """alias -> version as a string (MLflow returns ints from some stores, strings from others)."""
+    return {alias: str(version) for alias, version in c.get_registered_model(name).aliases.items()}
+
+
+def client(uri: str):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_version_with_alias_and_lineage_then_a_second_moves_the_alias(run_register, tracking_uri, dvc_repo, cleaned_dir, lineage):
+    metrics, out = run_register()
+    c = client(tracking_uri)
+    assert metrics["register/version"] == 1
+    assert aliases(c, NAME) == {"challenger": "1"}
+
+    tags = c.get_model_version(NAME, "1").tags
+    first = dvc_repo["first"]
+    recorded = yaml.safe_load(subprocess.run(["git", "-C", str(dvc_repo["repo"]), "show", f"{first}:data.dvc"], check=True, capture_output=True, text=True).stdout)
+    tokenizer_sha = hashlib.sha256((cleaned_dir / artifacts.TOKENIZER_DIR / "tokenizer.json").read_bytes()).hexdigest()
+    expected = {
+        "lmforge.git_commit": lineage["git_commit"],
+        "lmforge.data_rev": first,
+        "lmforge.data_md5": recorded["outs"][0]["md5"],
+        "lmforge.config_hash": lineage["config_hash"],
+        "lmforge.tokenizer_hash": tokenizer_sha,
+        "lmforge.pipeline_run_name": RUN,
+        "lmforge.image.cpu": CPU_IMAGE,
+        "lmforge.image.train": GPU_IMAGE,
+    }
+    assert set(LINEAGE_KEYS) <= set(tags)
+    assert {k: tags[k] for k in LINEAGE_KEYS} == expected
+    assert all(expected.values()) and len(expected["lmforge.git_commit"]) == 40
+    assert tags["lmforge.validation"] == "passed"
+
+    registration = artifacts.read_json(out / artifacts.REGISTRATION)
+    assert registration["uri"] == f"models:/{NAME}/1" and registration["alias"] == "challenger"
+    assert registration["tags"]["lmforge.data_rev"] == first
+    # The version points at the pipeline's parent run, which carries the lineage too.
+    run = c.get_run(c.get_model_version(NAME, "1").run_id)
+    assert run.data.tags["lmforge.run_name"] == RUN and run.data.tags["lmforge.data_md5"] == expected["lmforge.data_md5"]
+
+    metrics, out2 = run_register("registration2")
+    assert metrics["register/version"] == 2
+    assert aliases(c, NAME) == {"challenger": "2"}
+    assert {str(v.version) for v in c.search_model_versions(f"name='{NAME}'")} == {"1", "2"}
+    assert artifacts.read_json(out2 / artifacts.REGISTRATION)["uri"] == f"models:/{NAME}/2"
+
+
+def test_registered_model_loads_with_pyfunc_and_predicts_label_names(run_register, tracking_uri, cleaned_dir, eval_dir):
+    import mlflow
+
+    run_register()
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@challenger")
+    labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
+    test = labeled[labeled.split == "test"]
+    out = model.predict(test["text"].tolist())
+    assert len(out) == len(test) and set(out["label"]) <= {"negative", "positive"}
+    assert ((out["score"] >= 0) & (out["score"] <= 1)).all()
+    # The served model (its own tokenizer, from MLflow) scores what evaluate measured.
+    served = (out["label"].map({"negative": 0, "positive": 1}).to_numpy() == test["label"].to_numpy()).mean()
+    report = artifacts.read_json(eval_dir / artifacts.EVAL_REPORT)
+    assert served == pytest.approx(report["accuracy"])
+    # The version's metric tags are the evaluation's numbers.
+    tags = client(tracking_uri).get_model_version(NAME, "1").tags
+    assert float(tags["metric.accuracy"]) == pytest.approx(report["accuracy"], abs=1e-6)
+
+
+def test_missing_manifest_raises_and_registers_nothing(run_register, tracking_uri, tmp_path):
+    empty = tmp_path / "raw-without-manifest"
+    empty.mkdir()
+    with pytest.raises(UserError, match=r"manifest\.json is missing: the ingest stage must run before register") as info:
+        run_register(raw=empty)
+    assert "\n" not in str(info.value)
+    c = client(tracking_uri)
+    assert c.search_registered_models() == []
+    assert c.search_model_versions(f"name='{NAME}'") == []
+    experiments = [e.experiment_id for e in c.search_experiments()]
+    assert c.search_runs(experiments) == []  # not even the pipeline's parent run was started
+    assert not (tmp_path / "registration").exists()
