@@ -18,7 +18,7 @@ from typing import Iterator
 _DROP = re.compile(
     r"\[KFP Executor|Streamed logs:|_warn_local_only_noops|warnings\.warn\(|have no effect in the current local runner"
     r"|non-Python base image|mlflow\.store\.db\.utils|Writing model shards|Loading weights|model card could not be retrieved"
-    r"|Unable to find license information|^\s*$"
+    r"|Unable to find license information|^\s*(\[\])?\s*$"
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

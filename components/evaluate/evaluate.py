@@ -63,6 +63,7 @@ def evaluate(cleaned_dir: Path, pretrained_dir: Path, classifier_dir: Path, out_
     with artifacts.staged_dir(out_dir) as tmp:
         artifacts.write_json(tmp / artifacts.EVAL_REPORT, report)
         plot_confusion(cm, labels, tmp / artifacts.CONFUSION_PNG, report["accuracy"])
+        (tmp / artifacts.EVAL_HTML).write_text(render_html(report, tmp / artifacts.CONFUSION_PNG))
     return {f"eval/{k}": v for k, v in report.items() if isinstance(v, (int, float))}
 
 
@@ -84,6 +85,24 @@ def mlm_perplexity(pretrained_dir: Path, cleaned_dir: Path, config: EvaluateConf
                 total += model(input_ids=inputs, labels=labels).loss.item() * n
                 count += n
     return float(math.exp(total / max(count, 1)))
+
+
+def render_html(report: dict, confusion_png: Path) -> str:
+    """A one-file page for the KFP UI: the scores beside their baseline, the confusion matrix inline."""
+    import base64
+
+    rows = [
+        ("test accuracy", report["accuracy"], report["baseline_majority_accuracy"]),
+        ("test macro-F1", report["macro_f1"], report["baseline_majority_macro_f1"]),
+    ]
+    table = "".join(f"<tr><td>{name}</td><td>{model:.4f}</td><td>{base:.4f}</td></tr>" for name, model, base in rows)
+    image = base64.b64encode(Path(confusion_png).read_bytes()).decode()
+    return (
+        "<html><body style='font-family:sans-serif'><h2>LMForge evaluation</h2>"
+        f"<table border='1' cellpadding='4'><tr><th>metric</th><th>model</th><th>majority baseline</th></tr>{table}</table>"
+        f"<p>held-out masked-LM perplexity: {report['perplexity']:.1f} &middot; test sentences: {report['n_test']}</p>"
+        f"<img alt='confusion matrix' src='data:image/png;base64,{image}'/></body></html>\n"
+    )
 
 
 def plot_confusion(cm: np.ndarray, labels: list, path: Path, accuracy: float) -> None:

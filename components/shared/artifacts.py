@@ -38,6 +38,7 @@ LOSS_CURVE = "loss_curve.png"
 # evaluate
 EVAL_REPORT = "eval.json"  # metrics, baselines, confusion matrix
 CONFUSION_PNG = "confusion_matrix.png"
+EVAL_HTML = "report.html"  # scores beside baselines and the confusion matrix, one file (KFP UI)
 
 # register
 REGISTRATION = "registration.json"  # model name, version, URI, MLflow run id

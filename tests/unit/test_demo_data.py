@@ -22,12 +22,11 @@ from pipelines.demo_data import (
     build_demo_data,
     check_sha256,
     dir_md5,
-    iter_articles,
     labeled_rows,
     read_member,
     recorded_md5,
-    strip_markup,
 )
+from pipelines.wikitext import iter_articles, strip_markup
 
 REPO = Path(__file__).resolve().parents[2]
 

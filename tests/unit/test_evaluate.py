@@ -66,6 +66,15 @@ def test_confusion_matrix_png_is_an_image(eval_dir):
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
 
+def test_html_report_shows_scores_beside_the_baseline_and_embeds_the_matrix(eval_dir, report):
+    import base64
+
+    html = (eval_dir / artifacts.EVAL_HTML).read_text()
+    assert f"{report['accuracy']:.4f}" in html and f"{report['baseline_majority_accuracy']:.4f}" in html
+    embedded = html.split("data:image/png;base64,")[1].split("'")[0]
+    assert base64.b64decode(embedded) == (eval_dir / artifacts.CONFUSION_PNG).read_bytes()
+
+
 def test_perplexity_is_repeatable_with_the_seed(cleaned_dir, mlm_dir, report):
     from components.evaluate.evaluate import mlm_perplexity
 
