@@ -28,7 +28,7 @@ def register(classifier_dir: Path, eval_dir: Path, raw_dir: Path, cleaned_dir: P
     """Log and register the model; write REGISTRATION; return the version as metrics."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    mlflow = tracking._mlflow()
+    mlflow = tracking.connect()
     classifier_dir = require_dir(classifier_dir, "classifier", "finetune")
     report = artifacts.read_json(Path(eval_dir) / artifacts.EVAL_REPORT)
     tags = lineage_tags(raw_dir, cleaned_dir, validation_dir, run_name, lineage)

@@ -31,6 +31,14 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_dir() / 'mlflow.db'}"
 
 
+def artifact_location() -> str | None:
+    """Where a new experiment keeps artifacts: beside a local sqlite store, `mlruns/` in the project
+    (not wherever the command happened to run); a tracking server decides for itself."""
+    if tracking_uri().startswith("sqlite:"):
+        return (project_dir() / "mlruns").as_uri()
+    return None
+
+
 def quiet_environment() -> None:
     """Switch off telemetry and hub look-ups that would stall an offline machine."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -16,7 +16,8 @@ EXPERIMENT = "lmforge"
 RUN_NAME_TAG = "lmforge.run_name"
 
 
-def _mlflow():
+def connect():
+    """The mlflow module, pointed at the tracking URI from settings (quietly)."""
     settings.quiet_environment()
     import mlflow
 
@@ -26,22 +27,20 @@ def _mlflow():
 
 def parent_run_id(run_name: str) -> str:
     """The MLflow run of this pipeline run, created by the first stage that asks."""
-    mlflow = _mlflow()
+    mlflow = connect()
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(EXPERIMENT)
-    exp_id = exp.experiment_id if exp else client.create_experiment(EXPERIMENT)
+    exp_id = exp.experiment_id if exp else client.create_experiment(EXPERIMENT, artifact_location=settings.artifact_location())
     found = client.search_runs([exp_id], f"tags.`{RUN_NAME_TAG}` = '{run_name}' and tags.`lmforge.stage` = 'pipeline'", max_results=1)
     if found:
         return found[0].info.run_id
-    run = client.create_run(exp_id, run_name=run_name, tags={RUN_NAME_TAG: run_name, "lmforge.stage": "pipeline"})
-    client.set_terminated(run.info.run_id, "RUNNING")
-    return run.info.run_id
+    return client.create_run(exp_id, run_name=run_name, tags={RUN_NAME_TAG: run_name, "lmforge.stage": "pipeline"}).info.run_id
 
 
 @contextlib.contextmanager
 def stage_run(run_name: str, stage: str) -> Iterator[Any]:
     """Nested MLflow run for one stage, under the pipeline's parent run."""
-    mlflow = _mlflow()
+    mlflow = connect()
     parent = parent_run_id(run_name)
     exp_id = mlflow.get_run(parent).info.experiment_id
     with mlflow.start_run(run_id=parent, experiment_id=exp_id):
@@ -51,7 +50,7 @@ def stage_run(run_name: str, stage: str) -> Iterator[Any]:
 
 def log_stage(run_name: str, stage: str, metrics: dict, params: dict | None = None, files: Iterable[Path] = (), history: list[dict] | None = None) -> None:
     """Log a stage's params, metrics, step history and files; its metrics also go to the parent run."""
-    mlflow = _mlflow()
+    mlflow = connect()
     from mlflow.entities import Metric, Param
 
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -75,7 +74,7 @@ def log_stage(run_name: str, stage: str, metrics: dict, params: dict | None = No
 
 
 def finish(run_name: str, status: str = "FINISHED") -> None:
-    _mlflow().MlflowClient().set_terminated(parent_run_id(run_name), status)
+    connect().MlflowClient().set_terminated(parent_run_id(run_name), status)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -88,7 +87,7 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 def log_config(run_id: str, resolved: dict, lineage: dict) -> None:
     """The whole resolved preset as an artifact of the pipeline run, its hash and code state as tags."""
-    mlflow = _mlflow()
+    mlflow = connect()
     client = mlflow.MlflowClient()
     client.log_dict(run_id, resolved, "config.yaml")
     tags = {"lmforge.config_hash": lineage.get("config_hash", ""), "lmforge.preset": lineage.get("preset", "")}
@@ -98,4 +97,4 @@ def log_config(run_id: str, resolved: dict, lineage: dict) -> None:
 
 
 def run_metrics(run_id: str) -> dict:
-    return dict(_mlflow().get_run(run_id).data.metrics)
+    return dict(connect().get_run(run_id).data.metrics)

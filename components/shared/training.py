@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import random
-import sys
 import time
 from pathlib import Path
 
 from components.shared import artifacts
+from components.shared.errors import UserError
 
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
@@ -81,18 +80,8 @@ def save_history(out_dir: Path, history: list[dict], title: str) -> None:
     plt.close(fig)
 
 
-def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 def require_dir(path: Path, what: str, stage: str) -> Path:
     path = Path(path)
     if not path.is_dir():
-        from components.shared.errors import UserError
-
         raise UserError(f"{what} not found at {path}: run the {stage} stage first")
     return path
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stdout, flush=True)

@@ -68,5 +68,10 @@ def test_tiny_pipeline_registers_a_challenger_with_full_lineage(demo_project):
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert {c.data.tags["lmforge.stage"] for c in children} == {"ingest", "clean_tokenize", "validate", "pretrain", "finetune", "evaluate", "register"}
     assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
-    evaluate = next(c for c in children if c.data.tags["lmforge.stage"] == "evaluate")
-    assert "evaluate/confusion_matrix.png" in {a.path for a in client.list_artifacts(evaluate.info.run_id, "evaluate")}
+    stage_runs = {c.data.tags["lmforge.stage"]: c.info.run_id for c in children}
+    assert "evaluate/confusion_matrix.png" in {a.path for a in client.list_artifacts(stage_runs["evaluate"], "evaluate")}
+    assert "pretrain/loss_curve.png" in {a.path for a in client.list_artifacts(stage_runs["pretrain"], "pretrain")}
+    assert "validate/data_docs/index.html" in {a.path for a in client.list_artifacts(stage_runs["validate"], "validate/data_docs")}
+    assert len(client.get_metric_history(stage_runs["pretrain"], "pretrain/loss")) == 20  # the loss curve, per step
+    # Artifacts of a local sqlite store live in the project, not wherever the command ran.
+    assert client.get_experiment(run.info.experiment_id).artifact_location.startswith((demo_project / "mlruns").as_uri())
