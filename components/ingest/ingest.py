@@ -83,10 +83,13 @@ class _Source:
                 raise UserError(f"data file not found: {path}: check the path or set ingest.corpus_path/labeled_path")
             return p.read_bytes()
         if not self.fs.exists(path):
-            raise UserError(
-                f"data file {path!r} is not tracked in {self.repo!r} at rev {self.rev[:12]}: "
-                "check the path, or build the demo data with `lmforge data demo`"
-            )
+            where = f"{self.repo!r} at rev {self.rev[:12]}"
+            if self.fs.exists(self.config.dvc_file):  # tracked, but the contents are nowhere local
+                raise UserError(
+                    f"data file {path!r} of {where} is in neither the DVC cache nor the remote "
+                    "(or not under the tracked folder): run `lmforge data demo` for the demo data, or `dvc pull`"
+                )
+            raise UserError(f"data file {path!r} is not tracked in {where}: check the path, or build the demo data with `lmforge data demo`")
         try:
             with self.fs.open(path, "rb") as f:
                 return f.read()

@@ -145,7 +145,15 @@ def _untracked_file(tmp, text_files, dvc_repo):
     return dict(config=config, data_repo=str(dvc_repo["repo"]), data_rev=dvc_repo["first"]), "data/other.jsonl"
 
 
-BAD = {f.__name__.lstrip("_"): f for f in (_missing_path, _no_label_column, _empty_corpus, _unknown_rev, _untracked_file)}
+def _data_not_pulled(tmp, text_files, dvc_repo):
+    import subprocess
+
+    clone = tmp / "clone"  # a fresh clone: data.dvc is there, the DVC cache is empty, no remote
+    subprocess.run(["git", "clone", "-q", str(dvc_repo["repo"]), str(clone)], check=True)
+    return dict(config=dvc_config(), data_repo=str(clone), data_rev=""), "neither the DVC cache nor the remote"
+
+
+BAD = {f.__name__.lstrip("_"): f for f in (_missing_path, _no_label_column, _empty_corpus, _unknown_rev, _untracked_file, _data_not_pulled)}
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
