@@ -23,6 +23,11 @@ _DROP = re.compile(
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def plain(text: str) -> str:
+    """Text without terminal colour codes (kfp.local colours task names in its messages)."""
+    return _ANSI.sub("", text)
+
+
 class FilteredConsole(io.TextIOBase):
     """A stdout stand-in: whole lines to the log file, the useful ones to the real console."""
 

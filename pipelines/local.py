@@ -7,7 +7,6 @@ file) reaches every task.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -17,9 +16,8 @@ from components.shared import settings, tracking
 from components.shared.errors import UserError
 from components.shared.images import IMAGES
 from components.shared.lineage import git_state
-from components.shared.reporting import ERROR_FILE_ENV
 from pipelines.config import STAGES, PipelineConfig
-from pipelines.console import filtered_console
+from pipelines.console import filtered_console, plain
 
 SUMMARY_METRICS = [
     ("accuracy", "eval/accuracy"),
@@ -44,25 +42,20 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
     run_name = run_name or new_run_name(preset)
     lineage = {**git_state(settings.code_dir()), "config_hash": config.hash(), "preset": Path(preset).stem, "images": IMAGES}
     repo = data_repo or (str(project) if config.ingest.source == "dvc" else "")
-    os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri()  # children inherit the same store
-    parent = tracking.parent_run_id(run_name)
-    tracking.log_config(parent, config.resolved(), lineage)
-    print(f"LMForge run {run_name}: tracking at {settings.tracking_uri()} (MLflow run {parent[:8]})", flush=True)
+    parent = tracking.open_pipeline_run(run_name, config.resolved(), lineage)
+    print(f"LMForge run {run_name}: tracking at {settings.display_uri(settings.tracking_uri())} (MLflow run {parent[:8]})", flush=True)
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(project / "local_outputs"), raise_on_error=True)
     log_path = project / "local_outputs" / "logs" / f"{run_name}.log"
     print(f"full log: {log_path}", flush=True)
     start = time.perf_counter()
-    with tempfile.NamedTemporaryFile("r", prefix="lmforge-error-", suffix=".txt") as err, filtered_console(log_path, verbose):
-        os.environ[ERROR_FILE_ENV] = err.name
+    with tempfile.NamedTemporaryFile("r", prefix="lmforge-error-", suffix=".txt") as err, settings.task_environment(err.name), filtered_console(log_path, verbose):
         try:
             task = lmforge_pipeline(**arguments(config, run_name, repo, data_rev, lineage))
         except Exception as exc:
             tracking.finish(run_name, "FAILED")
             reason = Path(err.name).read_text().strip()
-            raise UserError(reason or f"the pipeline failed ({exc}): see the task log in {log_path}") from None
-        finally:
-            os.environ.pop(ERROR_FILE_ENV, None)
+            raise UserError(reason or f"the pipeline failed ({plain(str(exc))}): see the task log in {log_path}") from None
     tracking.finish(run_name)
     metrics = tracking.run_metrics(parent)
     return {"run_name": run_name, "model_uri": task.output, "alias": config.stage('register').alias, "metrics": metrics, "seconds": time.perf_counter() - start}
@@ -75,5 +68,5 @@ def summary(result: dict) -> str:
     lines += [f"  {stage:<15}{m[f'{stage}/seconds']:>7.1f}" for stage in STAGES if f"{stage}/seconds" in m]
     lines += ["", "metric                          value"]
     lines += [f"  {name:<30}{m[key]:>7.4f}" for name, key in SUMMARY_METRICS if key in m]
-    lines += ["", f"registered model: {result['model_uri']} (alias @{result['alias']})", f"tracking: {settings.tracking_uri()}"]
+    lines += ["", f"registered model: {result['model_uri']} (alias @{result['alias']})", f"tracking: {settings.display_uri(settings.tracking_uri())}"]
     return "\n".join(lines)

@@ -253,10 +253,10 @@ def dvc_repo(text_files, tmp_path_factory) -> dict:
 
 @pytest.fixture
 def tracking_uri(tmp_path, monkeypatch) -> str:
-    """A fresh sqlite MLflow store for one test; artifacts land under the same tmp folder."""
+    """A fresh sqlite MLflow store for one test; artifacts land beside it (settings.artifact_location)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) is relative to the cwd
+    monkeypatch.setenv("LMFORGE_PROJECT_DIR", str(tmp_path))
     yield uri
     import mlflow
 

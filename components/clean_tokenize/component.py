@@ -12,8 +12,9 @@ def clean_tokenize_op(config: dict, run_name: str, raw: Input[Dataset], cleaned:
     from pathlib import Path
 
     from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_tokenize
-    from components.shared.reporting import report, user_errors
+    from components.shared import artifacts
+    from components.shared.reporting import stage_task
 
-    with user_errors("clean_tokenize"):
-        result = clean_tokenize(Path(raw.path), Path(cleaned.path), CleanTokenizeConfig.from_params(config, "clean_tokenize"))
-    report("clean_tokenize", run_name, result, metrics, config, files=[Path(cleaned.path) / "clean_report.json", Path(cleaned.path) / "tokenizer"])
+    out = Path(cleaned.path)
+    with stage_task("clean_tokenize", run_name, metrics, config, files=[out / artifacts.CLEAN_REPORT, out / artifacts.TOKENIZER_DIR]) as task:
+        task.metrics = clean_tokenize(Path(raw.path), out, CleanTokenizeConfig.from_params(config, "clean_tokenize"))

@@ -12,17 +12,15 @@ def evaluate_op(
     evaluation: Output[Dataset], metrics: Output[Metrics], confusion: Output[ClassificationMetrics], report_html: Output[HTML],
 ):
     """Test accuracy, macro-F1, confusion matrix, held-out perplexity and the majority baseline."""
-    import shutil
     from pathlib import Path
 
     from components.evaluate.evaluate import EvaluateConfig, evaluate
-    from components.shared.artifacts import read_json
-    from components.shared.reporting import report, user_errors
+    from components.shared import artifacts
+    from components.shared.reporting import log_confusion_matrix, stage_task
 
-    with user_errors("evaluate"):
-        result = evaluate(Path(cleaned.path), Path(mlm.path), Path(classifier.path), Path(evaluation.path), EvaluateConfig.from_params(config, "evaluate"))
     out = Path(evaluation.path)
-    scores = read_json(out / "eval.json")
-    confusion.log_confusion_matrix([str(x) for x in scores["labels"]], scores["confusion_matrix"])
-    shutil.copy(out / "report.html", report_html.path)
-    report("evaluate", run_name, result, metrics, config, files=[out / "eval.json", out / "confusion_matrix.png", out / "report.html"])
+    files = [out / artifacts.EVAL_REPORT, out / artifacts.CONFUSION_PNG, out / artifacts.EVAL_HTML]
+    with stage_task("evaluate", run_name, metrics, config, files=files) as task:
+        cfg = EvaluateConfig.from_params(config, "evaluate")
+        task.metrics = evaluate(Path(cleaned.path), Path(mlm.path), Path(classifier.path), out, cfg, html_page=Path(report_html.path))
+    log_confusion_matrix(confusion, out / artifacts.EVAL_REPORT)

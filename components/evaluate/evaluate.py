@@ -27,8 +27,9 @@ class EvaluateConfig(StageConfig):
     threads: int | None = Field(None, ge=1, description="torch threads; None = all cores")
 
 
-def evaluate(cleaned_dir: Path, pretrained_dir: Path, classifier_dir: Path, out_dir: Path, config: EvaluateConfig) -> dict:
-    """Score the classifier and the MLM; write EVAL_REPORT and CONFUSION_PNG; return the metrics."""
+def evaluate(cleaned_dir: Path, pretrained_dir: Path, classifier_dir: Path, out_dir: Path, config: EvaluateConfig, html_page: Path | None = None) -> dict:
+    """Score the classifier and the MLM; write EVAL_REPORT, CONFUSION_PNG and EVAL_HTML (also to
+    `html_page`, e.g. a KFP HTML artifact, when given); return the metrics."""
     import torch
     from sklearn.metrics import confusion_matrix, f1_score
     from transformers import AutoModelForSequenceClassification
@@ -63,7 +64,10 @@ def evaluate(cleaned_dir: Path, pretrained_dir: Path, classifier_dir: Path, out_
     with artifacts.staged_dir(out_dir) as tmp:
         artifacts.write_json(tmp / artifacts.EVAL_REPORT, report)
         plot_confusion(cm, labels, tmp / artifacts.CONFUSION_PNG, report["accuracy"])
-        (tmp / artifacts.EVAL_HTML).write_text(render_html(report, tmp / artifacts.CONFUSION_PNG))
+        page = render_html(report, tmp / artifacts.CONFUSION_PNG)
+        (tmp / artifacts.EVAL_HTML).write_text(page)
+    if html_page:
+        Path(html_page).write_text(page)
     return {f"eval/{k}": v for k, v in report.items() if isinstance(v, (int, float))}
 
 
@@ -84,7 +88,9 @@ def mlm_perplexity(pretrained_dir: Path, cleaned_dir: Path, config: EvaluateConf
             if n:
                 total += model(input_ids=inputs, labels=labels).loss.item() * n
                 count += n
-    return float(math.exp(total / max(count, 1)))
+    if count == 0:
+        raise UserError("no held-out token was masked, so perplexity is undefined: raise evaluate.mlm_probability or max_heldout_blocks")
+    return float(math.exp(total / count))
 
 
 def render_html(report: dict, confusion_png: Path) -> str:

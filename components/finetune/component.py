@@ -12,9 +12,9 @@ def finetune_op(config: dict, run_name: str, cleaned: Input[Dataset], mlm: Input
     from pathlib import Path
 
     from components.finetune.finetune import FinetuneConfig, finetune
-    from components.shared.reporting import report, user_errors
+    from components.shared import artifacts
+    from components.shared.reporting import stage_task
 
-    with user_errors("finetune"):
-        result = finetune(Path(cleaned.path), Path(mlm.path), Path(classifier.path), FinetuneConfig.from_params(config, "finetune"))
     out = Path(classifier.path)
-    report("finetune", run_name, result, metrics, config, files=[out / "loss_curve.png", out / "history.json"], history=out / "history.json")
+    with stage_task("finetune", run_name, metrics, config, files=[out / artifacts.LOSS_CURVE, out / artifacts.HISTORY], history=out / artifacts.HISTORY) as task:
+        task.metrics = finetune(Path(cleaned.path), Path(mlm.path), out, FinetuneConfig.from_params(config, "finetune"))

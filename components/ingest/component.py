@@ -12,8 +12,9 @@ def ingest_op(config: dict, data_repo: str, data_rev: str, run_name: str, raw: O
     from pathlib import Path
 
     from components.ingest.ingest import IngestConfig, ingest
-    from components.shared.reporting import report, user_errors
+    from components.shared import artifacts
+    from components.shared.reporting import stage_task
 
-    with user_errors("ingest"):
-        result = ingest(Path(raw.path), IngestConfig.from_params(config, "ingest"), data_repo, data_rev)
-    report("ingest", run_name, result, metrics, config, files=[Path(raw.path) / "manifest.json"])
+    out = Path(raw.path)
+    with stage_task("ingest", run_name, metrics, config, files=[out / artifacts.MANIFEST]) as task:
+        task.metrics = ingest(out, IngestConfig.from_params(config, "ingest"), data_repo, data_rev)

@@ -12,9 +12,9 @@ def pretrain_op(config: dict, run_name: str, cleaned: Input[Dataset], mlm: Outpu
     from pathlib import Path
 
     from components.pretrain.pretrain import PretrainConfig, pretrain
-    from components.shared.reporting import report, user_errors
+    from components.shared import artifacts
+    from components.shared.reporting import stage_task
 
-    with user_errors("pretrain"):
-        result = pretrain(Path(cleaned.path), Path(mlm.path), PretrainConfig.from_params(config, "pretrain"))
     out = Path(mlm.path)
-    report("pretrain", run_name, result, metrics, config, files=[out / "loss_curve.png", out / "history.json"], history=out / "history.json")
+    with stage_task("pretrain", run_name, metrics, config, files=[out / artifacts.LOSS_CURVE, out / artifacts.HISTORY], history=out / artifacts.HISTORY) as task:
+        task.metrics = pretrain(Path(cleaned.path), out, PretrainConfig.from_params(config, "pretrain"))

@@ -15,11 +15,9 @@ def register_op(
     from pathlib import Path
 
     from components.register.register import RegisterConfig, register
-    from components.shared.artifacts import read_json
-    from components.shared.reporting import report, user_errors
+    from components.shared.reporting import registered_uri, stage_task
 
-    with user_errors("register"):
-        paths = [Path(a.path) for a in (classifier, evaluation, raw, cleaned, validation, registration)]
-        result = register(*paths, RegisterConfig.from_params(config, "register"), run_name, lineage)
-    report("register", run_name, result, metrics, config)
-    return read_json(Path(registration.path) / "registration.json")["uri"]
+    paths = [Path(a.path) for a in (classifier, evaluation, raw, cleaned, validation, registration)]
+    with stage_task("register", run_name, metrics, config) as task:
+        task.metrics = register(*paths, RegisterConfig.from_params(config, "register"), run_name, lineage)
+    return registered_uri(Path(registration.path))

@@ -1,23 +1,38 @@
-"""What every component shim does after its stage function: KFP metrics, MLflow, clear errors."""
+"""What every component shim wraps its stage call in: KFP metrics, MLflow, and clear errors."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterable, Iterator
 
-from components.shared import artifacts
+from components.shared import artifacts, settings
 from components.shared.errors import UserError
 
-# Set by the local CLI: a failing stage writes its one-line reason here for the CLI to print.
-ERROR_FILE_ENV = "LMFORGE_ERROR_FILE"
+
+@contextlib.contextmanager
+def stage_task(stage: str, run_name: str, kfp_metrics, config: dict, files: Iterable[Path] = (), history: Path | None = None) -> Iterator[SimpleNamespace]:
+    """Run one stage: set `task.metrics` inside the block.
+
+    Afterwards, pass or fail, the metrics, the task's wall time and whichever of `files` exist go
+    to the KFP Metrics artifact and the stage's nested MLflow run (so failed validation still
+    shows its Data Docs). A UserError then becomes one line on stderr, in the CLI's error file,
+    and a failed task; any other exception keeps its traceback.
+    """
+    task = SimpleNamespace(metrics={})
+    try:
+        yield task
+    except UserError as exc:
+        with contextlib.suppress(Exception):  # the stage's own error is the one to report
+            _log(stage, run_name, {**task.metrics, f"{stage}/failed": 1.0}, kfp_metrics, config, files, history)
+        fail(stage, exc)
+    _log(stage, run_name, task.metrics, kfp_metrics, config, files, history)
 
 
-def report(stage: str, run_name: str, metrics: dict, kfp_metrics, config: dict, files: Iterable[Path] = (), history: Path | None = None) -> None:
-    """Log numeric metrics to the KFP Metrics artifact and the stage's nested MLflow run."""
+def _log(stage: str, run_name: str, metrics: dict, kfp_metrics, config: dict, files: Iterable[Path], history: Path | None) -> None:
     from components.shared import tracking
 
     metrics = {**metrics, f"{stage}/seconds": task_seconds()}
@@ -28,6 +43,15 @@ def report(stage: str, run_name: str, metrics: dict, kfp_metrics, config: dict, 
     tracking.log_stage(run_name, stage, metrics, params=config, files=files, history=steps)
 
 
+def fail(stage: str, exc: UserError) -> None:
+    line = f"{stage}: {exc}"
+    print(f"ERROR {line}", file=sys.stderr, flush=True)
+    error_file = settings.error_file()
+    if error_file:
+        Path(error_file).write_text(line + "\n")
+    raise SystemExit(2) from None
+
+
 def task_seconds() -> float:
     """Wall time of this task so far: the process start (imports included) until now."""
     import psutil
@@ -35,14 +59,11 @@ def task_seconds() -> float:
     return time.time() - psutil.Process().create_time()
 
 
-@contextlib.contextmanager
-def user_errors(stage: str) -> Iterator[None]:
-    """Turn a UserError into one line on stderr (and the CLI's error file) and a failed task."""
-    try:
-        yield
-    except UserError as exc:
-        line = f"{stage}: {exc}"
-        print(f"ERROR {line}", file=sys.stderr, flush=True)
-        if os.environ.get(ERROR_FILE_ENV):
-            Path(os.environ[ERROR_FILE_ENV]).write_text(line + "\n")
-        raise SystemExit(2) from None
+def log_confusion_matrix(kfp_confusion, eval_report: Path) -> None:
+    """The evaluate report's confusion matrix as a KFP ClassificationMetrics artifact."""
+    scores = artifacts.read_json(eval_report)
+    kfp_confusion.log_confusion_matrix([str(x) for x in scores["labels"]], scores["confusion_matrix"])
+
+
+def registered_uri(registration_dir: Path) -> str:
+    return artifacts.read_json(Path(registration_dir) / artifacts.REGISTRATION)["uri"]

@@ -6,10 +6,13 @@ into logs or compiled pipelines.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
-MODEL_NAME_DEFAULT = "lmforge-sentiment"
+# Set by the local CLI for its child tasks: a failing stage writes its one-line reason there.
+ERROR_FILE_ENV = "LMFORGE_ERROR_FILE"
 
 
 def code_dir() -> Path:
@@ -32,11 +35,46 @@ def tracking_uri() -> str:
 
 
 def artifact_location() -> str | None:
-    """Where a new experiment keeps artifacts: beside a local sqlite store, `mlruns/` in the project
-    (not wherever the command happened to run); a tracking server decides for itself."""
-    if tracking_uri().startswith("sqlite:"):
-        return (project_dir() / "mlruns").as_uri()
+    """Where a new experiment keeps artifacts: `mlruns/` beside a local sqlite store's file (not
+    wherever the command happened to run); a tracking server decides for itself."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
     return None
+
+
+def display_uri(uri: str) -> str:
+    """A URI safe to print: user and password (https://user:pass@host) replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if not (parts.username or parts.password):
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def image_registry() -> str:
+    """Registry of the project's images (LMFORGE_IMAGE_REGISTRY), e.g. ghcr.io/lmforge."""
+    return os.environ.get("LMFORGE_IMAGE_REGISTRY", "ghcr.io/lmforge")
+
+
+@contextlib.contextmanager
+def task_environment(error_file: str) -> Iterator[None]:
+    """What local child tasks inherit: this process's tracking URI and the CLI's error file."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", ERROR_FILE_ENV)}
+    os.environ.update({"MLFLOW_TRACKING_URI": tracking_uri(), ERROR_FILE_ENV: error_file})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def error_file() -> str:
+    return os.environ.get(ERROR_FILE_ENV, "")
 
 
 def quiet_environment() -> None:
@@ -48,3 +86,8 @@ def quiet_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # A tracking server that is down should fail within seconds, not after MLflow's default
+    # seven retries with exponential back-off (minutes).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from components.shared import settings
+from components.shared.errors import UserError
 
 EXPERIMENT = "lmforge"
 RUN_NAME_TAG = "lmforge.run_name"
@@ -83,6 +84,21 @@ def flatten(d: dict, prefix: str = "") -> dict:
         key = f"{prefix}.{k}" if prefix else str(k)
         out.update(flatten(v, key) if isinstance(v, dict) else {key: v})
     return out
+
+
+def open_pipeline_run(run_name: str, resolved: dict, lineage: dict) -> str:
+    """Create (or find) the pipeline's MLflow run and log its config; an unreachable or refusing
+    tracking server is one clear error here, before any stage starts."""
+    try:
+        run_id = parent_run_id(run_name)
+        log_config(run_id, resolved, lineage)
+    except Exception as exc:  # MlflowException, requests' ConnectionError, sqlite errors, ...
+        raw, uri = settings.tracking_uri(), settings.display_uri(settings.tracking_uri())
+        text = str(exc).replace(raw, uri)
+        unreachable = any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish"))
+        reason = "unreachable" if unreachable else (text.splitlines()[0][:160] if text else type(exc).__name__)
+        raise UserError(f"MLflow tracking at {uri} failed ({reason}): start the server, or unset MLFLOW_TRACKING_URI for the local sqlite store") from None
+    return run_id
 
 
 def log_config(run_id: str, resolved: dict, lineage: dict) -> None:

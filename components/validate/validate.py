@@ -15,6 +15,7 @@ a suite fails and `fail_on_error` is set, raises `DataValidationError` after bot
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from pydantic import Field
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
+from components.shared.splits import SPLITS
 
-SPLITS = ("train", "validation", "test")
 SUITES = ("corpus", "labeled", "labeled_splits", "tokens")
 TOKEN_STATS = ("vocab_size", "unk_rate", "n_blocks_train", "n_blocks_heldout")
 MIN_VOCAB = 100  # below this the tokenizer was trained on next to nothing
@@ -61,9 +62,10 @@ class DataValidationError(UserError):
     """One or more suites failed; the message lists the failures and points at the Data Docs."""
 
 
-def validate(cleaned_dir: Path, out_dir: Path, config: ValidateConfig) -> dict[str, float]:
+def validate(cleaned_dir: Path, out_dir: Path, config: ValidateConfig, docs_page: Path | None = None) -> dict[str, float]:
     """Run the suites; write out_dir/data_docs/ (HTML, index.html) and out_dir/validation.json.
 
+    `docs_page`, when given (a KFP HTML artifact), receives a copy of the Data Docs index page.
     Returns flat metrics ("validate/success", "validate/<suite>_failed", ...). When a suite fails
     and `config.fail_on_error` is set, raises DataValidationError after both outputs are written.
     """
@@ -76,6 +78,8 @@ def validate(cleaned_dir: Path, out_dir: Path, config: ValidateConfig) -> dict[s
         results = run_suites(frames, build_suites(config), site)
     report = {name: summarise(result) for name, result in results.items()}
     artifacts.write_json(out_dir / artifacts.VALIDATION, report)
+    if docs_page:
+        shutil.copyfile(docs / "index.html", docs_page)
 
     metrics = {"validate/success": float(all(r["success"] for r in report.values()))}
     for name, r in report.items():

@@ -15,11 +15,16 @@ from pipelines.config import STAGES, load_config, presets
 GPU_STAGES = {"pretrain", "finetune", "evaluate"}
 
 
+SECRET_URI = "https://someone:hunter2@mlflow.example.invalid"
+
+
 @pytest.fixture(scope="module", params=presets())
 def compiled(request, tmp_path_factory):
     path = tmp_path_factory.mktemp("ir") / f"{request.param}.yaml"
     config = load_config(request.param)
-    compile_pipeline(config, request.param, path)
+    with pytest.MonkeyPatch.context() as mp:  # environment that must never reach the YAML
+        mp.setenv("MLFLOW_TRACKING_URI", SECRET_URI)
+        compile_pipeline(config, request.param, path)
     return request.param, config, yaml.safe_load(path.read_text()), path.read_text()
 
 
@@ -53,7 +58,7 @@ def test_each_stage_gets_its_own_section_as_a_parameter_default(compiled):
     lineage = params["lineage"]["defaultValue"]
     assert lineage["config_hash"] == config.hash() and lineage["images"] == images.IMAGES
     # Environment never leaks into what is sent to a cluster.
-    assert "sqlite:" not in text and "MLFLOW_TRACKING_URI" not in text
+    assert "hunter2" not in text and "mlflow.example.invalid" not in text and "MLFLOW_TRACKING_URI" not in text
 
 
 def test_cli_compile_writes_the_yaml(tmp_path):

@@ -32,7 +32,7 @@ def registered_versions(project: Path) -> int:
 @pytest.fixture
 def files(tmp_path: Path) -> dict:
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"id": str(i), "text": "Some words about history. " * 20}) + "\n" for i in range(5)))
+    corpus.write_text("".join(json.dumps({"id": str(i), "text": f"Document {i} tells the history of town {i}. " * 20}) + "\n" for i in range(5)))
     labeled = tmp_path / "labeled.csv"
     labeled.write_text("id,text,label\n1,a fine film,1\n2,a dull film,0\n3,a great film,1\n")
     return {"corpus": corpus, "labeled": labeled}
@@ -78,3 +78,27 @@ def test_labeled_file_without_label_column(tmp_path, files):
     [line] = error_lines(res)
     assert "has no 'label' column" in line and "ingest.label_column" in line
     assert registered_versions(tmp_path) == 0
+
+
+@pytest.mark.slow
+def test_failed_validation_stops_the_run_and_keeps_the_data_docs(tmp_path, files):
+    # Three labeled rows cannot fill three splits: the labeled suite fails, training never starts.
+    res = run_cli(tmp_path, *path_args(files["corpus"], files["labeled"]))
+    assert res.returncode != 0
+    [line] = error_lines(res)
+    assert line.startswith("error: validate: data validation failed: labeled:") and "Data Docs" in line
+    assert registered_versions(tmp_path) == 0
+    assert list((tmp_path / "local_outputs").rglob("data_docs/index.html")), "the Data Docs are kept on failure"
+    assert not list((tmp_path / "local_outputs").rglob("pretrain-op/mlm/config.json"))
+
+
+def test_unreachable_tracking_server_is_one_line_with_no_secret(tmp_path):
+    env_uri = "http://someone:hunter2@127.0.0.1:9"  # nothing listens on the discard port
+    env = {**os.environ, "LMFORGE_PROJECT_DIR": str(tmp_path), "MLFLOW_TRACKING_URI": env_uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    res = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--config", "tiny"], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 2
+    assert error_lines(res) == [
+        "error: MLflow tracking at http://***@127.0.0.1:9 failed (unreachable): start the server, or unset MLFLOW_TRACKING_URI for the local sqlite store"
+    ]
+    assert "hunter2" not in res.stdout + res.stderr
+    assert not (tmp_path / "local_outputs").exists()
