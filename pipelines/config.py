@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig
 from components.evaluate.evaluate import EvaluateConfig
@@ -40,6 +40,25 @@ class PipelineConfig(BaseModel):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     register_: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")
+
+    @model_validator(mode="after")
+    def _sections_agree(self):
+        """Checks that span sections: caught here, before any stage runs, not three stages in."""
+        clean, model, val = self.clean_tokenize, self.pretrain.model, self.stage("validate")
+        longest = max(clean.block_size, clean.max_seq_len)
+        if model.max_position < longest:
+            raise ValueError(
+                f"pretrain.model.max_position {model.max_position} is shorter than clean_tokenize.block_size/max_seq_len "
+                f"({clean.block_size}/{clean.max_seq_len}): raise max_position to at least {longest}"
+            )
+        if len(self.finetune.label_names) != len(val.labels):
+            raise ValueError(f"finetune.label_names names {len(self.finetune.label_names)} classes but validate.labels allows {len(val.labels)}: make them match")
+        if val.min_doc_chars > clean.min_doc_chars or val.min_chars > clean.min_chars or val.max_chars < clean.max_chars:
+            raise ValueError(
+                "validate's length bounds are stricter than what clean_tokenize keeps (min_doc_chars, min_chars, max_chars): "
+                "validation would reject what cleaning let through; loosen validate or tighten clean_tokenize"
+            )
+        return self
 
     def stage(self, name: str):
         """The typed config of one stage (two fields carry a `_` to keep clear of BaseModel's names)."""

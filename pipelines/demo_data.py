@@ -326,16 +326,3 @@ def build_demo_data(project_dir: Path, *, push: bool = True, rebuild: bool = Fal
                         "check .dvcignore; data.dvc is left as it was")
     log(f"data.dvc records md5 {md5}" + ("" if md5 == recorded else "; commit data.dvc with git"))
     return {"md5": md5, **summarize(data_dir)}
-
-
-def main() -> None:
-    """Build the demo data in the project checkout; one line and exit 1 on a UserError."""
-    try:
-        build_demo_data(settings.project_dir())
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

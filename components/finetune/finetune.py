@@ -66,6 +66,8 @@ def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Fin
         for idx in torch.randperm(len(train), generator=g).split(config.batch_size):
             batch = collate(train.iloc[idx.numpy()], tokenizer.pad_token_id)
             loss = model(**batch).loss
+            if not torch.isfinite(loss):
+                raise UserError(f"fine-tuning diverged at step {step + 1} (loss {loss.item()}): lower finetune.learning_rate")
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -86,7 +88,8 @@ def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Fin
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         save_history(tmp, progress.history, "fine-tuning")
-    return {"finetune/val_accuracy": best[0], "finetune/best_step": best[2], "finetune/steps": step, "finetune/train_rows": len(train)}
+    metrics = {"finetune/val_accuracy": best[0], "finetune/best_step": best[2], "finetune/steps": step, "finetune/train_rows": len(train)}
+    return {**metrics, "finetune/threads": torch.get_num_threads()}
 
 
 def collate(rows: pd.DataFrame, pad_id: int) -> dict:

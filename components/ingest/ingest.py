@@ -173,8 +173,9 @@ def _canonical_labeled(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
     _require(df, config.label_column, "labeled", path, "label_column")
     ids = df[config.id_column].astype(str) if config.id_column in df else df.index.astype(str)
     labels = pd.to_numeric(df[config.label_column], errors="coerce")
-    if labels.isna().any():
-        bad = df[config.label_column][labels.isna()].iloc[0]
+    bad_rows = labels.isna() | (labels != labels.round())  # 0.5 must not be cut down to 0
+    if bad_rows.any():
+        bad = df[config.label_column][bad_rows].iloc[0]
         raise UserError(f"labeled file {path} has a non-integer label {bad!r}: labels must be integers such as 0/1")
     split = df[config.split_column].astype(str) if config.split_column in df else ids.map(split_of)
     out = pd.DataFrame({"id": ids, "text": df[config.text_column].fillna("").astype(str), "label": labels.astype("int64"), "split": split})

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from components.shared import artifacts
 from components.shared.config import StageConfig
+from components.shared.errors import UserError
 from components.shared.modeling import ModelSizes
 from components.shared.training import Progress, optimizer_and_schedule, require_dir, save_history, seed_everything
 
@@ -49,7 +50,11 @@ def pretrain(cleaned_dir: Path, out_dir: Path, config: PretrainConfig) -> dict:
     model.train()
     for step, idx in enumerate(_batches(len(blocks), config.batch_size, config.max_steps, config.seed), start=1):
         inputs, labels = collator.torch_mask_tokens(blocks[idx].clone())
+        while not (labels != -100).any():  # tiny batches can draw no mask at all: draw again
+            inputs, labels = collator.torch_mask_tokens(blocks[idx].clone())
         loss = masked_lm_loss(model, inputs, labels)
+        if not torch.isfinite(loss):
+            raise UserError(f"pretraining diverged at step {step} (loss {loss.item()}): lower pretrain.learning_rate or raise warmup_ratio")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -68,6 +73,7 @@ def pretrain(cleaned_dir: Path, out_dir: Path, config: PretrainConfig) -> dict:
         "pretrain/tokens_per_s": progress.tokens / progress.seconds,
         "pretrain/params": sum(p.numel() for p in model.parameters()),
         "pretrain/n_blocks": len(blocks),
+        "pretrain/threads": torch.get_num_threads(),  # results are bit-identical only for the same count
     }
 
 

@@ -20,8 +20,8 @@ SERVING_PACKAGES = ("torch", "transformers", "tokenizers", "numpy")
 
 
 class RegisterConfig(StageConfig):
-    model_name: str = Field("lmforge-sentiment", min_length=1, description="registered model name in MLflow")
-    alias: str = Field("challenger", min_length=1, description="alias set on every new version")
+    model_name: str = Field("lmforge-sentiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$", description="registered model name in MLflow")
+    alias: str = Field("challenger", pattern=r"^[A-Za-z0-9_-]{1,255}$", description="alias set on every new version (letters, digits, _ and -)")
 
 
 def register(classifier_dir: Path, eval_dir: Path, raw_dir: Path, cleaned_dir: Path, validation_dir: Path, out_dir: Path, config: RegisterConfig, run_name: str, lineage: dict) -> dict:
@@ -53,14 +53,15 @@ def register(classifier_dir: Path, eval_dir: Path, raw_dir: Path, cleaned_dir: P
         client.create_registered_model(config.model_name, description="LMForge sentiment classifier (BERT-style encoder pretrained by LMForge)")
     metric_tags = {f"metric.{k}": f"{report[k]:.6f}" for k in ("accuracy", "macro_f1", "baseline_majority_accuracy", "perplexity")}
     version = client.create_model_version(config.model_name, info.model_uri, run_id=parent, tags={**tags, **metric_tags})
-    try:
-        client.set_registered_model_alias(config.model_name, config.alias, version.version)
+    uri = f"models:/{config.model_name}/{version.version}"
+    record = {"model_name": config.model_name, "version": version.version, "uri": uri, "alias": config.alias, "run_id": parent, "tags": tags}
+    try:  # the version counts only once both the record and the alias are in place
+        with artifacts.staged_dir(out_dir) as tmp:
+            artifacts.write_json(tmp / artifacts.REGISTRATION, record)
+            client.set_registered_model_alias(config.model_name, config.alias, version.version)
     except Exception:
         client.delete_model_version(config.model_name, version.version)
         raise
-    uri = f"models:/{config.model_name}/{version.version}"
-    with artifacts.staged_dir(out_dir) as tmp:
-        artifacts.write_json(tmp / artifacts.REGISTRATION, {"model_name": config.model_name, "version": version.version, "uri": uri, "alias": config.alias, "run_id": parent, "tags": tags})
     print(f"[register] {uri} (alias @{config.alias})", flush=True)
     return {"register/version": int(version.version)}
 

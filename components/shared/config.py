@@ -31,4 +31,7 @@ def explain(exc: ValidationError, prefix: str = "") -> str:
     key = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
     if err["type"] == "extra_forbidden":
         return f"unknown config key '{key}': check the spelling against the preset (lmforge config show)"
+    if err["type"] == "value_error":  # a validator's own sentence already names keys and the fix
+        where = f" ({key})" if key else ""
+        return f"bad config{where}: {str(err['msg']).removeprefix('Value error, ')}"
     return f"bad config value for '{key}': {err['msg']} (got {err.get('input')!r})"

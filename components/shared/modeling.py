@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from components.shared.config import StageConfig
 
@@ -15,14 +15,17 @@ class ModelSizes(StageConfig):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="hidden and attention dropout")
     max_position: int = Field(512, ge=8, description="position embeddings: at least the block and sequence length")
 
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}: change one of them")
+        return self
+
 
 def build_mlm(sizes: ModelSizes, tokenizer):
     """A randomly initialised BertForMaskedLM whose vocabulary matches the trained tokenizer."""
-    from components.shared.errors import UserError
     from transformers import BertConfig, BertForMaskedLM
 
-    if sizes.hidden_size % sizes.num_heads:
-        raise UserError(f"pretrain.model.hidden_size {sizes.hidden_size} is not divisible by num_heads {sizes.num_heads}: change one of them")
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=sizes.hidden_size,

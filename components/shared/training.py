@@ -11,7 +11,7 @@ from components.shared.errors import UserError
 
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
-    """Same seed, same thread count, same CPU -> bit-identical weights (what `reproduce` relies on)."""
+    """Same seed, same thread count, same CPU -> bit-identical weights (what re-running a model from its lineage relies on)."""
     import numpy as np
     import torch
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import json
 
 import pytest
@@ -29,11 +31,20 @@ def test_every_preset_validates_and_each_section_rebuilds_its_stage_config(prese
         assert type(typed).from_params(floats, stage) == typed
 
 
-def test_tiny_preset_sizes_fit_together():
-    config = load_config("tiny")
-    model = config.pretrain.model
-    assert model.hidden_size % model.num_heads == 0
-    assert model.max_position >= max(config.clean_tokenize.block_size, config.clean_tokenize.max_seq_len)
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("clean_tokenize.block_size=256", "pretrain.model.max_position 128 is shorter than clean_tokenize.block_size/max_seq_len (256/64)"),
+        ("pretrain.model.num_heads=3", "hidden_size 32 is not divisible by num_heads 3"),
+        ("finetune.label_names=[a, b, c]", "finetune.label_names names 3 classes but validate.labels allows 2"),
+        ("validate.min_doc_chars=500", "validate's length bounds are stricter than what clean_tokenize keeps"),
+    ],
+)
+def test_sections_that_disagree_fail_before_anything_runs(override, needle):
+    load_config("tiny")  # the preset itself is consistent
+    with pytest.raises(UserError, match=re.escape(needle)) as info:
+        load_config("tiny", [override])
+    assert "\n" not in str(info.value)
 
 
 def test_overrides_are_parsed_as_typed_values():

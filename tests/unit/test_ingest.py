@@ -153,7 +153,17 @@ def _data_not_pulled(tmp, text_files, dvc_repo):
     return dict(config=dvc_config(), data_repo=str(clone), data_rev=""), "neither the DVC cache nor the remote"
 
 
-BAD = {f.__name__.lstrip("_"): f for f in (_missing_path, _no_label_column, _empty_corpus, _unknown_rev, _untracked_file, _data_not_pulled)}
+def _fractional_label(tmp, text_files, dvc_repo):
+    rows = pd.read_csv(text_files / "labeled.csv", dtype=str)
+    rows.loc[3, "label"] = "0.5"
+    rows.to_csv(tmp / "fractional.csv", index=False)
+    return dict(config=path_config(text_files / "corpus.jsonl", tmp / "fractional.csv")), "non-integer label '0.5'"
+
+
+BAD = {
+    f.__name__.lstrip("_"): f
+    for f in (_missing_path, _no_label_column, _empty_corpus, _unknown_rev, _untracked_file, _data_not_pulled, _fractional_label)
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

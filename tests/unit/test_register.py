@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -70,6 +71,8 @@ def test_version_with_alias_and_lineage_then_a_second_moves_the_alias(run_regist
     metrics, out = run_register()
     c = client(tracking_uri)
     assert metrics["register/version"] == 1
+    store_dir = Path(tracking_uri.removeprefix("sqlite:///")).parent  # artifacts beside the store
+    assert c.get_experiment_by_name("lmforge").artifact_location == (store_dir / "mlruns").as_uri()
     assert aliases(c, NAME) == {"challenger": "1"}
 
     tags = c.get_model_version(NAME, "1").tags
@@ -137,3 +140,17 @@ def test_missing_manifest_raises_and_registers_nothing(run_register, tracking_ur
     experiments = [e.experiment_id for e in c.search_experiments()]
     assert c.search_runs(experiments) == []  # not even the pipeline's parent run was started
     assert not (tmp_path / "registration").exists()
+
+
+def test_a_failed_alias_rolls_the_version_back(classifier_dir, eval_dir, dvc_raw_dir, cleaned_dir, validation_dir, lineage, tracking_uri, tmp_path):
+    # Bypass the config's check to reach MLflow's own refusal, as a registry-side failure would.
+    config = RegisterConfig.model_construct(model_name=NAME, alias="not/allowed")
+    with pytest.raises(Exception):
+        register(classifier_dir, eval_dir, dvc_raw_dir, cleaned_dir, validation_dir, tmp_path / "registration", config, RUN, lineage)
+    assert client(tracking_uri).search_model_versions(f"name='{NAME}'") == []
+    assert not (tmp_path / "registration").exists()
+
+
+def test_config_refuses_an_alias_mlflow_would_refuse():
+    with pytest.raises(UserError, match="register.alias"):
+        RegisterConfig.from_params({"alias": "not/allowed"}, "register")
