@@ -57,13 +57,14 @@ def evaluate(cleaned_dir: Path, pretrained_dir: Path, classifier_dir: Path, out_
         "baseline_majority_macro_f1": float(f1_score(y, np.full_like(y, majority), labels=labels, average="macro", zero_division=0)),
         "perplexity": mlm_perplexity(require_dir(pretrained_dir, "pretrained model", "pretrain"), cleaned_dir, config),
         "labels": labels,
+        "label_names": [model.config.id2label.get(i, str(i)) for i in labels],
         "confusion_matrix": cm.tolist(),
         "n_test": int(len(test)),
     }
     report["gain_over_majority"] = report["accuracy"] - report["baseline_majority_accuracy"]
     with artifacts.staged_dir(out_dir) as tmp:
         artifacts.write_json(tmp / artifacts.EVAL_REPORT, report)
-        plot_confusion(cm, labels, tmp / artifacts.CONFUSION_PNG, report["accuracy"])
+        plot_confusion(cm, report["label_names"], tmp / artifacts.CONFUSION_PNG, report["accuracy"])
         page = render_html(report, tmp / artifacts.CONFUSION_PNG)
         (tmp / artifacts.EVAL_HTML).write_text(page)
     if html_page:

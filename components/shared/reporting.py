@@ -62,7 +62,7 @@ def task_seconds() -> float:
 def log_confusion_matrix(kfp_confusion, eval_report: Path) -> None:
     """The evaluate report's confusion matrix as a KFP ClassificationMetrics artifact."""
     scores = artifacts.read_json(eval_report)
-    kfp_confusion.log_confusion_matrix([str(x) for x in scores["labels"]], scores["confusion_matrix"])
+    kfp_confusion.log_confusion_matrix(scores["label_names"], scores["confusion_matrix"])
 
 
 def registered_uri(registration_dir: Path) -> str:

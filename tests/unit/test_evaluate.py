@@ -88,3 +88,18 @@ def test_missing_classifier_names_the_stage_to_run(cleaned_dir, mlm_dir, tmp_pat
     with pytest.raises(UserError, match="run the finetune stage first"):
         evaluate(cleaned_dir, mlm_dir, tmp_path / "no-classifier", tmp_path / "out" / "eval", EvaluateConfig())
     assert not (tmp_path / "out").exists()
+
+
+def test_confusion_matrix_reaches_kfp_with_the_class_names(eval_dir, report, classifier_dir):
+    from kfp.dsl import ClassificationMetrics
+    from transformers import AutoConfig
+
+    from components.shared.reporting import log_confusion_matrix
+
+    names = [AutoConfig.from_pretrained(classifier_dir).id2label[i] for i in report["labels"]]
+    assert report["label_names"] == names == ["negative", "positive"]
+    kfp = ClassificationMetrics(name="confusion")
+    log_confusion_matrix(kfp, eval_dir / artifacts.EVAL_REPORT)
+    matrix = kfp.metadata["confusionMatrix"]
+    assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == names
+    assert [row["row"] for row in matrix["rows"]] == report["confusion_matrix"]
