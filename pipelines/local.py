@@ -52,6 +52,9 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
     with tempfile.NamedTemporaryFile("r", prefix="lmforge-error-", suffix=".txt") as err, settings.task_environment(err.name), filtered_console(log_path, verbose):
         try:
             task = lmforge_pipeline(**arguments(config, run_name, repo, data_rev, lineage))
+        except KeyboardInterrupt:
+            tracking.finish(run_name, "KILLED")  # not left RUNNING in MLflow forever
+            raise
         except Exception as exc:
             tracking.finish(run_name, "FAILED")
             reason = Path(err.name).read_text().strip()
