@@ -67,6 +67,7 @@ class _Source:
         self.repo = repo or "."
         self.rev = ""
         self.fs = None
+        self.local_md5: dict[str, str] = {}
         if config.source == "dvc":
             from dvc.api import DVCFileSystem
 
@@ -81,7 +82,9 @@ class _Source:
             p = Path(path)
             if not p.is_file():
                 raise UserError(f"data file not found: {path}: check the path or set ingest.corpus_path/labeled_path")
-            return p.read_bytes()
+            raw = p.read_bytes()
+            self.local_md5[path] = hashlib.md5(raw).hexdigest()  # hashed once, from the bytes read
+            return raw
         if not self.fs.exists(path):
             where = f"{self.repo!r} at rev {self.rev[:12]}"
             if self.fs.exists(self.config.dvc_file):  # tracked, but the contents are nowhere local
@@ -122,7 +125,7 @@ class _Source:
     def md5(self, path: str) -> str:
         if self.fs is not None:
             return self.fs.info(path).get("md5") or ""
-        return hashlib.md5(Path(path).read_bytes()).hexdigest()
+        return self.local_md5[path]
 
     def dvc_md5(self, dvc_file: str) -> str:
         """The md5 that the .dvc file records for the tracked directory (its content identity)."""

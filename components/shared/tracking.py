@@ -6,9 +6,8 @@ DAG and a re-run of one stage logs into the same parent instead of starting a ne
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable
 
 from components.shared import settings
 from components.shared.errors import UserError
@@ -38,40 +37,33 @@ def parent_run_id(run_name: str) -> str:
     return client.create_run(exp_id, run_name=run_name, tags={RUN_NAME_TAG: run_name, "lmforge.stage": "pipeline"}).info.run_id
 
 
-@contextlib.contextmanager
-def stage_run(run_name: str, stage: str) -> Iterator[Any]:
-    """Nested MLflow run for one stage, under the pipeline's parent run."""
-    mlflow = connect()
-    parent = parent_run_id(run_name)
-    exp_id = mlflow.get_run(parent).info.experiment_id
-    with mlflow.start_run(run_id=parent, experiment_id=exp_id):
-        with mlflow.start_run(run_name=stage, nested=True, experiment_id=exp_id, tags={RUN_NAME_TAG: run_name, "lmforge.stage": stage}) as run:
-            yield run
-
-
 def log_stage(run_name: str, stage: str, metrics: dict, params: dict | None = None, files: Iterable[Path] = (), history: list[dict] | None = None) -> None:
-    """Log a stage's params, metrics, step history and files; its metrics also go to the parent run."""
+    """Log a stage's params, metrics, step history and files into a run nested under the
+    pipeline's parent run; its metrics also go to the parent."""
     mlflow = connect()
     from mlflow.entities import Metric, Param
 
-    numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    with stage_run(run_name, stage) as run:
-        client = mlflow.MlflowClient()
-        flat = [Param(k, str(v)[:6000]) for k, v in flatten(params or {}, stage).items()]
-        steps = [Metric(f"{stage}/{key}", float(h[key]), 0, int(h["step"])) for h in history or [] for key in ("loss", "lr", "eval_loss", "eval_accuracy") if key in h]
-        # Batched calls (MLflow takes at most 1000 metrics and 100 params a call), never one
-        # tracking request per step.
-        batch = [Metric(k, v, 0, 0) for k, v in numeric.items()] + steps
-        for i in range(0, len(flat), 100):
-            client.log_batch(run.info.run_id, params=flat[i : i + 100])
-        for i in range(0, len(batch), 1000):
-            client.log_batch(run.info.run_id, metrics=batch[i : i + 1000])
-        for f in files:
-            if Path(f).is_dir():
-                mlflow.log_artifacts(str(f), artifact_path=f"{stage}/{Path(f).name}")
-            elif Path(f).is_file():
-                mlflow.log_artifact(str(f), artifact_path=stage)
-    mlflow.MlflowClient().log_batch(parent_run_id(run_name), metrics=[Metric(k, v, 0, 0) for k, v in numeric.items()])
+    parent = parent_run_id(run_name)
+    exp_id = mlflow.get_run(parent).info.experiment_id
+    numeric = [Metric(k, float(v), 0, 0) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    flat = [Param(k, str(v)[:6000]) for k, v in flatten(params or {}, stage).items()]
+    steps = [Metric(f"{stage}/{key}", float(h[key]), 0, int(h["step"])) for h in history or [] for key in ("loss", "lr", "eval_loss", "eval_accuracy") if key in h]
+    client = mlflow.MlflowClient()
+    with mlflow.start_run(run_id=parent, experiment_id=exp_id):
+        with mlflow.start_run(run_name=stage, nested=True, experiment_id=exp_id, tags={RUN_NAME_TAG: run_name, "lmforge.stage": stage}) as run:
+            # Batched calls (MLflow takes at most 1000 metrics and 100 params a call), never one
+            # tracking request per step.
+            for i in range(0, len(flat), 100):
+                client.log_batch(run.info.run_id, params=flat[i : i + 100])
+            batch = numeric + steps
+            for i in range(0, len(batch), 1000):
+                client.log_batch(run.info.run_id, metrics=batch[i : i + 1000])
+            for f in map(Path, files):
+                if f.is_dir():
+                    mlflow.log_artifacts(str(f), artifact_path=f"{stage}/{f.name}")
+                elif f.is_file():
+                    mlflow.log_artifact(str(f), artifact_path=stage)
+    client.log_batch(parent, metrics=numeric)
 
 
 def finish(run_name: str, status: str = "FINISHED") -> None:
@@ -104,12 +96,13 @@ def open_pipeline_run(run_name: str, resolved: dict, lineage: dict) -> str:
 def log_config(run_id: str, resolved: dict, lineage: dict) -> None:
     """The whole resolved preset as an artifact of the pipeline run, its hash and code state as tags."""
     mlflow = connect()
+    from mlflow.entities import RunTag
+
     client = mlflow.MlflowClient()
     client.log_dict(run_id, resolved, "config.yaml")
     tags = {"lmforge.config_hash": lineage.get("config_hash", ""), "lmforge.preset": lineage.get("preset", "")}
     tags |= {"lmforge.git_commit": lineage.get("git_commit", ""), "lmforge.git_dirty": str(lineage.get("git_dirty", "")).lower()}
-    for k, v in tags.items():
-        client.set_tag(run_id, k, v)
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def run_metrics(run_id: str) -> dict:

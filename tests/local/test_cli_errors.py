@@ -49,34 +49,30 @@ def test_unknown_config_key_fails_before_anything_runs(tmp_path):
     assert not (tmp_path / "local_outputs").exists() and not (tmp_path / "mlflow.db").exists()
 
 
-@pytest.mark.slow
-def test_missing_data_path(tmp_path, files):
-    res = run_cli(tmp_path, *path_args(tmp_path / "nope.jsonl", files["labeled"]))
-    assert res.returncode != 0
-    [line] = error_lines(res)
-    assert "ingest: data file not found" in line and "nope.jsonl" in line and "ingest.corpus_path" in line
-    assert registered_versions(tmp_path) == 0
+def _missing_path(tmp, files):
+    return path_args(tmp / "nope.jsonl", files["labeled"]), ("ingest: data file not found", "nope.jsonl", "ingest.corpus_path")
 
 
-@pytest.mark.slow
-def test_empty_corpus(tmp_path, files):
-    empty = tmp_path / "empty.jsonl"
+def _empty_corpus(tmp, files):
+    empty = tmp / "empty.jsonl"
     empty.write_text(json.dumps({"id": "1", "text": "  "}) + "\n")
-    res = run_cli(tmp_path, *path_args(empty, files["labeled"]))
-    assert res.returncode != 0
-    [line] = error_lines(res)
-    assert "has no documents" in line and "empty.jsonl" in line
-    assert registered_versions(tmp_path) == 0
+    return path_args(empty, files["labeled"]), ("has no documents", "empty.jsonl")
+
+
+def _labeled_without_label_column(tmp, files):
+    unlabeled = tmp / "unlabeled.csv"
+    unlabeled.write_text("id,text\n1,a fine film\n2,a dull film\n")
+    return path_args(files["corpus"], unlabeled), ("has no 'label' column", "ingest.label_column")
 
 
 @pytest.mark.slow
-def test_labeled_file_without_label_column(tmp_path, files):
-    unlabeled = tmp_path / "unlabeled.csv"
-    unlabeled.write_text("id,text\n1,a fine film\n2,a dull film\n")
-    res = run_cli(tmp_path, *path_args(files["corpus"], unlabeled))
+@pytest.mark.parametrize("case", [_missing_path, _empty_corpus, _labeled_without_label_column], ids=lambda f: f.__name__.strip("_"))
+def test_bad_data_is_one_line_and_registers_nothing(case, tmp_path, files):
+    args, needles = case(tmp_path, files)
+    res = run_cli(tmp_path, *args)
     assert res.returncode != 0
     [line] = error_lines(res)
-    assert "has no 'label' column" in line and "ingest.label_column" in line
+    assert all(n in line for n in needles), line
     assert registered_versions(tmp_path) == 0
 
 
