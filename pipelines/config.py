@@ -72,9 +72,19 @@ class PipelineConfig(BaseModel):
         """The whole configuration as plain data (what gets hashed, logged and compiled)."""
         return {"description": self.description, **{s: self.section(s) for s in STAGES}}
 
+    def lineage(self, preset: str) -> dict:
+        """What every run records about its origin: code state, config hash, preset, images, seeds."""
+        from components.shared import settings
+        from components.shared.images import IMAGES
+        from components.shared.lineage import git_state
+
+        seeds = {s: self.stage(s).seed for s in STAGES if hasattr(self.stage(s), "seed")} | {"gate": self.evaluate.gate.seed}
+        return {**git_state(settings.code_dir()), "config_hash": self.hash(), "preset": Path(preset).stem, "images": IMAGES, "seeds": seeds}
+
     def hash(self) -> str:
         """sha256 of the resolved config minus its description: same hash, same training recipe."""
         body = {s: self.section(s) for s in STAGES}
+        body["register"].pop("dry_run", None)  # a rebuild that registers nothing is the same recipe
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 

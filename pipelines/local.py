@@ -14,8 +14,6 @@ from pathlib import Path
 
 from components.shared import settings, tracking
 from components.shared.errors import UserError
-from components.shared.images import IMAGES
-from components.shared.lineage import git_state
 from pipelines.config import STAGES, PipelineConfig
 from pipelines.console import filtered_console, plain
 
@@ -40,7 +38,7 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
 
     project = settings.project_dir()
     run_name = run_name or new_run_name(preset)
-    lineage = {**git_state(settings.code_dir()), "config_hash": config.hash(), "preset": Path(preset).stem, "images": IMAGES}
+    lineage = config.lineage(preset)
     repo = data_repo or (str(project) if config.ingest.source == "dvc" else "")
     parent = tracking.open_pipeline_run(run_name, config.resolved(), lineage)
     print(f"LMForge run {run_name}: tracking at {settings.display_uri(settings.tracking_uri())} (MLflow run {parent[:8]})", flush=True)
@@ -60,8 +58,12 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
             reason = Path(err.name).read_text().strip()
             raise UserError(reason or f"the pipeline failed ({plain(str(exc))}): see the task log in {log_path}") from None
     tracking.finish(run_name)
-    metrics = tracking.run_metrics(parent)
-    return {"run_name": run_name, "model_uri": task.output, "alias": config.stage('register').alias, "metrics": metrics, "seconds": time.perf_counter() - start}
+    run = tracking.connect().get_run(parent)
+    return {
+        "run_name": run_name, "run_id": parent, "model_uri": task.output, "alias": config.stage("register").alias,
+"metrics": run.data.metrics,
+        "gate": run.data.tags.get("lmforge.gate_summary", ""), "seconds": time.perf_counter() - start,
+    }
 
 
 def summary(result: dict) -> str:
@@ -71,5 +73,10 @@ def summary(result: dict) -> str:
     lines += [f"  {stage:<15}{m[f'{stage}/seconds']:>7.1f}" for stage in STAGES if f"{stage}/seconds" in m]
     lines += ["", "metric                          value"]
     lines += [f"  {name:<30}{m[key]:>7.4f}" for name, key in SUMMARY_METRICS if key in m]
-    lines += ["", f"registered model: {result['model_uri']} (alias @{result['alias']})", f"tracking: {settings.display_uri(settings.tracking_uri())}"]
+    if result["model_uri"]:
+        promoted = " and @champion" if m.get("register/promoted") else ""
+        lines += ["", f"registered model: {result['model_uri']} (alias @{result['alias']}{promoted})"]
+    else:
+        lines += ["", f"dry run: no model version registered (MLflow run {result['run_id']})"]
+    lines += [result["gate"], f"tracking: {settings.display_uri(settings.tracking_uri())}"]
     return "\n".join(lines)

@@ -39,12 +39,13 @@ def lmforge_pipeline(
     pretrain = pretrain_op(config=pretrain_config, run_name=run_name, cleaned=cleaned).after(validate).set_display_name("pretrain")
     finetune = finetune_op(config=finetune_config, run_name=run_name, cleaned=cleaned, mlm=pretrain.outputs["mlm"]).set_display_name("finetune")
     evaluate = evaluate_op(
-        config=evaluate_config, run_name=run_name, cleaned=cleaned, mlm=pretrain.outputs["mlm"], classifier=finetune.outputs["classifier"]
+        config=evaluate_config, register_config=register_config, run_name=run_name, cleaned=cleaned, mlm=pretrain.outputs["mlm"], classifier=finetune.outputs["classifier"]
     ).set_display_name("evaluate")
     register = register_op(
         config=register_config,
         run_name=run_name,
         lineage=lineage,
+        kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,  # the KFP run, on a cluster and under kfp.local
         raw=ingest.outputs["raw"],
         cleaned=cleaned,
         validation=validate.outputs["report_dir"],

@@ -8,19 +8,23 @@ from components.shared.images import GPU_IMAGE
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def evaluate_op(
-    config: dict, run_name: str, cleaned: Input[Dataset], mlm: Input[Model], classifier: Input[Model],
+    config: dict, register_config: dict, run_name: str, cleaned: Input[Dataset], mlm: Input[Model], classifier: Input[Model],
     evaluation: Output[Dataset], metrics: Output[Metrics], confusion: Output[ClassificationMetrics], report_html: Output[HTML],
 ):
-    """Test accuracy, macro-F1, confusion matrix, held-out perplexity and the majority baseline."""
+    """Test accuracy, macro-F1, confusion matrix, held-out perplexity, baselines, and the gate
+    against the champion of the model that register will add a version to."""
     from pathlib import Path
 
     from components.evaluate.evaluate import EvaluateConfig, evaluate
+    from components.register.register import RegisterConfig
     from components.shared import artifacts
     from components.shared.reporting import log_confusion_matrix, stage_task
 
     out = Path(evaluation.path)
-    files = [out / artifacts.EVAL_REPORT, out / artifacts.CONFUSION_PNG, out / artifacts.EVAL_HTML]
+    files = [out / name for name in (artifacts.EVAL_REPORT, artifacts.CONFUSION_PNG, artifacts.EVAL_HTML, artifacts.GATE_MD, artifacts.GATE_PNG, artifacts.GATE_REPORT)]
     with stage_task("evaluate", run_name, metrics, config, files=files) as task:
         cfg = EvaluateConfig.from_params(config, "evaluate")
-        task.metrics = evaluate(Path(cleaned.path), Path(mlm.path), Path(classifier.path), out, cfg, html_page=Path(report_html.path))
+        model_name = RegisterConfig.from_params(register_config, "register").model_name
+        paths = [Path(a.path) for a in (cleaned, mlm, classifier)]
+        task.metrics = evaluate(*paths, out, cfg, html_page=Path(report_html.path), model_name=model_name)
     log_confusion_matrix(confusion, out / artifacts.EVAL_REPORT)

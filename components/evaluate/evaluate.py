@@ -17,6 +17,8 @@ from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.training import require_dir
+from components.evaluate.gate import GateConfig, render_markdown
+from components.evaluate.gate import plot as plot_gate
 
 
 class EvaluateConfig(StageConfig):
@@ -25,11 +27,16 @@ class EvaluateConfig(StageConfig):
     seed: int = Field(1234, description="fixes the held-out masks so perplexities compare across runs")
     max_heldout_blocks: int = Field(512, ge=1, description="cap on held-out blocks scored (time bound)")
     threads: int | None = Field(None, ge=1, description="torch threads; None = all cores")
+    gate: GateConfig = Field(default_factory=GateConfig, description="rules a new model must meet against the current champion")
 
 
-def evaluate(cleaned_dir: Path, pretrained_dir: Path, classifier_dir: Path, out_dir: Path, config: EvaluateConfig, html_page: Path | None = None) -> dict:
-    """Score the classifier and the MLM; write EVAL_REPORT, CONFUSION_PNG and EVAL_HTML (also to
-    `html_page`, e.g. a KFP HTML artifact, when given); return the metrics."""
+def evaluate(
+    cleaned_dir: Path, pretrained_dir: Path, classifier_dir: Path, out_dir: Path, config: EvaluateConfig, html_page: Path | None = None,
+    model_name: str | None = None, champion_alias: str = "champion",
+) -> dict:
+    """Score the classifier and the MLM, and gate it against `model_name@champion_alias` (no
+    model name: no registry, gate against the baseline only); write EVAL_REPORT, CONFUSION_PNG, EVAL_HTML (also
+    to `html_page`, e.g. a KFP HTML artifact) and the gate report; return the metrics."""
     import torch
     from sklearn.metrics import confusion_matrix, f1_score
     from transformers import AutoModelForSequenceClassification
@@ -62,14 +69,46 @@ def evaluate(cleaned_dir: Path, pretrained_dir: Path, classifier_dir: Path, out_
         "n_test": int(len(test)),
     }
     report["gain_over_majority"] = report["accuracy"] - report["baseline_majority_accuracy"]
+    gate = run_gate(config, model_name, champion_alias, test, y, preds, np.full_like(y, majority), Path(classifier_dir), len(labels), report)
+    report["gate_passed"] = int(gate["passed"])
+    if gate.get("vs_control"):
+        report["control_accuracy"] = gate["vs_control"]["accuracy"]["other"]
+        report["pretraining_gain"] = gate["vs_control"]["accuracy"]["diff"]
+    if gate.get("vs_champion"):
+        report["champion_accuracy"] = gate["vs_champion"]["accuracy"]["other"]
+        report["gain_over_champion"] = gate["vs_champion"]["accuracy"]["diff"]
     with artifacts.staged_dir(out_dir) as tmp:
         artifacts.write_json(tmp / artifacts.EVAL_REPORT, report)
+        artifacts.write_json(tmp / artifacts.GATE_REPORT, gate)
+        plot_gate(gate, tmp / artifacts.GATE_PNG)
+        (tmp / artifacts.GATE_MD).write_text(render_markdown(gate, artifacts.GATE_PNG))
         plot_confusion(cm, report["label_names"], tmp / artifacts.CONFUSION_PNG, report["accuracy"])
-        page = render_html(report, tmp / artifacts.CONFUSION_PNG)
+        page = render_html(report, gate, tmp / artifacts.CONFUSION_PNG, tmp / artifacts.GATE_PNG)
         (tmp / artifacts.EVAL_HTML).write_text(page)
     if html_page:
         Path(html_page).write_text(page)
+    print(f"[evaluate] {gate['summary']}", flush=True)
     return {f"eval/{k}": v for k, v in report.items() if isinstance(v, (int, float))}
+
+
+def run_gate(config: EvaluateConfig, model_name: str | None, champion_alias: str, test: pd.DataFrame, y, preds, majority_preds, classifier_dir: Path, n_classes: int, report: dict) -> dict:
+    """Compare with the champion, the random-init control and the majority baseline; decide."""
+    from transformers import AutoModelForSequenceClassification
+
+    from components.evaluate.gate import champion_predictions, compare, decide
+    from components.finetune.finetune import CONTROL_DIR, predict
+
+    rules = config.gate
+    gate = {"rules": rules.model_dump(), "confidence": rules.confidence, "n_test": int(len(y)), "champion": None, "vs_champion": None, "vs_control": None}
+    gate["vs_majority"] = compare(y, preds, majority_preds, n_classes, rules)
+    if (classifier_dir / CONTROL_DIR).is_dir():
+        control = AutoModelForSequenceClassification.from_pretrained(classifier_dir / CONTROL_DIR)
+        gate["vs_control"] = compare(y, preds, predict(control, test, control.config.pad_token_id, config.batch_size)[0], n_classes, rules)
+    found = champion_predictions(model_name, champion_alias, test["text"].tolist(), config.batch_size) if model_name else None
+    if found:
+        gate["champion"], champion_preds = found
+        gate["vs_champion"] = compare(y, preds, champion_preds, n_classes, rules)
+    return {**gate, **decide(rules, gate["champion"], gate["vs_champion"], report["gain_over_majority"])}
 
 
 def mlm_perplexity(pretrained_dir: Path, cleaned_dir: Path, config: EvaluateConfig) -> float:
@@ -94,22 +133,34 @@ def mlm_perplexity(pretrained_dir: Path, cleaned_dir: Path, config: EvaluateConf
     return float(math.exp(total / count))
 
 
-def render_html(report: dict, confusion_png: Path) -> str:
-    """A one-file page for the KFP UI: the scores beside their baseline, the confusion matrix inline."""
+def render_html(report: dict, gate: dict, confusion_png: Path, gate_png: Path) -> str:
+    """A one-file page for the KFP UI: the gate's decision, the scores beside their baselines, the
+    pictures inline."""
     import base64
+    import html
 
     rows = [
-        ("test accuracy", report["accuracy"], report["baseline_majority_accuracy"]),
-        ("test macro-F1", report["macro_f1"], report["baseline_majority_macro_f1"]),
+        ("test accuracy", report["accuracy"], report["baseline_majority_accuracy"], report.get("control_accuracy"), report.get("champion_accuracy")),
+        ("test macro-F1", report["macro_f1"], report["baseline_majority_macro_f1"], _other(gate, "vs_control"), _other(gate, "vs_champion")),
     ]
-    table = "".join(f"<tr><td>{name}</td><td>{model:.4f}</td><td>{base:.4f}</td></tr>" for name, model, base in rows)
-    image = base64.b64encode(Path(confusion_png).read_bytes()).decode()
+    cell = lambda v: f"{v:.4f}" if v is not None else "&ndash;"  # noqa: E731
+    table = "".join(f"<tr><td>{name}</td>{''.join(f'<td>{cell(v)}</td>' for v in values)}</tr>" for name, *values in rows)
+    images = [base64.b64encode(Path(p).read_bytes()).decode() for p in (gate_png, confusion_png)]
+    colour = "green" if gate["passed"] else "firebrick"
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in gate["reasons"])
     return (
         "<html><body style='font-family:sans-serif'><h2>LMForge evaluation</h2>"
-        f"<table border='1' cellpadding='4'><tr><th>metric</th><th>model</th><th>majority baseline</th></tr>{table}</table>"
+        f"<p style='color:{colour}'><b>{html.escape(gate['summary'])}</b></p><ul>{reasons}</ul>"
+        "<table border='1' cellpadding='4'><tr><th>metric</th><th>model</th><th>majority baseline</th><th>random-init control</th><th>champion</th></tr>"
+        f"{table}</table>"
         f"<p>held-out masked-LM perplexity: {report['perplexity']:.1f} &middot; test sentences: {report['n_test']}</p>"
-        f"<img alt='confusion matrix' src='data:image/png;base64,{image}'/></body></html>\n"
+        f"<img alt='gate' src='data:image/png;base64,{images[0]}'/><br/>"
+        f"<img alt='confusion matrix' src='data:image/png;base64,{images[1]}'/></body></html>\n"
     )
+
+
+def _other(gate: dict, key: str):
+    return gate[key]["macro_f1"]["other"] if gate.get(key) else None
 
 
 def plot_confusion(cm: np.ndarray, labels: list, path: Path, accuracy: float) -> None:

@@ -19,6 +19,9 @@ from components.shared.errors import UserError
 from components.shared.training import Progress, optimizer_and_schedule, require_dir, save_history, seed_everything
 
 
+CONTROL_DIR = "control"  # the randomly initialised control classifier, beside the real one
+
+
 class FinetuneConfig(StageConfig):
     epochs: int = Field(3, ge=1, description="passes over the train split")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (tiny runs)")
@@ -30,12 +33,13 @@ class FinetuneConfig(StageConfig):
     seed: int = Field(42, description="seeds the head, batch order and dropout")
     threads: int | None = Field(None, ge=1, description="torch threads; None = all cores")
     log_every: int = Field(50, ge=1, description="progress line every N steps")
+    control: bool = Field(True, description="also fine-tune a randomly initialised encoder of the same shape with the same budget: evaluate reports the gain pretraining buys")
 
 
 def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: FinetuneConfig) -> dict:
     """Fine-tune on the train split, keep the best epoch on validation, save model + tokenizer."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     cleaned_dir = require_dir(cleaned_dir, "cleaned data", "clean_tokenize")
@@ -50,14 +54,37 @@ def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Fin
         raise UserError(f"labels run from {labeled.label.min()} to {labeled.label.max()} but finetune.label_names has {num_labels} names: name every class")
     tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
     hf_logging.set_verbosity_error()  # "some weights were not used": expected, the MLM head is dropped
-    model = AutoModelForSequenceClassification.from_pretrained(
-        pretrained_dir, num_labels=num_labels, id2label=dict(enumerate(config.label_names)), label2id={n: i for i, n in enumerate(config.label_names)}
-    )
+    labels = {"num_labels": num_labels, "id2label": dict(enumerate(config.label_names)), "label2id": {n: i for i, n in enumerate(config.label_names)}}
+    model = AutoModelForSequenceClassification.from_pretrained(pretrained_dir, **labels)
+    model, progress, best = train_classifier(model, tokenizer, train, val, config, "finetune")
+    metrics = {"finetune/val_accuracy": best[0], "finetune/best_step": best[2], "finetune/steps": progress.history[-1]["step"], "finetune/train_rows": len(train)}
+    control = None
+    if config.control:  # same shape, same data, same steps and seed, but no pretraining
+        seed_everything(config.seed, config.threads)
+        shape = AutoConfig.from_pretrained(pretrained_dir, **labels)
+        control, _, control_best = train_classifier(AutoModelForSequenceClassification.from_config(shape), tokenizer, train, val, config, "finetune-control")
+        metrics["finetune/control_val_accuracy"] = control_best[0]
+
+    with artifacts.staged_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_history(tmp, progress.history, "fine-tuning")
+        if control is not None:
+            control.save_pretrained(tmp / CONTROL_DIR)
+            tokenizer.save_pretrained(tmp / CONTROL_DIR)
+    return {**metrics, "finetune/threads": torch.get_num_threads()}
+
+
+def train_classifier(model, tokenizer, train: pd.DataFrame, val: pd.DataFrame, config: FinetuneConfig, name: str):
+    """Train for the configured budget; keep the epoch with the best validation accuracy.
+
+    Returns (model with the best weights, progress, (best accuracy, state, step))."""
+    import torch
 
     steps_per_epoch = -(-len(train) // config.batch_size)
     total = min(config.max_steps or 10**9, steps_per_epoch * config.epochs)
     opt, sched = optimizer_and_schedule(model, config.learning_rate, config.weight_decay, config.warmup_ratio, total)
-    progress = Progress("finetune", total, config.log_every)
+    progress = Progress(name, total, config.log_every)
     g = torch.Generator().manual_seed(config.seed)
     best = (-1.0, None, 0)
     step = 0
@@ -67,7 +94,7 @@ def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Fin
             batch = collate(train.iloc[idx.numpy()], tokenizer.pad_token_id)
             loss = model(**batch).loss
             if not torch.isfinite(loss):
-                raise UserError(f"fine-tuning diverged at step {step + 1} (loss {loss.item()}): lower finetune.learning_rate")
+                raise UserError(f"fine-tuning ({name}) diverged at step {step + 1} (loss {loss.item()}): lower finetune.learning_rate")
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -79,17 +106,11 @@ def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Fin
                 break
         acc, val_loss = accuracy(model, val, tokenizer.pad_token_id)
         progress.history[-1].update(eval_loss=val_loss, eval_accuracy=acc)
-        print(f"[finetune] step {step}: validation accuracy {acc:.4f} loss {val_loss:.4f}", flush=True)
+        print(f"[{name}] step {step}: validation accuracy {acc:.4f} loss {val_loss:.4f}", flush=True)
         if acc > best[0]:
             best = (acc, copy.deepcopy(model.state_dict()), step)
-
     model.load_state_dict(best[1])
-    with artifacts.staged_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        save_history(tmp, progress.history, "fine-tuning")
-    metrics = {"finetune/val_accuracy": best[0], "finetune/best_step": best[2], "finetune/steps": step, "finetune/train_rows": len(train)}
-    return {**metrics, "finetune/threads": torch.get_num_threads()}
+    return model, progress, best
 
 
 def collate(rows: pd.DataFrame, pad_id: int) -> dict:

@@ -8,10 +8,11 @@ from components.shared.images import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def register_op(
-    config: dict, run_name: str, lineage: dict, raw: Input[Dataset], cleaned: Input[Dataset], validation: Input[Dataset],
+    config: dict, run_name: str, lineage: dict, kfp_run_id: str, raw: Input[Dataset], cleaned: Input[Dataset], validation: Input[Dataset],
     classifier: Input[Model], evaluation: Input[Dataset], registration: Output[Artifact], metrics: Output[Metrics],
 ) -> str:
-    """Log the classifier to MLflow, register a version with its lineage tags, set the alias."""
+    """Log the classifier to MLflow, register a version with its lineage tags and model card, set
+    the aliases (champion too when the preset asks and the gate passed)."""
     from pathlib import Path
 
     from components.register.register import RegisterConfig, register
@@ -19,5 +20,5 @@ def register_op(
 
     paths = [Path(a.path) for a in (classifier, evaluation, raw, cleaned, validation, registration)]
     with stage_task("register", run_name, metrics, config) as task:
-        task.metrics = register(*paths, RegisterConfig.from_params(config, "register"), run_name, lineage)
+        task.metrics = register(*paths, RegisterConfig.from_params(config, "register"), run_name, lineage, kfp_run_id)
     return registered_uri(Path(registration.path))

@@ -1,11 +1,15 @@
 """register: log the classifier to MLflow, create a model version with its lineage, alias it.
 
-The version is created with all its lineage tags in one call and removed again if aliasing fails,
-so the registry never holds a half-registered version.
+The version is created with all its lineage tags in one call and removed again if its card,
+aliases or record fail, so the registry never holds a half-registered version. A pipeline run
+registers at most one version: running the stage again finds it by the run's name.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import tempfile
 from pathlib import Path
 
 from pydantic import Field
@@ -13,6 +17,7 @@ from pydantic import Field
 from components.shared import artifacts, tracking
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
+from components.register.model_card import model_card
 from components.shared.training import require_dir
 
 # What the logged model needs at serving time, pinned to what trained it (read at run time).
@@ -22,23 +27,85 @@ SERVING_PACKAGES = ("torch", "transformers", "tokenizers", "numpy")
 class RegisterConfig(StageConfig):
     model_name: str = Field("lmforge-sentiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$", description="registered model name in MLflow")
     alias: str = Field("challenger", pattern=r"^[A-Za-z0-9_-]{1,255}$", description="alias set on every new version (letters, digits, _ and -)")
+    auto_promote: bool = Field(False, description="when the gate passed, move @champion to the new version too (else `lmforge promote` does)")
+    dry_run: bool = Field(False, description="record lineage and weight hashes on the run but create no version and move no alias (lmforge reproduce)")
 
 
-def register(classifier_dir: Path, eval_dir: Path, raw_dir: Path, cleaned_dir: Path, validation_dir: Path, out_dir: Path, config: RegisterConfig, run_name: str, lineage: dict) -> dict:
-    """Log and register the model; write REGISTRATION; return the version as metrics."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+def register(
+    classifier_dir: Path, eval_dir: Path, raw_dir: Path, cleaned_dir: Path, validation_dir: Path, out_dir: Path,
+    config: RegisterConfig, run_name: str, lineage: dict, kfp_run_id: str = "",
+) -> dict:
+    """Log and register the model (once per pipeline run), alias it, promote it when asked and
+    the gate passed; write REGISTRATION; return the version as metrics."""
     mlflow = tracking.connect()
+    from mlflow.entities import RunTag
+
     classifier_dir = require_dir(classifier_dir, "classifier", "finetune")
-    report = artifacts.read_json(Path(eval_dir) / artifacts.EVAL_REPORT)
-    tags = lineage_tags(raw_dir, cleaned_dir, validation_dir, run_name, lineage)
-    model = AutoModelForSequenceClassification.from_pretrained(classifier_dir)
-    tokenizer = AutoTokenizer.from_pretrained(classifier_dir)
+    eval_dir = Path(eval_dir)
+    report = _read(eval_dir / artifacts.EVAL_REPORT, "evaluate")
+    gate = _read(eval_dir / artifacts.GATE_REPORT, "evaluate")
+    weights = weight_hashes(classifier_dir)
+    tags = {**lineage_tags(raw_dir, cleaned_dir, validation_dir, run_name, lineage, kfp_run_id), "lmforge.weights_sha256": weights_digest(weights)}
+    tags |= {"lmforge.gate": "passed" if gate["passed"] else "failed", "lmforge.gate_summary": gate["summary"][:4000]}
+    metric_tags = {f"metric.{k}": f"{report[k]:.6f}" for k in METRIC_TAGS if k in report}
 
     client = mlflow.MlflowClient()
     parent = tracking.parent_run_id(run_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts.write_json(Path(tmp) / artifacts.WEIGHTS, weights)
+        client.log_artifact(parent, str(Path(tmp) / artifacts.WEIGHTS), "registration")
+    for name in (artifacts.EVAL_REPORT, artifacts.GATE_REPORT, artifacts.GATE_MD, artifacts.GATE_PNG):
+        client.log_artifact(parent, str(eval_dir / name), "evaluate")
+    client.log_batch(parent, tags=[RunTag(k, v) for k, v in {**tags, **metric_tags}.items()])
+    if config.dry_run:
+        record = {"model_name": config.model_name, "version": None, "uri": "", "dry_run": True, "run_id": parent, "tags": tags}
+        with artifacts.staged_dir(out_dir) as tmp:
+            artifacts.write_json(tmp / artifacts.REGISTRATION, record)
+        print(f"[register] dry run: no version created; lineage and weight hashes are on MLflow run {parent}", flush=True)
+        return {"register/dry_run": 1}
+
+    version, created = _version_for_run(client, config, run_name, parent, classifier_dir, tags, metric_tags)
+    try:  # a new version counts only once its card, aliases and record are all in place
+        card = model_card(config.model_name, version, report, gate, tags, _read(Path(cleaned_dir) / artifacts.CLEAN_REPORT, "clean_tokenize"), classifier_dir)
+        client.update_model_version(config.model_name, version, description=card)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / artifacts.MODEL_CARD).write_text(card)
+            client.log_artifact(parent, str(Path(tmp) / artifacts.MODEL_CARD), "registration")
+        moves = _move_aliases(config, version, run_name, gate)
+        uri = f"models:/{config.model_name}/{version}"
+        record = {"model_name": config.model_name, "version": version, "uri": uri, "alias": config.alias, "moves": moves, "run_id": parent, "tags": tags}
+        with artifacts.staged_dir(out_dir) as tmp:
+            artifacts.write_json(tmp / artifacts.REGISTRATION, record)
+    except Exception:
+        if created:
+            client.delete_model_version(config.model_name, version)
+        raise
+    held = ", ".join(f"@{m['alias']}" for m in moves) or "aliases unchanged"
+    print(f"[register] {uri} ({'new version' if created else 'already registered by this run'}; {held}); {gate['summary']}", flush=True)
+    return {"register/version": int(version), "register/created": int(created), "register/promoted": int(any(m["alias"] == CHAMPION for m in moves))}
+
+
+CHAMPION = "champion"  # the alias the gate compares with and promotion moves (registry.CHAMPION)
+# Scores copied onto the version as tags, so `lmforge models list` needs no run look-ups.
+METRIC_TAGS = ("accuracy", "macro_f1", "baseline_majority_accuracy", "perplexity", "control_accuracy", "pretraining_gain", "gain_over_champion")
+
+
+def _version_for_run(client, config: RegisterConfig, run_name: str, parent: str, classifier_dir: Path, tags: dict, metric_tags: dict) -> tuple[str, bool]:
+    """The version this pipeline run registered before (a re-run of the stage), else a new one
+    with every lineage tag set in the same call. Returns (version, created)."""
+    import mlflow
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        client.get_registered_model(config.model_name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(config.model_name, description="LMForge sentiment classifier (BERT-style encoder pretrained by LMForge)")
+    found = client.search_model_versions(f"name = '{config.model_name}' and tags.`lmforge.pipeline_run_name` = '{run_name}'")
+    if found:
+        return str(min(int(v.version) for v in found)), False
+    model = AutoModelForSequenceClassification.from_pretrained(classifier_dir)
+    tokenizer = AutoTokenizer.from_pretrained(classifier_dir)
     with mlflow.start_run(run_id=parent):
-        mlflow.set_tags(tags)
         info = mlflow.transformers.log_model(
             transformers_model={"model": model, "tokenizer": tokenizer},
             name="model",
@@ -46,45 +113,80 @@ def register(classifier_dir: Path, eval_dir: Path, raw_dir: Path, cleaned_dir: P
             pip_requirements=pip_requirements(),
             metadata={"lmforge": tags},
         )
-        mlflow.log_artifact(str(Path(eval_dir) / artifacts.EVAL_REPORT), artifact_path="evaluate")
-    try:
-        client.get_registered_model(config.model_name)
-    except mlflow.exceptions.MlflowException:
-        client.create_registered_model(config.model_name, description="LMForge sentiment classifier (BERT-style encoder pretrained by LMForge)")
-    metric_tags = {f"metric.{k}": f"{report[k]:.6f}" for k in ("accuracy", "macro_f1", "baseline_majority_accuracy", "perplexity")}
     version = client.create_model_version(config.model_name, info.model_uri, run_id=parent, tags={**tags, **metric_tags})
-    uri = f"models:/{config.model_name}/{version.version}"
-    record = {"model_name": config.model_name, "version": version.version, "uri": uri, "alias": config.alias, "run_id": parent, "tags": tags}
-    try:  # the version counts only once both the record and the alias are in place
-        with artifacts.staged_dir(out_dir) as tmp:
-            artifacts.write_json(tmp / artifacts.REGISTRATION, record)
-            client.set_registered_model_alias(config.model_name, config.alias, version.version)
-    except Exception:
-        client.delete_model_version(config.model_name, version.version)
-        raise
-    print(f"[register] {uri} (alias @{config.alias})", flush=True)
-    return {"register/version": int(version.version)}
+    return str(version.version), True
 
 
-def lineage_tags(raw_dir: Path, cleaned_dir: Path, validation_dir: Path, run_name: str, lineage: dict) -> dict:
-    """Every tag that says where a version came from: code, data, config, tokenizer, run, images."""
+def _move_aliases(config: RegisterConfig, version: str, run_name: str, gate: dict) -> list[dict]:
+    """`alias` on every version; @champion too when the preset asks and the gate passed.
+    Each move goes through the audited registry, so `lmforge models history` shows it."""
+    from components.shared import registry
+
+    status = "passed" if gate["passed"] else "failed"
+    moves = [registry.move_alias(config.model_name, config.alias, version, reason=f"registered by pipeline run {run_name}", gate=status, action="register")]
+    if config.auto_promote and gate["passed"]:
+        reason = f"automatic promotion by pipeline run {run_name}: {gate['summary']}"
+        moves.append(registry.move_alias(config.model_name, CHAMPION, version, reason=reason, gate=status, action="auto-promote"))
+    return [m for m in moves if m["moved"]]
+
+
+def lineage_tags(raw_dir: Path, cleaned_dir: Path, validation_dir: Path, run_name: str, lineage: dict, kfp_run_id: str = "") -> dict:
+    """Every tag that says where a version came from: code, data, config, tokenizer, run, images,
+    validation, seeds and package versions."""
     manifest = _read(Path(raw_dir) / artifacts.MANIFEST, "ingest")
     clean = _read(Path(cleaned_dir) / artifacts.CLEAN_REPORT, "clean_tokenize")
     validation = _read(Path(validation_dir) / artifacts.VALIDATION, "validate")
+    suites = list(validation.values())
     tags = {
         "lmforge.git_commit": lineage.get("git_commit", ""),
         "lmforge.git_dirty": str(lineage.get("git_dirty", "")).lower(),
         "lmforge.config_hash": lineage.get("config_hash", ""),
+        "lmforge.config_artifact": "config.yaml",  # the whole resolved preset, on the version's run
         "lmforge.preset": lineage.get("preset", ""),
+        "lmforge.seeds": json.dumps(lineage.get("seeds", {}), sort_keys=True),
         "lmforge.pipeline_run_name": run_name,
+        "lmforge.kfp_run_id": kfp_run_id,
         "lmforge.data_repo": manifest.get("data_repo", ""),
         "lmforge.data_rev": manifest.get("data_rev", ""),
         "lmforge.data_md5": manifest.get("data_md5", ""),
+        "lmforge.data_files_md5": json.dumps(manifest.get("files", {}), sort_keys=True),
         "lmforge.tokenizer_hash": clean["tokenizer_hash"],
-        "lmforge.validation": "passed" if all(s.get("success") for s in validation.values()) else "failed",
+        "lmforge.validation": "passed" if all(s.get("success") for s in suites) else "failed",
+        "lmforge.validation_suites": f"{sum(bool(s.get('success')) for s in suites)}/{len(suites)} passed",
+        "lmforge.packages": json.dumps(package_versions(), sort_keys=True),
     }
     tags.update({f"lmforge.image.{name}": image for name, image in (lineage.get("images") or {}).items()})
     return {k: str(v) for k, v in tags.items()}
+
+
+def weight_hashes(model_dir: Path) -> dict[str, str]:
+    """sha256 of every tensor's bytes, by name: equal hashes mean bit-identical weights."""
+    from safetensors.numpy import load_file
+
+    tensors = {}
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        tensors.update(load_file(f))
+    return {name: hashlib.sha256(t.tobytes()).hexdigest() for name, t in sorted(tensors.items())}
+
+
+def weights_digest(hashes: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for p in LINEAGE_PACKAGES:
+        try:
+            found[p] = version(p)
+        except PackageNotFoundError:
+            found[p] = "absent"
+    return found
+
+
+LINEAGE_PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "mlflow", "kfp", "dvc", "great_expectations", "lmforge")
 
 
 def pip_requirements() -> list[str]:

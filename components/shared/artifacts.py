@@ -39,9 +39,14 @@ LOSS_CURVE = "loss_curve.png"
 EVAL_REPORT = "eval.json"  # metrics, baselines, confusion matrix
 CONFUSION_PNG = "confusion_matrix.png"
 EVAL_HTML = "report.html"  # scores beside baselines and the confusion matrix, one file (KFP UI)
+GATE_REPORT = "gate.json"  # the promotion gate: rules, comparisons with intervals, passed or not
+GATE_MD = "gate_report.md"  # the same for people, with GATE_PNG
+GATE_PNG = "gate.png"
 
 # register
 REGISTRATION = "registration.json"  # model name, version, URI, MLflow run id
+MODEL_CARD = "model_card.md"  # data, training, metrics, gate, lineage, intended use and limits
+WEIGHTS = "weights.json"  # sha256 of every tensor of the classifier (what reproduce compares)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -103,7 +103,3 @@ def log_config(run_id: str, resolved: dict, lineage: dict) -> None:
     tags = {"lmforge.config_hash": lineage.get("config_hash", ""), "lmforge.preset": lineage.get("preset", "")}
     tags |= {"lmforge.git_commit": lineage.get("git_commit", ""), "lmforge.git_dirty": str(lineage.get("git_dirty", "")).lower()}
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-
-def run_metrics(run_id: str) -> dict:
-    return dict(connect().get_run(run_id).data.metrics)

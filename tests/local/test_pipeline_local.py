@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,34 +15,12 @@ LINEAGE_TAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def demo_project(tmp_path_factory) -> Path:
-    """A fresh git + DVC project holding this checkout's data.dvc and the demo data built from PyPI."""
-    from pipelines.demo_data import build_demo_data
-
-    root = tmp_path_factory.mktemp("project")
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    (root / ".dvc").mkdir()
-    for name in (".dvc/config", ".dvc/.gitignore", ".dvcignore", "data.dvc"):
-        shutil.copy(REPO / name, root / name)
-    (root / ".gitignore").write_text("/data/\n/.dvcstore/\n/mlflow.db\n/local_outputs/\n")
-    build_demo_data(root, log=lambda _: None)
-    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(root), "commit", "-qm", "demo data"], check=True)
-    return root
-
-
-def lmforge(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LMFORGE_PROJECT_DIR": str(project), "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlflow.db"}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, env=env, timeout=900)
-
-
 @pytest.mark.network
 @pytest.mark.slow
-def test_tiny_pipeline_registers_a_challenger_with_full_lineage(demo_project):
+def test_tiny_pipeline_registers_a_challenger_with_full_lineage(demo_project, lmforge):
     res = lmforge(demo_project, "run", "--config", "tiny")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "registered model: models:/lmforge-sentiment/1 (alias @challenger)" in res.stdout
+    assert "registered model: models:/lmforge-sentiment/1 (alias @challenger and @champion)" in res.stdout
     for stage in ("ingest", "clean_tokenize", "validate", "pretrain", "finetune", "evaluate", "register"):
         assert f"\n  {stage} " in res.stdout, f"summary lacks the time of {stage}"
     assert "[pretrain] step 20/20" in res.stdout  # progress reaches the console
@@ -54,7 +29,7 @@ def test_tiny_pipeline_registers_a_challenger_with_full_lineage(demo_project):
 
     client = mlflow.MlflowClient(f"sqlite:///{demo_project}/mlflow.db")
     model = client.get_registered_model("lmforge-sentiment")
-    assert model.aliases == {"challenger": 1}
+    assert model.aliases == {"challenger": 1, "champion": 1}  # the first passing model: auto-promoted
     tags = client.get_model_version("lmforge-sentiment", "1").tags
     assert all(tags.get(t) for t in LINEAGE_TAGS), {t: tags.get(t) for t in LINEAGE_TAGS}
     head = subprocess.run(["git", "-C", str(demo_project), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()

@@ -71,8 +71,8 @@ def test_html_report_shows_scores_beside_the_baseline_and_embeds_the_matrix(eval
 
     html = (eval_dir / artifacts.EVAL_HTML).read_text()
     assert f"{report['accuracy']:.4f}" in html and f"{report['baseline_majority_accuracy']:.4f}" in html
-    embedded = html.split("data:image/png;base64,")[1].split("'")[0]
-    assert base64.b64decode(embedded) == (eval_dir / artifacts.CONFUSION_PNG).read_bytes()
+    embedded = {base64.b64decode(part.split("'")[0]) for part in html.split("data:image/png;base64,")[1:]}
+    assert embedded == {(eval_dir / artifacts.CONFUSION_PNG).read_bytes(), (eval_dir / artifacts.GATE_PNG).read_bytes()}
 
 
 def test_perplexity_is_repeatable_with_the_seed(cleaned_dir, mlm_dir, report):

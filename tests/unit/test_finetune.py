@@ -79,3 +79,20 @@ def test_missing_pretrained_model_names_the_stage_to_run(cleaned_dir, tmp_path):
     with pytest.raises(UserError, match="run the pretrain stage first"):
         finetune(cleaned_dir, tmp_path / "no-mlm", tmp_path / "classifier", FinetuneConfig())
     assert not (tmp_path / "classifier").exists()
+
+
+def test_control_is_the_same_shape_trained_from_random_weights(classifier, classifier_dir, mlm_dir):
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    from components.finetune.finetune import CONTROL_DIR
+
+    model, _ = classifier
+    control = AutoModelForSequenceClassification.from_pretrained(classifier_dir / CONTROL_DIR)
+    assert control.config.to_dict() | {"_name_or_path": ""} == model.config.to_dict() | {"_name_or_path": ""}
+    pretrained = AutoModelForMaskedLM.from_pretrained(mlm_dir).bert.embeddings.word_embeddings.weight
+    emb = control.bert.embeddings.word_embeddings.weight
+    # No pretraining reached it: its embeddings are unrelated to the pretrained ones.
+    import torch
+
+    assert abs(torch.nn.functional.cosine_similarity(pretrained.flatten(), emb.flatten(), dim=0)) < 0.2
+    assert (classifier_dir / CONTROL_DIR / "tokenizer.json").is_file()

@@ -1,0 +1,68 @@
+"""The model card that goes with every registered version (its MLflow description and an artifact).
+
+Markdown, generated from what the run produced: nothing in it is typed by hand, so it cannot drift
+from the version it describes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+INTENDED_USE = (
+    "Binary sentiment (negative/positive) of short English sentences in the style of film reviews. "
+    "A small research and demonstration model: compare it with the baselines below before relying on it."
+)
+LIMITS = [
+    "Trained on a few thousand review sentences: expect errors on sarcasm, negation across clauses, domains other than film reviews, and text in other languages.",
+    "The encoder was pretrained on a small Wikipedia sample; its vocabulary and knowledge are narrow.",
+    "Inputs longer than the model's maximum length are truncated.",
+    "Not for decisions about people (hiring, credit, moderation) without an evaluation on that task and population.",
+]
+
+
+def model_card(model_name: str, version: str, report: dict, gate: dict, tags: dict, clean: dict, classifier_dir: Path) -> str:
+    shape = json.loads((Path(classifier_dir) / "config.json").read_text())
+    removed = {t: sum(rules.values()) for t, rules in clean["removed"].items()}
+    tokens = clean["tokens"]
+    lines = [
+        f"# {model_name} version {version}",
+        "",
+        f"**Gate: {'passed' if gate['passed'] else 'failed'}.** {gate['summary']}",
+        "",
+        "## Intended use",
+        "",
+        INTENDED_USE,
+        "",
+        "## Data",
+        "",
+        f"- DVC data revision `{tags['lmforge.data_rev']}` of `{tags['lmforge.data_repo']}`; data.dvc md5 `{tags['lmforge.data_md5']}`",
+        "- files: " + ", ".join(f"`{f}` md5 `{m}`" for f, m in json.loads(tags["lmforge.data_files_md5"]).items()),
+        f"- after cleaning: {clean['rows']['corpus']} corpus documents ({tokens['corpus_tokens']:,} tokens), {clean['rows']['labeled']} labeled sentences; "
+        f"removed {removed.get('corpus', 0)} documents and {removed.get('labeled', 0)} sentences",
+        f"- great-expectations validation: {tags['lmforge.validation']} ({tags['lmforge.validation_suites']} suites)",
+        "",
+        "## Training",
+        "",
+        f"- BERT-style encoder: {shape.get('num_hidden_layers')} layers, hidden {shape.get('hidden_size')}, {shape.get('num_attention_heads')} heads, "
+        f"vocabulary {shape.get('vocab_size')} (WordPiece trained on the corpus, hash `{tags['lmforge.tokenizer_hash'][:12]}`)",
+        "- masked-language-model pretraining on packed blocks, then fine-tuning of a classification head on the train split",
+        f"- preset `{tags['lmforge.preset']}`, config hash `{tags['lmforge.config_hash'][:12]}` (the whole config: `config.yaml` on the run); seeds {tags['lmforge.seeds']}",
+        "",
+        "## Metrics (test split)",
+        "",
+        "| metric | this model | majority baseline | random-init control | champion |",
+        "|---|---|---|---|---|",
+    ]
+    for m in ("accuracy", "macro_f1"):
+        control = gate["vs_control"][m]["other"] if gate.get("vs_control") else None
+        champion = gate["vs_champion"][m]["other"] if gate.get("vs_champion") else None
+        lines.append(f"| {m} | {report[m]:.4f} | {gate['vs_majority'][m]['other']:.4f} | {_fmt(control)} | {_fmt(champion)} |")
+    lines += ["", f"Held-out masked-LM perplexity {report['perplexity']:.1f}; {report['n_test']} test sentences.", ""]
+    lines += ["## Gate", "", gate["summary"], ""] + [f"- {r}" for r in gate["reasons"]] + ["", "## Limits", ""] + [f"- {x}" for x in LIMITS]
+    lines += ["", "## Lineage", "", "| tag | value |", "|---|---|"] + [f"| {k} | `{v}` |" for k, v in sorted(tags.items()) if k != "lmforge.gate_summary"]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if v is not None else "-"
