@@ -4,6 +4,9 @@
     lmforge compile [--config PRESET] [--output FILE]
     lmforge data demo
     lmforge config show [--config PRESET] [--set ...]
+    lmforge promote MODEL VERSION [--force --reason TEXT]
+    lmforge rollback MODEL [--alias champion] [--reason TEXT]
+    lmforge models list [MODEL] | lmforge models history MODEL
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import sys
 
 from components.shared.errors import UserError
+from pipelines import registry_commands
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -43,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the resolved configuration")
     _add_config_args(show)
+
+    registry_commands.add_parsers(sub)
     return ap
 
 
@@ -100,7 +106,7 @@ def cmd_config(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "compile": cmd_compile, "data": cmd_data, "config": cmd_config}
+COMMANDS = {"run": cmd_run, "compile": cmd_compile, "data": cmd_data, "config": cmd_config, **registry_commands.COMMANDS}
 
 if __name__ == "__main__":
     sys.exit(main())
