@@ -4,6 +4,9 @@
     lmforge compile [--config PRESET] [--output FILE]
     lmforge data demo
     lmforge config show [--config PRESET] [--set ...]
+    lmforge promote MODEL VERSION [--force --reason TEXT]
+    lmforge rollback MODEL [--alias champion] [--reason TEXT]
+    lmforge models list [MODEL] | lmforge models history MODEL
     lmforge reproduce MODEL@ALIAS | MODEL/VERSION [--allow-dirty]
 """
 
@@ -13,6 +16,7 @@ import argparse
 import sys
 
 from components.shared.errors import UserError
+from pipelines import registry_commands
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -49,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the resolved configuration")
     _add_config_args(show)
+
+    registry_commands.add_parsers(sub)
     return ap
 
 
@@ -114,7 +120,7 @@ def cmd_reproduce(args) -> int:
     return 0 if report["match"] else 1
 
 
-COMMANDS = {"reproduce": cmd_reproduce, "run": cmd_run, "compile": cmd_compile, "data": cmd_data, "config": cmd_config}
+COMMANDS = {"run": cmd_run, "compile": cmd_compile, "data": cmd_data, "config": cmd_config, "reproduce": cmd_reproduce, **registry_commands.COMMANDS}
 
 if __name__ == "__main__":
     sys.exit(main())

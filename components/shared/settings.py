@@ -91,3 +91,22 @@ def quiet_environment() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+# Who moves an alias, for the registry's audit history (CI jobs and service accounts set it).
+ACTOR_ENV = "LMFORGE_ACTOR"
+
+
+def actor() -> str:
+    """$LMFORGE_ACTOR, else user@host of this process."""
+    env = os.environ.get(ACTOR_ENV, "").strip()
+    if env:
+        return env
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container uid with no passwd entry and no $USER
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
