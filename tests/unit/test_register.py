@@ -47,10 +47,10 @@ def lineage(dvc_repo) -> dict:
 def run_register(classifier_dir, eval_dir, dvc_raw_dir, cleaned_dir, validation_dir, lineage, tracking_uri, tmp_path):
     """register() with the session's artifacts into the test's fresh store; returns its output dir."""
 
-    def run(out_name: str = "registration", raw=None) -> tuple[dict, object]:
+    def run(out_name: str = "registration", raw=None, run_name: str = RUN, **settings) -> tuple[dict, object]:
         out = tmp_path / out_name
-        config = RegisterConfig(model_name=NAME)
-        metrics = register(classifier_dir, eval_dir, raw or dvc_raw_dir, cleaned_dir, validation_dir, out, config, RUN, lineage)
+        config = RegisterConfig(model_name=NAME, **settings)
+        metrics = register(classifier_dir, eval_dir, raw or dvc_raw_dir, cleaned_dir, validation_dir, out, config, run_name, lineage, "kfp-run-123")
         return metrics, out
 
     return run
@@ -101,11 +101,46 @@ def test_version_with_alias_and_lineage_then_a_second_moves_the_alias(run_regist
     run = c.get_run(c.get_model_version(NAME, "1").run_id)
     assert run.data.tags["lmforge.run_name"] == RUN and run.data.tags["lmforge.data_md5"] == expected["lmforge.data_md5"]
 
-    metrics, out2 = run_register("registration2")
+    # The same pipeline run registering again (a retried task) finds its version: no second one.
+    metrics, _ = run_register("registration-retry")
+    assert metrics["register/version"] == 1 and metrics["register/created"] == 0
+    assert len(c.search_model_versions(f"name='{NAME}'")) == 1
+
+    metrics, out2 = run_register("registration2", run_name=RUN + "-b")
     assert metrics["register/version"] == 2
-    assert aliases(c, NAME) == {"challenger": "2"}
+    assert aliases(c, NAME) == {"challenger": "2"}  # auto_promote is off: no champion
     assert {str(v.version) for v in c.search_model_versions(f"name='{NAME}'")} == {"1", "2"}
     assert artifacts.read_json(out2 / artifacts.REGISTRATION)["uri"] == f"models:/{NAME}/2"
+
+
+def test_auto_promotion_card_and_recorded_moves(run_register, tracking_uri, eval_dir):
+    from components.shared import registry
+
+    gate = artifacts.read_json(eval_dir / artifacts.GATE_REPORT)
+    assert gate["passed"]  # the session's tiny model beats the majority baseline
+    metrics, out = run_register(auto_promote=True)
+    c = client(tracking_uri)
+    assert aliases(c, NAME) == {"challenger": "1", "champion": "1"} and metrics["register/promoted"] == 1
+    version = c.get_model_version(NAME, "1")
+    assert version.tags["lmforge.gate"] == "passed" and version.tags["lmforge.gate_summary"] == gate["summary"]
+    assert version.tags["lmforge.kfp_run_id"] == "kfp-run-123"
+    assert version.description.startswith(f"# {NAME} version 1") and "## Lineage" in version.description
+    moves = [(r["alias"], r["to_version"], r["action"]) for r in registry.history(NAME)]
+    assert moves == [("challenger", "1", "register"), ("champion", "1", "auto-promote")]
+    run_files = {a.path for a in c.list_artifacts(version.run_id, "registration")}
+    assert {"registration/model_card.md", "registration/weights.json"} <= run_files
+
+
+def test_dry_run_records_weights_but_registers_nothing(run_register, tracking_uri, classifier_dir):
+    from components.register.register import weight_hashes, weights_digest
+
+    metrics, out = run_register(dry_run=True)
+    c = client(tracking_uri)
+    assert metrics == {"register/dry_run": 1} and c.search_model_versions(f"name='{NAME}'") == []
+    record = artifacts.read_json(out / artifacts.REGISTRATION)
+    assert record["dry_run"] and record["uri"] == ""
+    run = c.get_run(record["run_id"])
+    assert run.data.tags["lmforge.weights_sha256"] == weights_digest(weight_hashes(classifier_dir))
 
 
 def test_registered_model_loads_with_pyfunc_and_predicts_label_names(run_register, tracking_uri, cleaned_dir, eval_dir):
