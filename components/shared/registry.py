@@ -22,6 +22,7 @@ Gate result of a version: its model-version tag `lmforge.gate` ("passed" / "fail
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 from datetime import datetime, timezone
 from typing import Iterator
@@ -73,19 +74,20 @@ def move_alias(model_name: str, alias: str, version, *, reason: str, gate: str, 
         try:
             client.set_registered_model_alias(model_name, alias, version)
         except Exception:
-            _quietly(client.set_terminated, run_id, "FAILED")
+            _quietly(_end_record, client, run_id, "FAILED")
             raise
         try:
-            client.set_terminated(run_id, "FINISHED")
+            _end_record(client, run_id, "FINISHED")
         except Exception:
             _quietly(_restore_alias, client, model_name, alias, current)
-            _quietly(client.set_terminated, run_id, "FAILED")
+            _quietly(_end_record, client, run_id, "FAILED")
             raise
     return {**record, "moved": True}
 
 
-def promote(model_name: str, version, *, force: bool = False, reason: str | None = None, actor: str | None = None) -> dict:
-    """Move `champion` to `version` if its gate passed; `force` overrides and needs a reason."""
+def promote(model_name: str, version, *, force: bool = False, reason: str | None = None, actor: str | None = None, action: str = "promote") -> dict:
+    """Move `champion` to `version` if its gate passed; `force` overrides and needs a reason.
+    (The register stage's automatic promotion calls this with action="auto-promote".)"""
     _check_name(model_name)
     version = _check_version(version)
     if force and not (reason or "").strip():
@@ -97,7 +99,7 @@ def promote(model_name: str, version, *, force: bool = False, reason: str | None
         why = f"its gate {gate}" if gate != "none" else "it has no gate result (tag lmforge.gate)"
         detail = f" ({summary})" if summary else ""
         raise UserError(f'{model_name} version {version} cannot become @{CHAMPION}: {why}{detail}: promote a version whose gate passed, or override with --force --reason "why"')
-    return move_alias(model_name, CHAMPION, version, reason=reason or f"gate passed{': ' + summary if summary else ''}", gate=gate, forced=force, actor=actor, action="promote")
+    return move_alias(model_name, CHAMPION, version, reason=reason or f"gate passed{': ' + summary if summary else ''}", gate=gate, forced=force, actor=actor, action=action)
 
 
 def rollback(model_name: str, alias: str = CHAMPION, *, reason: str | None = None, actor: str | None = None) -> dict:
@@ -277,9 +279,16 @@ def _write_pending(client, exp_id: str, record: dict) -> str:
     try:
         client.log_batch(run.info.run_id, params=params)
     except Exception:
-        _quietly(client.set_terminated, run.info.run_id, "FAILED")
+        _quietly(_end_record, client, run.info.run_id, "FAILED")
         raise
     return run.info.run_id
+
+
+def _end_record(client, run_id: str, status: str) -> None:
+    """FINISHED confirms a record, FAILED hides it. Against a server MLflow prints links to the
+    run on stdout here; the audit run is bookkeeping, and the commands print the move instead."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        client.set_terminated(run_id, status)
 
 
 def _records(client, exp_id: str, model_name: str, states: tuple[str, ...] | None) -> list[dict]:
