@@ -45,10 +45,13 @@ def find_version(ref: str):
     mlflow = tracking.connect()
     client = mlflow.MlflowClient()
     name, alias, version = parse_ref(ref)
-    try:
-        return client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
-    except mlflow.exceptions.MlflowException:
-        raise UserError(f"{ref} not found in the registry at {settings.display_uri(settings.tracking_uri())}: list versions with `lmforge models list`") from None
+    with tracking.reported_errors():
+        try:
+            return client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+        except mlflow.exceptions.MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+    raise UserError(f"{ref} not found in the registry at {settings.display_uri(settings.tracking_uri())}: list versions with `lmforge models list`")
 
 
 def check_reproducible(mv, allow_dirty: bool = False) -> dict:

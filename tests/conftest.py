@@ -262,3 +262,14 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
 
     while mlflow.active_run():  # a failing test must not leave a run open for the next one
         mlflow.end_run("FAILED")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """URL of a real `mlflow server` on 127.0.0.1 (sqlite store, artifact folder in a tmp dir),
+    shared by the session's tests that need HTTP behaviour."""
+    from mlflow_server import start_mlflow_server, stop_mlflow_server
+
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield server.url
+    stop_mlflow_server(server)

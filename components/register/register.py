@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from components.shared import artifacts, tracking
+from components.shared import artifacts, registry, tracking
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.register.model_card import model_card
@@ -82,10 +82,9 @@ def register(
         raise
     held = ", ".join(f"@{m['alias']}" for m in moves) or "aliases unchanged"
     print(f"[register] {uri} ({'new version' if created else 'already registered by this run'}; {held}); {gate['summary']}", flush=True)
-    return {"register/version": int(version), "register/created": int(created), "register/promoted": int(any(m["alias"] == CHAMPION for m in moves))}
+    return {"register/version": int(version), "register/created": int(created), "register/promoted": int(any(m["alias"] == registry.CHAMPION for m in moves))}
 
 
-CHAMPION = "champion"  # the alias the gate compares with and promotion moves (registry.CHAMPION)
 # Scores copied onto the version as tags, so `lmforge models list` needs no run look-ups.
 METRIC_TAGS = ("accuracy", "macro_f1", "baseline_majority_accuracy", "perplexity", "control_accuracy", "pretraining_gain", "gain_over_champion")
 
@@ -113,20 +112,20 @@ def _version_for_run(client, config: RegisterConfig, run_name: str, parent: str,
             pip_requirements=pip_requirements(),
             metadata={"lmforge": tags},
         )
-    version = client.create_model_version(config.model_name, info.model_uri, run_id=parent, tags={**tags, **metric_tags})
+    # model_id ties the version to MLflow 3's logged model: a tracking server refuses a models:/m-...
+    # source without it (the sqlite store lets it pass).
+    version = client.create_model_version(config.model_name, info.model_uri, run_id=parent, tags={**tags, **metric_tags}, model_id=info.model_id)
     return str(version.version), True
 
 
 def _move_aliases(config: RegisterConfig, version: str, run_name: str, gate: dict) -> list[dict]:
     """`alias` on every version; @champion too when the preset asks and the gate passed.
     Each move goes through the audited registry, so `lmforge models history` shows it."""
-    from components.shared import registry
-
-    status = "passed" if gate["passed"] else "failed"
-    moves = [registry.move_alias(config.model_name, config.alias, version, reason=f"registered by pipeline run {run_name}", gate=status, action="register")]
-    if config.auto_promote and gate["passed"]:
+    status, actor = ("passed" if gate["passed"] else "failed"), f"pipeline:{run_name}"
+    moves = [registry.move_alias(config.model_name, config.alias, version, reason=f"registered by pipeline run {run_name}", gate=status, actor=actor, action="register")]
+    if config.auto_promote and gate["passed"]:  # promote re-reads the gate from the version's tags
         reason = f"automatic promotion by pipeline run {run_name}: {gate['summary']}"
-        moves.append(registry.move_alias(config.model_name, CHAMPION, version, reason=reason, gate=status, action="auto-promote"))
+        moves.append(registry.promote(config.model_name, version, reason=reason, actor=actor, action="auto-promote"))
     return [m for m in moves if m["moved"]]
 
 

@@ -25,7 +25,6 @@ import contextlib
 import io
 import re
 from datetime import datetime, timezone
-from typing import Iterator
 
 from components.shared import settings, tracking
 from components.shared.errors import UserError
@@ -60,7 +59,7 @@ def move_alias(model_name: str, alias: str, version, *, reason: str, gate: str, 
     if gate not in GATES:
         raise UserError(f"gate result {gate!r} is not one of {', '.join(GATES)}")
     reason = _check_reason(reason)
-    with _tracking():
+    with tracking.reported_errors():
         client = _client()
         _model_version(client, model_name, version)
         current = alias_holders(model_name, client).get(alias)
@@ -92,7 +91,7 @@ def promote(model_name: str, version, *, force: bool = False, reason: str | None
     version = _check_version(version)
     if force and not (reason or "").strip():
         raise UserError('--force needs --reason "why": a forced promotion is recorded in the model\'s history with its reason')
-    with _tracking():
+    with tracking.reported_errors():
         tags = _model_version(_client(), model_name, version).tags
     gate, summary = gate_of(tags), tags.get(GATE_SUMMARY_TAG, "").strip()
     if gate != "passed" and not force:
@@ -123,7 +122,7 @@ def rollback(model_name: str, alias: str = CHAMPION, *, reason: str | None = Non
     if len(stack) < 2:
         raise UserError(f"{model_name}@{alias} (version {current}) has no previous holder to roll back to: {hint}")
     target = stack[-2]
-    with _tracking():
+    with tracking.reported_errors():
         gate = gate_of(_model_version(_client(), model_name, target).tags)
     return move_alias(model_name, alias, target, reason=reason or f"rollback from version {current}", gate=gate, actor=actor, action="rollback")
 
@@ -153,7 +152,7 @@ def history(model_name: str, *, require_model: bool = True) -> list[dict]:
     """Every recorded move of the model's aliases, oldest first; `state` is "done" or
     "unconfirmed" (a pending record whose outcome is unknown, see the module docstring)."""
     _check_name(model_name)
-    with _tracking():
+    with tracking.reported_errors():
         client = _client()
         exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
         records = _records(client, exp.experiment_id, model_name, states=("FINISHED", "RUNNING")) if exp else []
@@ -164,7 +163,7 @@ def history(model_name: str, *, require_model: bool = True) -> list[dict]:
 
 def alias_holders(model_name: str, client=None) -> dict[str, str]:
     """{alias: version} of a registered model (MLflow returns versions as int or str: str here)."""
-    with _tracking():
+    with tracking.reported_errors():
         model = _registered_model(client or _client(), model_name)
     return {str(a): str(v) for a, v in (model.aliases or {}).items()}
 
@@ -185,7 +184,7 @@ def list_versions(model_name: str | None = None) -> list[dict]:
     gate, key metrics, short data revision and pipeline run name."""
     if model_name is not None:
         _check_name(model_name)
-    with _tracking():
+    with tracking.reported_errors():
         client = _client()
         names = [model_name] if model_name else sorted(m.name for m in _paged(client.search_registered_models))
         rows = []
@@ -205,26 +204,6 @@ def list_versions(model_name: str | None = None) -> list[dict]:
 
 
 # --- internals ----------------------------------------------------------------------------------
-
-
-def tracking_error(exc: Exception) -> UserError:
-    """One line for a tracking server that is down or refuses, without credentials (the same
-    wording as tracking.open_pipeline_run)."""
-    raw, uri = settings.tracking_uri(), settings.display_uri(settings.tracking_uri())
-    text = str(exc).replace(raw, uri)
-    unreachable = any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish"))
-    reason = "unreachable" if unreachable else (text.splitlines()[0][:160] if text else type(exc).__name__)
-    return UserError(f"MLflow tracking at {uri} failed ({reason}): start the server, or unset MLFLOW_TRACKING_URI for the local sqlite store")
-
-
-@contextlib.contextmanager
-def _tracking() -> Iterator[None]:
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as exc:  # MlflowException, requests' ConnectionError, sqlite errors, ...
-        raise tracking_error(exc) from None
 
 
 def _client():

@@ -6,8 +6,9 @@ DAG and a re-run of one stage logs into the same parent instead of starting a ne
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from components.shared import settings
 from components.shared.errors import UserError
@@ -81,16 +82,31 @@ def flatten(d: dict, prefix: str = "") -> dict:
 def open_pipeline_run(run_name: str, resolved: dict, lineage: dict) -> str:
     """Create (or find) the pipeline's MLflow run and log its config; an unreachable or refusing
     tracking server is one clear error here, before any stage starts."""
-    try:
+    with reported_errors():
         run_id = parent_run_id(run_name)
         log_config(run_id, resolved, lineage)
-    except Exception as exc:  # MlflowException, requests' ConnectionError, sqlite errors, ...
-        raw, uri = settings.tracking_uri(), settings.display_uri(settings.tracking_uri())
-        text = str(exc).replace(raw, uri)
-        unreachable = any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish"))
-        reason = "unreachable" if unreachable else (text.splitlines()[0][:160] if text else type(exc).__name__)
-        raise UserError(f"MLflow tracking at {uri} failed ({reason}): start the server, or unset MLFLOW_TRACKING_URI for the local sqlite store") from None
     return run_id
+
+
+def tracking_error(exc: Exception) -> UserError:
+    """One line for a tracking server that is down or refuses, without credentials."""
+    raw, uri = settings.tracking_uri(), settings.display_uri(settings.tracking_uri())
+    text = str(exc).replace(raw, uri)
+    unreachable = any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish"))
+    reason = "unreachable" if unreachable else (text.splitlines()[0][:160] if text else type(exc).__name__)
+    return UserError(f"MLflow tracking at {uri} failed ({reason}): start the server, or unset MLFLOW_TRACKING_URI for the local sqlite store")
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Any tracking failure inside the block (MlflowException, requests' ConnectionError, sqlite
+    errors, ...) becomes `tracking_error`'s one line; a UserError passes through."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        raise tracking_error(exc) from None
 
 
 def log_config(run_id: str, resolved: dict, lineage: dict) -> None:

@@ -37,12 +37,15 @@ def change_data(project: Path) -> str:
     return git(project, "rev-parse", "HEAD")
 
 
-@pytest.fixture(scope="module")
-def flow_project(demo_project, tmp_path_factory) -> Path:
-    """A copy of the demo project (its git history, DVC cache and remote) that this module may change."""
-    root = tmp_path_factory.mktemp("flow") / "project"
+def copy_project(demo_project: Path, root: Path) -> Path:
+    """A copy of the demo project (its git history, DVC cache and remote) that a test may change."""
     shutil.copytree(demo_project, root, ignore=shutil.ignore_patterns("mlflow.db", "mlruns", "local_outputs"))
     return root
+
+
+@pytest.fixture
+def flow_project(demo_project, tmp_path) -> Path:
+    return copy_project(demo_project, tmp_path / "project")
 
 
 def check(res) -> str:
@@ -85,3 +88,21 @@ def test_two_revisions_gate_and_exact_reproduction(flow_project, lmforge, tmp_pa
     assert f"reproducing {MODEL}/1 from data revision {first_rev[:12]}" in out
     assert f"{MODEL}/1 reproduced exactly" in out and "<- differs" not in out
     assert len(client.search_model_versions(f"name = '{MODEL}'")) == 2  # a rebuild registers nothing
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_register_promote_and_reproduce_through_a_real_tracking_server(demo_project, mlflow_server, lmforge, tmp_path):
+    """The same commands over HTTP: the run registers and auto-promotes through the server, the
+    rebuild's evaluate downloads the champion through it, and reproduce compares through it."""
+    project = copy_project(demo_project, tmp_path / "project")
+    model = "lmforge-http-flow"  # the session's server is shared with the registry tests
+    out = check(lmforge(project, "run", "--config", "tiny", "--set", f"register.model_name={model}", tracking_uri=mlflow_server))
+    assert f"models:/{model}/1 (alias @challenger and @champion)" in out
+    listing = check(lmforge(project, "models", "list", model, tracking_uri=mlflow_server))
+    assert git(project, "rev-parse", "HEAD")[:8] in listing
+    history = check(lmforge(project, "models", "history", model, tracking_uri=mlflow_server))
+    assert "auto-promote" in history and "register" in history
+
+    out = check(lmforge(project, "reproduce", f"{model}@champion", *ALLOW_DIRTY, tracking_uri=mlflow_server))
+    assert f"{model}/1 reproduced exactly" in out

@@ -1,6 +1,6 @@
 """Registry fixtures: every test runs against a fresh sqlite store AND a real `mlflow server`.
 
-Both stores live for the session: the server (tests/registry/mlflow_server.py) starts on first
+Both stores live for the session: the server (tests/mlflow_server.py, fixture in tests/conftest.py) starts on first
 use with its own sqlite store and artifact folder, the sqlite store is one file in a tmp dir.
 Each test uses a model name of its own, so tests never see each other's versions.
 """
@@ -10,17 +10,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from mlflow_server import start_mlflow_server, stop_mlflow_server
 
 TEST_EXPERIMENT = "lmforge-registry-tests"
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """URL of a real `mlflow server` on 127.0.0.1 (sqlite store, artifact folder in a tmp dir)."""
-    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
-    yield server.url
-    stop_mlflow_server(server)
 
 
 @pytest.fixture(scope="session")
