@@ -1,4 +1,8 @@
-"""Compile the DAG to KFP IR YAML, with the preset's sections as parameter defaults."""
+"""Compile the DAG to KFP IR YAML, with the preset's sections as parameter defaults.
+
+Two targets: `local` (the plain DAG, as kfp.local runs it) and `cluster` (the same DAG with the
+preset's `cluster:` section applied: GPUs, node pools, tolerations, secrets as env, retries).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,26 @@ from components.shared.images import IMAGES
 from components.shared.lineage import git_state
 from pipelines.config import PipelineConfig
 
+TARGETS = ("local", "cluster")
 
-def compile_pipeline(config: PipelineConfig, preset: str, output: str | Path) -> Path:
+
+def lineage_of(config: PipelineConfig, preset: str) -> dict:
+    """Code state, recipe hash, preset and images: what a model version is tagged with."""
+    return {**git_state(settings.code_dir()), "config_hash": config.hash(), "preset": Path(preset).stem, "images": IMAGES}
+
+
+def compile_pipeline(config: PipelineConfig, preset: str, output: str | Path, target: str = "local") -> Path:
     """Write the IR YAML; every task's image is the project-version image from components/shared/images."""
     from kfp import compiler
 
-    from pipelines.pipeline import arguments, lmforge_pipeline
+    from pipelines.pipeline import arguments, cluster_pipeline, lmforge_pipeline
 
-    lineage = {**git_state(settings.code_dir()), "config_hash": config.hash(), "preset": Path(preset).stem, "images": IMAGES}
-    defaults = arguments(config, run_name="", data_repo="", data_rev="", lineage=lineage)
+    pipeline = cluster_pipeline(config.cluster) if target == "cluster" else lmforge_pipeline
+    data_repo = config.cluster.data_repo if target == "cluster" else ""
+    defaults = arguments(config, run_name="", data_repo=data_repo, data_rev="", lineage=lineage_of(config, preset))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(lmforge_pipeline, str(output), pipeline_parameters=defaults)
+    tmp = output.with_name(f".{output.stem}.tmp{output.suffix or '.yaml'}")  # kfp wants a .yaml/.json name
+    compiler.Compiler().compile(pipeline, str(tmp), pipeline_parameters=defaults)
+    tmp.replace(output)  # a failed compile leaves no half-written file under the real name
     return output
