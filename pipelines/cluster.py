@@ -83,12 +83,6 @@ class Placement(_Strict):
             raise ValueError(f"{v!r} is not a duration: write e.g. 30s, 5m, 1h")
         return v
 
-    @model_validator(mode="after")
-    def _accelerator_named(self):
-        if self.accelerator_count and not self.accelerator_type:
-            raise ValueError("accelerator_count is set but accelerator_type is not: add accelerator_type (e.g. nvidia.com/gpu)")
-        return self
-
     @property
     def nproc_per_node(self) -> int:
         """Processes per task: one per accelerator, one on the CPU."""
@@ -131,6 +125,9 @@ class ClusterConfig(_Strict):
         unknown = [s for s in named if s not in STAGES]
         if unknown:
             raise ValueError(f"cluster: unknown stage {unknown[0]!r}: use one of {', '.join(STAGES)}")
+        for stage in STAGES:  # after merging: a stage may take accelerator_type from defaults
+            if self.placement(stage).accelerator_count and not self.placement(stage).accelerator_type:
+                raise ValueError(f"cluster: {stage} sets accelerator_count but no accelerator_type: add accelerator_type (e.g. nvidia.com/gpu)")
         return self
 
     def placement(self, stage: str) -> Placement:

@@ -79,8 +79,8 @@ def _talking_to(host: str) -> Iterator[None]:
         hint = ": check KFP_TOKEN and the namespace's permissions" if exc.status in (401, 403) else ""
         raise UserError(f"KFP API at {shown} rejected the request ({exc.status} {exc.reason}{_message(exc.body)}){hint}") from None
     except HTTPError as exc:  # MaxRetryError (nothing listens), protocol and TLS errors
-        reason = getattr(exc, "reason", None) or exc
-        raise UserError(f"KFP API at {shown} is unreachable ({type(reason).__name__}): check --host, or `kubectl port-forward` to ml-pipeline-ui") from None
+        reason = str(getattr(exc, "reason", None) or exc).rsplit(": ", 1)[-1][:120]  # e.g. "[Errno 111] Connection refused"
+        raise UserError(f"KFP API at {shown} is unreachable ({reason}): check --host, or `kubectl port-forward` to ml-pipeline-ui") from None
     except TimeoutError:  # kfp.Client retries a failing health check 5 times, then gives up
         raise UserError(f"KFP API at {shown} did not pass its health check: is this a KFP v2 API server?") from None
     finally:
