@@ -14,7 +14,6 @@ from components.shared import images
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 OVERLAYS = ("local", "cluster")
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with kustomize) is not installed")
 
 
 def kubernetes_version() -> str:
@@ -26,6 +25,8 @@ def kubernetes_version() -> str:
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def built(request) -> tuple[str, list[dict]]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (with kustomize) is not installed")
     res = subprocess.run(["kubectl", "kustomize", str(INFRA / "overlays" / request.param)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return request.param, [o for o in yaml.safe_load_all(res.stdout) if o]
@@ -109,3 +110,11 @@ def test_workloads_run_non_root_with_probes_and_limits(built):
                 assert c["readinessProbe"] and c["livenessProbe"], (w["metadata"]["name"], c["name"])
             if "lmforge-cpu" in c["image"]:
                 assert c["image"] == f"ghcr.io/lmforge/lmforge-cpu:{images.VERSION}", "infra runs the project version's image"
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+def test_terraform_is_formatted():
+    """Providers cannot be downloaded here, so `fmt -check` is the whole Terraform check."""
+    res = subprocess.run(["terraform", "fmt", "-check", "-recursive", str(INFRA / "terraform")], capture_output=True, text=True)
+    assert res.returncode == 0, f"run terraform fmt -recursive infra/terraform: {res.stdout}"
+    assert list((INFRA / "terraform").rglob("*.tf"))
