@@ -99,9 +99,10 @@ def test_submit_sends_the_compiled_pipeline_and_the_run_parameters(kfp_api, monk
     assert out.out.strip() == f"submitted lmforge-test-1 to experiment lmforge-gpu: {kfp_api.url}/#/runs/details/run-456"
     assert "tok-not-to-be-printed" not in out.out + out.err
 
-    assert kfp_api.find("GET", f"{API}/healthz"), "kfp.Client checks the server first"
+    [lookup] = kfp_api.find("GET", f"{API}/experiments")
+    assert "namespace=lmforge" in lookup["path"], "the experiment is looked up in the preset's profile namespace"
     [experiment] = kfp_api.find("POST", f"{API}/experiments")
-    assert experiment["body"]["display_name"] == "lmforge-gpu"
+    assert experiment["body"]["display_name"] == "lmforge-gpu" and experiment["body"]["namespace"] == "lmforge"
     [run] = kfp_api.find("POST", f"{API}/runs")
     assert run["headers"]["authorization"] == "Bearer tok-not-to-be-printed"
     body = run["body"]
@@ -130,6 +131,7 @@ def test_a_rejected_run_is_one_line_with_status_and_reason(kfp_api, capsys):
     assert main(["submit", "--host", kfp_api.url, "--config", "tiny"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: KFP API at {kfp_api.url} rejected the request (400 Bad Request: pipeline spec is invalid: missing executor)"]
+    assert kfp_api.find("GET", f"{API}/healthz"), "single-user: kfp.Client checks the server's health first"
 
 
 def test_a_missing_token_is_caught_before_any_request(kfp_api, capsys):
