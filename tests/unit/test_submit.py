@@ -141,6 +141,12 @@ def test_a_missing_token_is_caught_before_any_request(kfp_api, capsys):
     assert kfp_api.requests == []
 
 
+def test_a_dvc_source_without_a_data_repository_is_one_line(kfp_api, capsys):
+    assert main(["submit", "--host", kfp_api.url, "--config", "tiny", "--set", "cluster.data_repo="]) == 2
+    assert capsys.readouterr().err.startswith("error: no data repository for the cluster")
+    assert kfp_api.requests == []
+
+
 def test_no_host_is_one_line(capsys):
     assert main(["submit", "--config", "tiny"]) == 2
     assert capsys.readouterr().err.startswith("error: no KFP host: pass --host URL")
