@@ -142,11 +142,11 @@ class ClusterConfig(_Strict):
 
     def apply(self, tasks: dict) -> None:
         """Put each task on its node pool: called inside the pipeline body, at compile time."""
+        from kfp import kubernetes
+
         for stage, task in tasks.items():
             apply_placement(task, self.placement(stage))
             for secret in self.secrets_for(stage):
-                from kfp import kubernetes
-
                 # Only the Secret's name and keys go into the YAML; the values stay in the cluster.
                 # One call per variable: two variables may read the same key (an S3 endpoint).
                 for env, key in secret.env.items():
