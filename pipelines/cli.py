@@ -1,7 +1,9 @@
 """`lmforge`: the command line, and the only place that picks local vs cluster.
 
     lmforge run [--config PRESET] [--set section.key=value ...] [--data-rev REV]
-    lmforge compile [--config PRESET] [--output FILE]
+    lmforge compile [--config PRESET] [--target local|cluster] [--output FILE]
+    lmforge submit --host URL [--experiment NAME] [--config PRESET] [--set ...] [--run-name NAME] [--data-rev REV]
+    lmforge trainjob --config gpu --nodes N --pvc CLAIM [--output FILE]
     lmforge data demo
     lmforge config show [--config PRESET] [--set ...]
     lmforge promote MODEL VERSION [--force --reason TEXT]
@@ -38,6 +40,25 @@ def parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compile", help="write the KFP IR YAML with every image pinned")
     _add_config_args(comp)
     comp.add_argument("--output", "-o", default="lmforge-pipeline.yaml", help="where to write the YAML")
+    comp.add_argument("--target", choices=("local", "cluster"), default="local", help="cluster: apply the preset's cluster section (GPUs, node pools, secrets)")
+
+    sub_ = sub.add_parser("submit", help="compile for the cluster and start a run on a KFP API server")
+    _add_config_args(sub_)
+    sub_.add_argument("--host", default="", help="KFP API endpoint, e.g. http://localhost:8080 (default: $KFP_HOST)")
+    sub_.add_argument("--experiment", default="", help="KFP experiment (default: the preset's cluster.experiment)")
+    sub_.add_argument("--run-name", default="", help="name of this pipeline run (default: lmforge-PRESET-TIMESTAMP)")
+    sub_.add_argument("--data-rev", default="", help="git revision of the data (default: the checked-out commit)")
+    sub_.add_argument("--data-repo", default="", help="git URL of the DVC data repository (default: the preset's cluster.data_repo)")
+
+    tj = sub.add_parser("trainjob", help="write a multi-node PyTorchJob manifest for pretraining")
+    _add_config_args(tj)
+    tj.add_argument("--nodes", type=int, required=True, help="nodes (each with the preset's pretrain accelerators)")
+    tj.add_argument("--name", default="lmforge-pretrain", help="the job's name")
+    tj.add_argument("--namespace", default="lmforge", help="the job's namespace")
+    tj.add_argument("--pvc", default="", help="shared PersistentVolumeClaim (default: the preset's cluster.stages.pretrain.pvc)")
+    tj.add_argument("--cleaned", default="/mnt/lmforge/cleaned", help="clean_tokenize's output on the shared volume")
+    tj.add_argument("--out", default="/mnt/lmforge/mlm", help="where the model goes on the shared volume")
+    tj.add_argument("--output", "-o", default="lmforge-pretrain-job.yaml", help="where to write the manifest")
 
     data = sub.add_parser("data", help="demo data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -87,8 +108,33 @@ def cmd_compile(args) -> int:
     from pipelines.compile import compile_pipeline
     from pipelines.config import load_config
 
-    path = compile_pipeline(load_config(args.config, args.overrides), args.config, args.output)
-    print(f"wrote {path}")
+    path = compile_pipeline(load_config(args.config, args.overrides), args.config, args.output, target=args.target)
+    print(f"wrote {path} (target {args.target})")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from pipelines.config import load_config
+    from pipelines.submit import submit
+
+    config = load_config(args.config, args.overrides)
+    run = submit(config, args.config, host=args.host, experiment=args.experiment, run_name=args.run_name, data_rev=args.data_rev, data_repo=args.data_repo)
+    print(f"submitted {run['run_name']} to experiment {run['experiment']}: {run['url']}")
+    return 0
+
+
+def cmd_trainjob(args) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from pipelines.config import load_config
+    from pipelines.trainjob import trainjob_manifest
+
+    config = load_config(args.config, args.overrides)
+    manifest = trainjob_manifest(config, args.nodes, args.name, args.cleaned, args.out, pvc=args.pvc, namespace=args.namespace)
+    Path(args.output).write_text(yaml.safe_dump(manifest, sort_keys=False))
+    print(f"wrote {args.output}: kubectl apply -f {args.output}")
     return 0
 
 
@@ -108,6 +154,7 @@ def cmd_config(args) -> int:
 
     config = load_config(args.config, args.overrides)
     print(yaml.safe_dump(config.resolved(), sort_keys=False), end="")
+    print(yaml.safe_dump({"cluster": config.cluster.model_dump(mode="json", exclude_defaults=True)}, sort_keys=False), end="")
     print(f"# config hash: {config.hash()}")
     return 0
 
@@ -120,7 +167,7 @@ def cmd_reproduce(args) -> int:
     return 0 if report["match"] else 1
 
 
-COMMANDS = {"run": cmd_run, "compile": cmd_compile, "data": cmd_data, "config": cmd_config, "reproduce": cmd_reproduce, **registry_commands.COMMANDS}
+COMMANDS = {"run": cmd_run, "compile": cmd_compile, "submit": cmd_submit, "trainjob": cmd_trainjob, "data": cmd_data, "config": cmd_config, "reproduce": cmd_reproduce, **registry_commands.COMMANDS}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,6 +22,7 @@ from components.register.register import RegisterConfig
 from components.shared.config import explain
 from components.shared.errors import UserError
 from components.validate.validate import ValidateConfig
+from pipelines.cluster import ClusterConfig
 
 PRESETS_DIR = Path(__file__).parent / "configs"
 STAGES = ("ingest", "clean_tokenize", "validate", "pretrain", "finetune", "evaluate", "register")
@@ -40,6 +41,8 @@ class PipelineConfig(BaseModel):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     register_: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")
+    # Where tasks run on a cluster (GPUs, node pools, secrets): not a stage, not in the hash.
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Kubernetes placement for `lmforge compile --target cluster` / `submit`")
 
     @model_validator(mode="after")
     def _sections_agree(self):

@@ -4,6 +4,8 @@ One definition for both targets; nothing here knows whether it runs under kfp.lo
 cluster. Each stage gets only its own config section as a parameter.
 """
 
+from contextvars import ContextVar
+
 from kfp import dsl
 
 from components.clean_tokenize.component import clean_tokenize_op
@@ -15,9 +17,20 @@ from components.register.component import register_op
 from components.validate.component import validate_op
 
 PIPELINE_NAME = "lmforge"
+DESCRIPTION = "Pretrain, fine-tune, evaluate and register a BERT-style sentiment model."
+
+# The preset's cluster section while `cluster_pipeline` builds the DAG; None for kfp.local.
+_CLUSTER: ContextVar = ContextVar("lmforge_cluster", default=None)
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Pretrain, fine-tune, evaluate and register a BERT-style sentiment model.")
+def _place(**tasks) -> None:
+    """GPUs, node pools, secrets and retries from the preset's `cluster:` section, when compiling for a cluster."""
+    cluster = _CLUSTER.get()
+    if cluster is not None:
+        cluster.apply(tasks)
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)
 def lmforge_pipeline(
     run_name: str,
     data_repo: str,
@@ -53,7 +66,21 @@ def lmforge_pipeline(
         evaluation=evaluate.outputs["evaluation"],
     ).set_display_name("register")
     register.set_caching_options(False)  # a registry write is never replayed from cache
+    _place(ingest=ingest, clean_tokenize=clean, validate=validate, pretrain=pretrain, finetune=finetune, evaluate=evaluate, register=register)
     return register.outputs["Output"]
+
+
+def cluster_pipeline(cluster):
+    """The same DAG, built anew with `cluster` (a ClusterConfig) applied to its tasks.
+
+    KFP builds a pipeline's graph when the decorator runs, so the placement is set while a fresh
+    copy is decorated; `lmforge_pipeline` (the local path) stays as it is.
+    """
+    token = _CLUSTER.set(cluster)
+    try:
+        return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(lmforge_pipeline.pipeline_func)
+    finally:
+        _CLUSTER.reset(token)
 
 
 def arguments(config, run_name: str, data_repo: str, data_rev: str, lineage: dict) -> dict:

@@ -58,6 +58,40 @@ def image_registry() -> str:
     return os.environ.get("LMFORGE_IMAGE_REGISTRY", "ghcr.io/lmforge")
 
 
+def image_digests() -> dict[str, str]:
+    """Digests to pin the images by, from LMFORGE_IMAGE_DIGESTS="cpu=sha256:...,train=sha256:..."
+    (docker/build.sh --push prints the line); empty when unset: images are pinned by tag."""
+    import re
+
+    raw = os.environ.get("LMFORGE_IMAGE_DIGESTS", "").strip()
+    digests = {}
+    for item in filter(None, (s.strip() for s in raw.split(","))):
+        kind, _, digest = item.partition("=")
+        if kind not in ("cpu", "train") or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            # Imported from a command's body, so this becomes the CLI's one `error:` line.
+            from components.shared.errors import UserError
+
+            raise UserError(f"LMFORGE_IMAGE_DIGESTS entry {item!r} is not cpu=sha256:<64 hex> or train=sha256:<64 hex>: copy the line docker/build.sh --push printed")
+        digests[kind] = digest
+    return digests
+
+
+def kfp_host() -> str:
+    """The KFP API endpoint when `lmforge submit` gets no --host: $KFP_HOST."""
+    return os.environ.get("KFP_HOST", "")
+
+
+def kfp_token() -> str:
+    """Bearer token for the KFP API ($KFP_TOKEN), e.g. from `kubectl create token`. Never printed."""
+    return os.environ.get("KFP_TOKEN", "")
+
+
+def nproc_per_node() -> int:
+    """Processes a training task should start (LMFORGE_NPROC_PER_NODE, set per task from the preset's
+    cluster accelerator_count); 1 when unset, as on the local path."""
+    return int(os.environ.get("LMFORGE_NPROC_PER_NODE", "1") or 1)
+
+
 @contextlib.contextmanager
 def task_environment(error_file: str) -> Iterator[None]:
     """What local child tasks inherit: this process's tracking URI and the CLI's error file."""
