@@ -9,6 +9,7 @@ not by the corpus. The labeled set is small and is cleaned and tokenized in memo
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -51,8 +52,10 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
     for name in (artifacts.CORPUS, artifacts.LABELED):
         if not (raw_dir / name).is_file():
             raise UserError(f"{raw_dir / name} is missing: run the ingest stage first")
+    clock = _Clock()
     with artifacts.staged_dir(out_dir) as tmp:
         corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars)
+        clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
         labeled, labeled_removed = clean_table(pd.read_parquet(raw_dir / artifacts.LABELED), config.normalization, config.min_chars, config.max_chars)
         if corpus["rows"] == 0:
             raise UserError(f"no corpus document survived cleaning (removed: {corpus['removed']}): lower clean_tokenize.min_doc_chars or check the corpus")
@@ -61,7 +64,9 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
 
         sample = TrainingSample(tmp / artifacts.CORPUS, config.tokenizer_train_chars / corpus["chars"], config.chunk_chars)
         tokenizer = train_wordpiece(sample, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
+        clock.say(f"trained the tokenizer on {sample.chars:,} characters")
         train, heldout = pack_corpus(tokenizer.backend_tokenizer, tmp, heldout_rows(tmp / artifacts.CORPUS, config.heldout_pct), config)
+        clock.say(f"packed {train['tokens'] + heldout['tokens']:,} tokens into {train['n_blocks'] + heldout['n_blocks']:,} blocks", rate=train["tokens"] + heldout["tokens"])
         if train["n_blocks"] == 0 or heldout["n_blocks"] == 0:
             raise UserError(f"corpus too small for one block of {config.block_size} tokens: lower clean_tokenize.block_size or add text")
 
@@ -140,6 +145,19 @@ class TrainingSample:
                     chars += len(text)
                     yield text
         self.chars = chars
+
+
+class _Clock:
+    """One progress line per phase on stdout (the KFP task log): a 1 GB corpus takes minutes."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+
+    def say(self, what: str, rate: int = 0) -> None:
+        now = time.perf_counter()
+        speed = f", {rate / max(now - self.last, 1e-9):,.0f} tokens/s" if rate else ""
+        print(f"[clean_tokenize] {what} in {now - self.last:.1f} s{speed}", flush=True)
+        self.last = now
 
 
 def tokenizer_hash(tokenizer_dir: Path) -> str:

@@ -14,6 +14,7 @@ import unicodedata
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -74,7 +75,7 @@ def clean_table(df: pd.DataFrame, normalization: str, min_chars: int, max_chars:
     """Clean the `text` column and apply the rules; return the kept rows and {rule: rows removed}."""
     rules = RuleFilter(min_chars, max_chars)
     df = df.assign(text=[clean_text(t, normalization) for t in df["text"]])
-    df = df[[rules.keep(t) for t in df["text"]]]
+    df = df[np.fromiter((rules.keep(t) for t in df["text"]), dtype=bool, count=len(df))]
     return df.reset_index(drop=True), rules.removed
 
 

@@ -290,3 +290,10 @@ def test_tokenizer_trains_on_a_capped_deterministic_sample(raw_dir, tmp_path):
     full = artifacts.read_json(raw_dir.parent / "cleaned" / artifacts.CLEAN_REPORT)
     assert full["tokens"]["tokenizer_train_chars"] == corpus_chars
     assert reports[0]["tokenizer_hash"] != full["tokenizer_hash"]  # a different sample, a different vocabulary
+
+
+def test_a_corpus_emptied_by_cleaning_is_a_user_error(raw_dir, tmp_path):
+    config = CleanTokenizeConfig.from_params({**CONFIG, "min_doc_chars": 10**9}, "clean_tokenize")
+    with pytest.raises(UserError, match=r"no corpus document survived cleaning .*'too_short': 40.*min_doc_chars"):
+        clean_tokenize(raw_dir, tmp_path / "out" / "cleaned", config)
+    assert list((tmp_path / "out").iterdir()) == []
