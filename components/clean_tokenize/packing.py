@@ -11,6 +11,12 @@ Measured on the demo corpus (8k WordPiece, 2 cores, CPU seconds of one thread, b
 uses) 713k; turning the ids into one int32 array costs 2-3% more, about the same with
 `np.fromiter` over the chained id lists (695k), per-document `np.array` + `np.concatenate`
 (691k), a preallocated buffer filled by slices (683k) or one extended Python list (673k).
+
+Threads: the tokenizers library runs encode_batch on a Rust thread pool unless the environment
+sets TOKENIZERS_PARALLELISM=false; this stage keeps that default. On the shared 2-core machine
+where it was measured, another tenant held the second core (two 1-core processes each ran at
+half speed), so 2 threads gave 1.1-1.2x at low load and 0.75x at a load average of 5; on idle
+cores the pool is what makes "parallel where cores allow" true.
 """
 
 from __future__ import annotations
