@@ -30,7 +30,7 @@ class Blocks:
     """Read side of a split: `len()` blocks of `block_size` tokens, gathered with `take`."""
 
     def __init__(self, path: Path, index: dict):
-        self.path = Path(path)
+        self.path, self._index = Path(path), index
         self.block_size: int = int(index["block_size"])
         self.tokens: int = int(index["tokens"])  # text tokens packed (before [CLS]/[SEP] framing)
         self._shards = [np.load(self.path / s["file"], mmap_mode="r") for s in index["shards"]]
@@ -40,6 +40,11 @@ class Blocks:
 
     def __len__(self) -> int:
         return int(self._starts[-1])
+
+    def __reduce__(self):
+        # Pickled (e.g. into DataLoader workers) as its path and index, re-mapped on arrival:
+        # a memmap would otherwise pickle as a full in-memory copy of every shard.
+        return (Blocks, (self.path, self._index))
 
     def take(self, idx) -> np.ndarray:
         """Blocks at the global indices `idx` (1-D, any order, repeats allowed): an int32 copy [k, block_size]."""

@@ -87,3 +87,14 @@ def test_writer_refuses_blocks_of_the_wrong_width(tmp_path):
     writer = ShardWriter(tmp_path / "split", 8, 4)
     with pytest.raises(ValueError, match=r"\[k, 8\]"):
         writer.add(np.zeros((2, 7), dtype=np.int32))
+
+
+def test_blocks_pickle_as_a_reference_not_a_copy(tmp_path):
+    import pickle
+
+    ref = _reference(4000, 64)  # 1 MB of tokens
+    _write(tmp_path / "split", ref, shard_blocks=1000, pieces=[4000])
+    data = pickle.dumps(open_blocks(tmp_path / "split"))
+    assert len(data) < 10_000
+    again = pickle.loads(data)
+    assert len(again) == 4000 and np.array_equal(again.take([3999, 0, 1000]), ref[[3999, 0, 1000]])
