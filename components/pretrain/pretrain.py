@@ -14,6 +14,7 @@ from pydantic import Field
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
+from components.shared.shards import open_blocks
 from components.shared.modeling import ModelSizes
 from components.shared.training import Progress, optimizer_and_schedule, require_dir, save_history, seed_everything
 
@@ -41,7 +42,8 @@ def pretrain(cleaned_dir: Path, out_dir: Path, config: PretrainConfig) -> dict:
     cleaned_dir = require_dir(cleaned_dir, "cleaned data", "clean_tokenize")
     seed_everything(config.seed, config.threads)
     tokenizer = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
-    blocks = torch.from_numpy(np.load(cleaned_dir / artifacts.BLOCKS_TRAIN).astype(np.int64))
+    train = open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN)
+    blocks = torch.from_numpy(train.take(np.arange(len(train))).astype(np.int64))
     model = build_mlm(config.model, tokenizer)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability)
     opt, sched = optimizer_and_schedule(model, config.learning_rate, config.weight_decay, config.warmup_ratio, config.max_steps)
