@@ -71,7 +71,6 @@ def pretrain(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoin
 
 def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir: Path) -> dict:
     """The training on this process (one of the ranks when under torchrun)."""
-    import torch
 
     from components.pretrain import checkpoint, engine
     from components.shared.shards import open_blocks
