@@ -41,6 +41,16 @@ class PipelineConfig(BaseModel):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     register_: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_tokenizer(cls, data):
+        """Continued pretraining needs the corpus tokenized with the checkpoint's own tokenizer."""
+        pre, clean = (data.get(k) if isinstance(data, dict) else None for k in ("pretrain", "clean_tokenize"))
+        init_from = pre.get("init_from") if isinstance(pre, dict) else None
+        if init_from and (clean is None or isinstance(clean, dict)) and not (clean or {}).get("tokenizer_from"):
+            data = {**data, "clean_tokenize": {**(data.get("clean_tokenize") or {}), "tokenizer_from": init_from}}
+        return data
+
     @model_validator(mode="after")
     def _sections_agree(self):
         """Checks that span sections: caught here, before any stage runs, not three stages in."""

@@ -19,6 +19,7 @@ from pydantic import Field
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
+from components.shared.modeling import load_tokenizer
 from components.shared.tokenizer import train_wordpiece
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
@@ -32,6 +33,7 @@ class CleanTokenizeConfig(StageConfig):
     min_doc_chars: int = Field(200, ge=1, description="drop corpus documents shorter than this after cleaning")
     min_chars: int = Field(3, ge=1, description="drop labeled sentences shorter than this")
     max_chars: int = Field(1000, ge=1, description="drop labeled sentences longer than this")
+    tokenizer_from: str | None = Field(None, description="use this checkpoint's tokenizer (dir or hub id) instead of training one; set from pretrain.init_from")
     vocab_size: int = Field(8000, ge=100, description="WordPiece vocabulary size, special tokens included")
     min_frequency: int = Field(2, ge=1, description="a merge must occur this often to enter the vocabulary")
     block_size: int = Field(128, ge=8, description="tokens per packed pretraining block ([CLS] + text, no padding)")
@@ -49,7 +51,10 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
     if labeled.empty:
         raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars/max_chars")
 
-    tokenizer = train_wordpiece(corpus["text"], vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
+    if config.tokenizer_from:  # continued pretraining: the checkpoint's embeddings only know its own vocabulary
+        tokenizer = load_tokenizer(config.tokenizer_from)
+    else:
+        tokenizer = train_wordpiece(corpus["text"], vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
     heldout = corpus["doc_id"].map(lambda d: _bucket(d) < config.heldout_pct)
     if heldout.all() or not heldout.any():  # tiny corpora: keep both sides non-empty
         heldout = pd.Series([i == len(corpus) - 1 for i in range(len(corpus))], index=corpus.index)

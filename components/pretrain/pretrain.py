@@ -108,16 +108,16 @@ def _tokenizer_and_model(cleaned_dir: Path, config: PretrainConfig):
     the tokenizer clean_tokenize used (clean_tokenize.tokenizer_from)."""
     from transformers import AutoTokenizer
 
-    from components.shared.modeling import build_mlm, load_mlm
+    from components.shared.modeling import build_mlm, load_mlm, load_tokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
     if not config.init_from:
         return tokenizer, build_mlm(config.model, tokenizer)
     model = load_mlm(config.init_from)
-    if model.config.vocab_size < len(tokenizer) or tokenizer.mask_token_id is None:
+    if load_tokenizer(config.init_from).get_vocab() != tokenizer.get_vocab():  # ids would index the wrong embeddings
         raise UserError(
-            f"pretrain.init_from {config.init_from!r} has {model.config.vocab_size} token embeddings but the corpus was tokenized with a {len(tokenizer)}-token "
-            "vocabulary: set clean_tokenize.tokenizer_from to the same checkpoint (lmforge does this when pretrain.init_from is set)"
+            f"pretrain.init_from {config.init_from!r} has its own {model.config.vocab_size}-token vocabulary but the corpus was tokenized with another "
+            f"({len(tokenizer)} tokens): set clean_tokenize.tokenizer_from to the same checkpoint (lmforge run does this when pretrain.init_from is set)"
         )
     return tokenizer, model
 
