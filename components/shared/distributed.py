@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.shared import settings
 from components.shared.errors import UserError
 
 
@@ -34,12 +35,12 @@ class World:
 
 def world() -> World:
     """This process's place, from the variables torchrun sets (one process when absent)."""
-    env = os.environ
-    return World(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+    rank = settings.torchrun_rank()
+    return World(*rank) if rank else World()
 
 
 def under_torchrun() -> bool:
-    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+    return settings.torchrun_rank() is not None
 
 
 def init(device_type: str) -> World:
@@ -99,8 +100,7 @@ def _launch(worker_module: str, request: dict, nproc: int, workdir: Path) -> dic
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", worker_module, str(request_file)]
     # Workers inherit stdout/stderr: their progress lines are the task's log. PYTHONPATH keeps
     # `-m components...` importable when the launcher runs from elsewhere than the source tree.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run(cmd, env=env)
+    proc = subprocess.run(cmd, env=settings.child_environment(settings.code_dir()))
     result = json.loads(result_file.read_text()) if result_file.is_file() else {}
     if "error" in result:
         raise UserError(result["error"])
