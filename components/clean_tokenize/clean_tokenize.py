@@ -20,6 +20,7 @@ from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.modeling import load_tokenizer
+from components.shared.shards import ShardWriter
 from components.shared.tokenizer import train_wordpiece
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
@@ -38,6 +39,7 @@ class CleanTokenizeConfig(StageConfig):
     min_frequency: int = Field(2, ge=1, description="a merge must occur this often to enter the vocabulary")
     block_size: int = Field(128, ge=8, description="tokens per packed pretraining block ([CLS] + text, no padding)")
     max_seq_len: int = Field(128, ge=8, description="labeled sentences are truncated to this many tokens")
+    shard_blocks: int = Field(65536, ge=1, description="blocks per .npy shard on disk (65536 x 128 int32 tokens = 32 MiB)")
     heldout_pct: int = Field(5, ge=1, le=50, description="percent of corpus documents (by id hash) held out for perplexity")
 
 
@@ -59,7 +61,7 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
     if heldout.all() or not heldout.any():  # tiny corpora: keep both sides non-empty
         heldout = pd.Series([i == len(corpus) - 1 for i in range(len(corpus))], index=corpus.index)
     train_blocks, train_tokens, unk = pack(tokenizer, corpus.loc[~heldout, "text"].tolist(), config.block_size)
-    heldout_blocks, _, _ = pack(tokenizer, corpus.loc[heldout, "text"].tolist(), config.block_size)
+    heldout_blocks, heldout_tokens, _ = pack(tokenizer, corpus.loc[heldout, "text"].tolist(), config.block_size)
     if len(train_blocks) == 0 or len(heldout_blocks) == 0:
         raise UserError(f"corpus too small for one block of {config.block_size} tokens: lower clean_tokenize.block_size or add text")
 
@@ -70,8 +72,10 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
     with artifacts.staged_dir(out_dir) as tmp:
         corpus.to_parquet(tmp / artifacts.CORPUS, index=False)
         labeled.to_parquet(tmp / artifacts.LABELED, index=False)
-        np.save(tmp / artifacts.BLOCKS_TRAIN, train_blocks)
-        np.save(tmp / artifacts.BLOCKS_HELDOUT, heldout_blocks)
+        for name, blocks, tokens in ((artifacts.BLOCKS_TRAIN, train_blocks, train_tokens), (artifacts.BLOCKS_HELDOUT, heldout_blocks, heldout_tokens)):
+            writer = ShardWriter(tmp / name, config.block_size, config.shard_blocks)
+            writer.add(blocks)
+            writer.close(tokens)
         tokenizer.save_pretrained(tmp / artifacts.TOKENIZER_DIR)
         report = {
             "removed": {"corpus": corpus_removed, "labeled": labeled_removed},

@@ -16,6 +16,7 @@ from pydantic import Field
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
+from components.shared.shards import open_blocks
 from components.shared.training import require_dir
 
 
@@ -77,7 +78,8 @@ def mlm_perplexity(pretrained_dir: Path, cleaned_dir: Path, config: EvaluateConf
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
 
-    blocks = np.load(cleaned_dir / artifacts.BLOCKS_HELDOUT)[: config.max_heldout_blocks].astype(np.int64)
+    heldout = open_blocks(cleaned_dir / artifacts.BLOCKS_HELDOUT)
+    blocks = heldout.take(np.arange(min(len(heldout), config.max_heldout_blocks))).astype(np.int64)
     model = AutoModelForMaskedLM.from_pretrained(pretrained_dir).eval()
     collator = DataCollatorForLanguageModeling(AutoTokenizer.from_pretrained(pretrained_dir), mlm_probability=config.mlm_probability)
     torch.manual_seed(config.seed)

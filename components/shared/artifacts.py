@@ -22,8 +22,10 @@ MANIFEST = "manifest.json"  # data repo, rev, md5s and row counts (lineage)
 
 # clean_tokenize -> validate / pretrain / finetune / evaluate
 # CORPUS and LABELED again (cleaned; LABELED gains `input_ids`, a list of token ids), plus:
-BLOCKS_TRAIN = "blocks_train.npy"  # int32 [n_blocks, block_size], packed, no padding
-BLOCKS_HELDOUT = "blocks_heldout.npy"  # same, from held-out documents (perplexity)
+# Block splits are directories of int32 [n, block_size] .npy shards + index.json, packed, no
+# padding; read them only through components.shared.shards.open_blocks (memory-mapped).
+BLOCKS_TRAIN = "blocks_train"
+BLOCKS_HELDOUT = "blocks_heldout"  # same, from held-out documents (perplexity)
 TOKENIZER_DIR = "tokenizer"  # PreTrainedTokenizerFast.save_pretrained
 CLEAN_REPORT = "clean_report.json"  # rows removed per rule, token statistics, tokenizer hash
 

@@ -13,6 +13,7 @@ from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_
 from components.ingest.ingest import IngestConfig, ingest
 from components.shared import artifacts
 from components.shared.errors import UserError
+from components.shared.shards import open_blocks
 
 CONFIG = {"vocab_size": 500, "block_size": 32, "max_seq_len": 32, "min_doc_chars": 300}
 
@@ -87,6 +88,11 @@ def test_labeled_ids_are_truncated_to_max_seq_len_and_keep_sep(messy):
     assert truncated > 0 and report["tokens"]["labeled_truncated_frac"] == pytest.approx(truncated)
 
 
+def _all_blocks(path):
+    blocks = open_blocks(path)
+    return blocks.take(np.arange(len(blocks)))
+
+
 def _special_ids(cleaned):
     from transformers import AutoTokenizer
 
@@ -100,7 +106,7 @@ def test_blocks_are_packed_int32_with_cls_and_no_padding(cleaned_dir):
     tok = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
     report = artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT)
     for name, key in ((artifacts.BLOCKS_TRAIN, "n_blocks_train"), (artifacts.BLOCKS_HELDOUT, "n_blocks_heldout")):
-        blocks = np.load(cleaned_dir / name)
+        blocks = _all_blocks(cleaned_dir / name)
         assert blocks.dtype == np.int32 and blocks.ndim == 2
         assert blocks.shape == (report["tokens"][key], CONFIG["block_size"]) and len(blocks) > 0
         assert (blocks[:, 0] == tok.cls_token_id).all()
@@ -108,7 +114,7 @@ def test_blocks_are_packed_int32_with_cls_and_no_padding(cleaned_dir):
         assert (blocks[:, 1:] != tok.cls_token_id).all()  # [CLS] only at the start of a block
         assert ((blocks >= 0) & (blocks < len(tok))).all()
     # Documents are joined by [SEP]: the blocks hold about one per document.
-    train = np.load(cleaned_dir / artifacts.BLOCKS_TRAIN)
+    train = _all_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN)
     corpus = pd.read_parquet(cleaned_dir / artifacts.CORPUS)
     assert 0 < (train == tok.sep_token_id).sum() <= len(corpus)
 
@@ -118,7 +124,7 @@ def test_blocks_decode_to_the_corpus_text(cleaned_dir):
 
     tok = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
     corpus = " ".join(pd.read_parquet(cleaned_dir / artifacts.CORPUS)["text"]).lower()
-    first = np.load(cleaned_dir / artifacts.BLOCKS_TRAIN)[0, 1:]
+    first = open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN).take([0])[0, 1:]
     text = tok.decode(first[first != tok.sep_token_id].tolist())
     words = text.split()[1:-1]  # the ends may be cut mid-word
     assert len(words) > 10 and " ".join(words[:5]).replace(" .", ".").replace(" ,", ",") in corpus
@@ -176,14 +182,14 @@ def test_same_input_gives_the_same_tokenizer_and_blocks(cleaned_dir, again):
     assert first["tokenizer_hash"] == second["tokenizer_hash"]
     assert first == second
     for name in (artifacts.BLOCKS_TRAIN, artifacts.BLOCKS_HELDOUT):
-        assert np.array_equal(np.load(cleaned_dir / name), np.load(again / name))
+        assert np.array_equal(_all_blocks(cleaned_dir / name), _all_blocks(again / name))
     ids = [pd.read_parquet(d / artifacts.LABELED)["input_ids"].map(list).tolist() for d in (cleaned_dir, again)]
     assert ids[0] == ids[1]
 
 
 def test_heldout_documents_are_not_in_the_training_blocks(cleaned_dir):
-    train = np.load(cleaned_dir / artifacts.BLOCKS_TRAIN)
-    heldout = np.load(cleaned_dir / artifacts.BLOCKS_HELDOUT)
+    train = _all_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN)
+    heldout = _all_blocks(cleaned_dir / artifacts.BLOCKS_HELDOUT)
     train_rows = {row.tobytes() for row in train}
     assert not any(row.tobytes() in train_rows for row in heldout)
 
