@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
          "checkpoint_every": 0, "device": args.device, "precision": args.precision, "compile": args.compile, "nproc": w.size, "model": sizes.model_dump()},
         "pretrain",
     )
-    opt, sched = optimizer_and_schedule(model, config.learning_rate, 0.01, config.warmup_ratio, args.steps, fused=device.type == "cuda")
+    opt, sched = optimizer_and_schedule(model, config.learning_rate, 0.01, config.warmup_ratio, args.steps, fused=True)
     marks: list[tuple[int, float]] = []
 
     class Timed(Progress):

@@ -127,7 +127,7 @@ def run_engine(model, tokenizer, blocks, steps: int, spec: dict, **options) -> T
 
     import torch
 
-    opt, sched = optimizer_and_schedule(model, config.learning_rate, config.weight_decay, config.warmup_ratio, steps, fused=options.get("fused", False))
+    opt, sched = optimizer_and_schedule(model, config.learning_rate, config.weight_decay, config.warmup_ratio, steps, fused=options.get("fused", True))
     progress = Timed("bench", steps, 10**9, quiet=True)
     engine.train(model, tokenizer, blocks, opt, sched, config, torch.device("cpu"), World(), progress, None, lambda *a: None)
     return timeline

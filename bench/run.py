@@ -110,7 +110,7 @@ def training_rows(cleaned: Path, size: str, steps: int, peak: float, threads: in
     ]
     if options:  # the engine's switches, measured rather than assumed (see PretrainConfig.compile)
         runs.append(("LMForge engine + torch.compile", lambda m: recipes.run_engine(m, tokenizer, blocks, steps, spec, config={"compile": True}), block, 0.15))
-        runs.append(("LMForge engine, fused CPU AdamW", lambda m: recipes.run_engine(m, tokenizer, blocks, steps, spec, fused=True), block, 0.15))
+        runs.append(("LMForge engine, foreach AdamW", lambda m: recipes.run_engine(m, tokenizer, blocks, steps, spec, fused=False), block, 0.15))
     rows = []
     for name, train, seq_len, head_share in runs:
         print(f"[bench] {size}: {name} ...", flush=True)

@@ -85,7 +85,7 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
             raise UserError(f"only {len(blocks)} training blocks for batch_size {config.batch_size}: lower pretrain.batch_size or add text")
         model.to(device)
         opt, sched = optimizer_and_schedule(
-            model, config.learning_rate, config.weight_decay, config.warmup_ratio, config.max_steps, schedule=config.schedule, fused=device.type == "cuda"
+            model, config.learning_rate, config.weight_decay, config.warmup_ratio, config.max_steps, schedule=config.schedule, fused=True
         )
         latest = checkpoint.latest(checkpoint_dir)
         resume = checkpoint.load(latest, device) if latest else None

@@ -26,8 +26,9 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
 def optimizer_and_schedule(model, lr: float, weight_decay: float, warmup_ratio: float, total_steps: int, schedule: str = "linear", fused: bool = False):
     """AdamW without decay on biases and LayerNorm, linear warm-up then linear (or cosine) decay to zero.
 
-    `fused` (one kernel for all parameters) is for CUDA; on CPU the multi-tensor `foreach` path
-    measured as fast as torch's fused CPU kernel for these model sizes (bench/), so it stays.
+    `fused`: one kernel over all parameters, on CUDA and (torch >= 2.4) on CPU too, where it
+    measured 3-4x faster than the multi-tensor `foreach` path (demo sizes 1.4 vs 4.7 ms a step,
+    small 11 vs 48 ms; 1 thread, interleaved). `foreach` stays the default for finetune.
     """
     import torch
     from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
