@@ -116,6 +116,10 @@ def train(model, tokenizer, blocks, opt, sched, config, device, world, progress,
     micro = B // (A * W)
     order, masker = BlockOrder(len(blocks), config.seed), Masker(tokenizer, config.mlm_probability, config.seed + 1)
     module = sparse_mlm_module(model).to(device)
+    if config.dropout is not None:  # the modules' rate only: the saved config keeps model.dropout for fine-tuning
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = config.dropout
     start = 0
     if resume:
         model.load_state_dict(resume["model"])

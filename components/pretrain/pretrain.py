@@ -32,6 +32,9 @@ class PretrainConfig(StageConfig):
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="share of steps spent warming up")
     weight_decay: float = Field(0.01, ge=0, description="AdamW decay, not applied to biases and norms")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
+    dropout: float | None = Field(
+        0.0, ge=0, lt=1, description="dropout while pretraining (0: Cramming's choice, and SDPA's fused CPU kernel); the saved model keeps model.dropout for fine-tuning; None = model.dropout"
+    )
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="share of tokens to predict (BERT's 15%)")
     seed: int = Field(42, description="seeds weights, batch order and masks")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when visible")
