@@ -69,7 +69,8 @@ def open_blocks(path: Path) -> Blocks:
 class ShardWriter:
     """Write side: append blocks in order; every `shard_blocks` blocks become one .npy file.
 
-    Memory is one shard's buffer, whatever the size of the split. `close` writes index.json last,
+    Memory is about two shards (the pending blocks, then their concatenation when it is saved),
+    whatever the size of the split. `close` writes index.json last,
     so a directory without it is incomplete (the stage also stages the whole output dir).
     """
 
@@ -79,7 +80,7 @@ class ShardWriter:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.block_size, self.shard_blocks = block_size, shard_blocks
-        self._buf = np.empty((shard_blocks, block_size), dtype=DTYPE)
+        self._pending: list[np.ndarray] = []  # blocks of the shard being filled
         self._fill = 0
         self._shards: list[dict] = []
 
@@ -95,7 +96,7 @@ class ShardWriter:
         done = 0
         while done < len(blocks):
             n = min(self.shard_blocks - self._fill, len(blocks) - done)
-            self._buf[self._fill : self._fill + n] = blocks[done : done + n]
+            self._pending.append(blocks[done : done + n].astype(DTYPE))  # a copy: the caller may reuse its array
             self._fill += n
             done += n
             if self._fill == self.shard_blocks:
@@ -111,6 +112,6 @@ class ShardWriter:
 
     def _flush(self) -> None:
         name = SHARD.format(len(self._shards))
-        np.save(self.path / name, self._buf[: self._fill])
+        np.save(self.path / name, np.concatenate(self._pending))
         self._shards.append({"file": name, "n_blocks": self._fill})
-        self._fill = 0
+        self._pending, self._fill = [], 0

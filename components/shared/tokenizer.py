@@ -11,11 +11,15 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     """Train a WordPiece tokenizer with the `tokenizers` library and wrap it for transformers.
 
     The post-processor adds [CLS] ... [SEP] like BERT's, so `tokenizer(text)` gives model-ready ids.
+    `texts` is read twice (the alphabet, then training): pass a list or a re-iterable object that
+    streams from disk; a one-shot iterator is materialised first. Memory during training grows
+    with the number of distinct words, not with the text.
     """
     from tokenizers import decoders, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = list(texts)
+    if iter(texts) is texts:  # a generator cannot be read twice
+        texts = list(texts)
     tok = _empty_wordpiece(lowercase)
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS + _continuation_alphabet(tok, texts), show_progress=False
@@ -50,7 +54,7 @@ def _empty_wordpiece(lowercase: bool, vocab: dict | None = None):
     return tok
 
 
-def _continuation_alphabet(tok, texts: list[str]) -> list[str]:
+def _continuation_alphabet(tok, texts: Iterable[str]) -> list[str]:
     """'##c' for every character of the normalised corpus, sorted: registered up front so that
     training is deterministic.
 

@@ -7,9 +7,11 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_text, clean_tokenize
+from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_text, clean_tokenize, heldout_rows
+from components.clean_tokenize.packing import BlockPacker, encode, pack_texts, special_ids
 from components.ingest.ingest import IngestConfig, ingest
 from components.shared import artifacts
 from components.shared.errors import UserError
@@ -206,4 +208,85 @@ def test_a_corpus_too_short_for_one_block_is_a_user_error(raw_dir, tmp_path):
     with pytest.raises(UserError, match="block_size") as info:
         clean_tokenize(raw_dir, tmp_path / "out" / "cleaned", config)
     assert "\n" not in str(info.value)
-    assert not (tmp_path / "out").exists()
+    # Found only after tokenizing, inside the staged output: its temporary folder is gone too.
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# --- streaming: chunks, shards, the tokenizer sample ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def streamed(raw_dir, tmp_path_factory):
+    """The same input cleaned one document per chunk into shards of 3 blocks."""
+    out = tmp_path_factory.mktemp("streamed") / "cleaned"
+    clean_tokenize(raw_dir, out, CleanTokenizeConfig.from_params({**CONFIG, "chunk_chars": 1, "shard_blocks": 3}, "clean_tokenize"))
+    return out
+
+
+def test_tiny_chunks_and_shards_give_byte_identical_blocks(cleaned_dir, streamed):
+    for name in (artifacts.BLOCKS_TRAIN, artifacts.BLOCKS_HELDOUT):
+        one, many = open_blocks(cleaned_dir / name), open_blocks(streamed / name)
+        assert len(one._shards) == 1 and len(many._shards) == -(-len(many) // 3)  # ceil: the last may be partial
+        assert _all_blocks(cleaned_dir / name).tobytes() == _all_blocks(streamed / name).tobytes()
+    # One row group per document: the corpus went through cleaning one chunk at a time too.
+    assert pq.ParquetFile(streamed / artifacts.CORPUS).metadata.num_row_groups == len(pd.read_parquet(cleaned_dir / artifacts.CORPUS))
+    pd.testing.assert_frame_equal(pd.read_parquet(cleaned_dir / artifacts.CORPUS), pd.read_parquet(streamed / artifacts.CORPUS))
+    first, second = (artifacts.read_json(d / artifacts.CLEAN_REPORT) for d in (cleaned_dir, streamed))
+    assert first == second
+
+
+def _backend(cleaned_dir):
+    """The saved tokenizer without the truncation the labeled step left in tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(cleaned_dir / artifacts.TOKENIZER_DIR / "tokenizer.json"))
+    tok.no_truncation()
+    return tok
+
+
+def test_blocks_hold_exactly_the_documents_tokens_in_order(cleaned_dir):
+    """Each split is its documents' ids, [SEP] after each, cut into [CLS] + (block_size - 1) pieces."""
+    tok = _backend(cleaned_dir)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    corpus = pd.read_parquet(cleaned_dir / artifacts.CORPUS)
+    heldout = heldout_rows(cleaned_dir / artifacts.CORPUS, CleanTokenizeConfig().heldout_pct)
+    report = artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT)["tokens"]
+    body = CONFIG["block_size"] - 1
+    for name, side, key in ((artifacts.BLOCKS_TRAIN, False, "corpus_tokens"), (artifacts.BLOCKS_HELDOUT, True, "heldout_tokens")):
+        docs = [tok.encode(t, add_special_tokens=False).ids for t in corpus["text"][heldout == side]]
+        stream = [i for ids in docs for i in ids + [sep]]
+        n = len(stream) // body
+        expected = np.array([[cls] + stream[k * body : (k + 1) * body] for k in range(n)], dtype=np.int32)
+        assert np.array_equal(_all_blocks(cleaned_dir / name), expected)
+        assert report[key] == sum(map(len, docs)) == open_blocks(cleaned_dir / name).tokens
+
+
+def test_packer_carries_the_tail_across_chunks(cleaned_dir, tmp_path):
+    """Fed in uneven chunks (some empty), the packer never holds a whole block back."""
+    tok = _backend(cleaned_dir)
+    texts = pd.read_parquet(cleaned_dir / artifacts.CORPUS)["text"].tolist()
+    reference = pack_texts(tok, [texts], tmp_path / "one", 16, shard_blocks=1000)
+    packer = BlockPacker(tmp_path / "many", 16, 7, special_ids(tok))
+    start = 0
+    for size in [0, 1, 5, 0, 2, 13, 3] * 10:
+        packer.add(encode(tok, texts[start : start + size]))
+        start += size
+        assert len(packer._carry) < 15
+    packer.add(encode(tok, texts[start:]))
+    index = packer.close()
+    assert index["n_blocks"] == reference["n_blocks"] > 7 and index["tokens"] == reference["tokens"]
+    assert np.array_equal(_all_blocks(tmp_path / "many"), _all_blocks(tmp_path / "one"))
+
+
+def test_tokenizer_trains_on_a_capped_deterministic_sample(raw_dir, tmp_path):
+    corpus_chars = int(pd.read_parquet(raw_dir.parent / "cleaned" / artifacts.CORPUS)["text"].str.len().sum())
+    config = CleanTokenizeConfig.from_params({**CONFIG, "tokenizer_train_chars": corpus_chars // 3}, "clean_tokenize")
+    reports = []
+    for run in ("a", "b"):
+        clean_tokenize(raw_dir, tmp_path / run, config)
+        reports.append(artifacts.read_json(tmp_path / run / artifacts.CLEAN_REPORT))
+    used = reports[0]["tokens"]["tokenizer_train_chars"]
+    assert 0 < used < corpus_chars * 0.6 and reports[0] == reports[1]
+    full = artifacts.read_json(raw_dir.parent / "cleaned" / artifacts.CLEAN_REPORT)
+    assert full["tokens"]["tokenizer_train_chars"] == corpus_chars
+    assert reports[0]["tokenizer_hash"] != full["tokenizer_hash"]  # a different sample, a different vocabulary

@@ -1,0 +1,83 @@
+"""Tokenize documents in large batches straight into int32 arrays and pack them into block shards.
+
+The Rust tokenizer encodes a whole chunk of documents per call (in parallel when the tokenizers
+library may use threads); the ids of a chunk go into one int32 array, [SEP] after each document,
+and are cut into [CLS]-prefixed blocks. The tail shorter than a block is carried into the next
+chunk, so the blocks are the same whatever the chunk size, and memory is one chunk plus one
+shard, whatever the corpus size.
+
+Measured on the demo corpus (8k WordPiece, 2 cores, CPU seconds of one thread, best of 5):
+`encode_batch` 566k tokens/s, `encode_batch_fast` (no character offsets, which packing never
+uses) 713k; turning the ids into one int32 array costs 2-3% more, about the same with
+`np.fromiter` over the chained id lists (695k), per-document `np.array` + `np.concatenate`
+(691k), a preallocated buffer filled by slices (683k) or one extended Python list (673k).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from components.shared.shards import DTYPE, ShardWriter
+
+
+def encode(backend, texts: list[str]) -> list:
+    """Encodings of `texts` without special tokens: `tokenizers.Tokenizer.encode_batch_fast`."""
+    return backend.encode_batch_fast(texts, add_special_tokens=False)
+
+
+def token_stream(encodings: list, sep: int) -> np.ndarray:
+    """The documents' ids in order with [SEP] after each, as one int32 array."""
+    count = sum(map(len, encodings)) + len(encodings)  # len(Encoding) is free; .ids builds a list
+    ids = itertools.chain.from_iterable(itertools.chain(e.ids, (sep,)) for e in encodings)
+    return np.fromiter(ids, dtype=DTYPE, count=count)
+
+
+class BlockPacker:
+    """Cuts a token stream, fed chunk by chunk, into [CLS]-prefixed blocks written as shards.
+
+    Counts the text tokens (without the [SEP]s) and the [UNK]s it packs. The tail shorter than a
+    block left at `close` is dropped: at most block_size - 1 tokens of the whole split.
+    """
+
+    def __init__(self, path: Path, block_size: int, shard_blocks: int, special: dict[str, int]):
+        self.writer = ShardWriter(path, block_size, shard_blocks)
+        self.block_size = block_size
+        self.cls, self.sep, self.unk = special["[CLS]"], special["[SEP]"], special["[UNK]"]
+        self.tokens = self.unk_count = 0
+        self._carry = np.zeros(0, dtype=DTYPE)  # always shorter than one block body
+
+    def add(self, encodings: list) -> None:
+        if not encodings:
+            return
+        stream = token_stream(encodings, self.sep)
+        self.tokens += len(stream) - len(encodings)
+        self.unk_count += int(np.count_nonzero(stream == self.unk))
+        if len(self._carry):
+            stream = np.concatenate([self._carry, stream])
+        body = self.block_size - 1
+        n = len(stream) // body
+        blocks = np.empty((n, self.block_size), dtype=DTYPE)
+        blocks[:, 0] = self.cls
+        blocks[:, 1:] = stream[: n * body].reshape(n, body)
+        self.writer.add(blocks)
+        self._carry = stream[n * body :].copy()  # a copy, so the chunk's array can be freed
+
+    def close(self) -> dict:
+        """Write the last shard and index.json; return the index."""
+        return self.writer.close(self.tokens)
+
+
+def special_ids(backend) -> dict[str, int]:
+    return {t: backend.token_to_id(t) for t in ("[CLS]", "[SEP]", "[UNK]")}
+
+
+def pack_texts(backend, chunks: Iterable[list[str]], path: Path, block_size: int, shard_blocks: int) -> dict:
+    """Tokenize and pack every chunk of documents into one split at `path`; return its index."""
+    packer = BlockPacker(path, block_size, shard_blocks, special_ids(backend))
+    for texts in chunks:
+        packer.add(encode(backend, texts))
+    return packer.close()
