@@ -61,10 +61,10 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
         if labeled.empty:
             raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars/max_chars")
 
+        sample = TrainingSample(tmp / artifacts.CORPUS, config.tokenizer_train_chars / corpus["chars"], config.chunk_chars)
         if config.tokenizer_from:  # continued pretraining: the checkpoint's embeddings only know its own vocabulary
             tokenizer = load_tokenizer(config.tokenizer_from)
         else:
-            sample = TrainingSample(tmp / artifacts.CORPUS, config.tokenizer_train_chars / corpus["chars"], config.chunk_chars)
             tokenizer = train_wordpiece(sample, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
         train, heldout = pack_corpus(tokenizer.backend_tokenizer, tmp, heldout_rows(tmp / artifacts.CORPUS, config.heldout_pct), config)
         if train["n_blocks"] == 0 or heldout["n_blocks"] == 0:
@@ -81,7 +81,7 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
             "tokenizer_hash": tokenizer_hash(tmp / artifacts.TOKENIZER_DIR),
             "tokens": {
                 "vocab_size": len(tokenizer),
-                "tokenizer_train_chars": sample.chars,
+                "tokenizer_train_chars": 0 if config.tokenizer_from else sample.chars,
                 "corpus_tokens": train["tokens"],
                 "heldout_tokens": heldout["tokens"],
                 "unk_rate": train["unk"] / max(train["tokens"], 1),
