@@ -6,7 +6,7 @@ STAMP := $(VENV)/.lmforge-installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo data test test-fast compile clean
+.PHONY: setup demo data test test-fast compile bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,14 @@ data: setup
 
 demo: data
 	$(VENV)/bin/lmforge run --config demo
+
+# Pretraining speed against the Hugging Face recipes, same process, same corpus (~15 min on 2 cores;
+# bench-quick ~3 min). Writes bench/results/latest.{md,json,png}.
+bench: data
+	$(PY) -m bench
+
+bench-quick: data
+	$(PY) -m bench --quick
 
 test: setup
 	$(PY) -m pytest -q

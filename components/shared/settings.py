@@ -86,12 +86,6 @@ def kfp_token() -> str:
     return os.environ.get("KFP_TOKEN", "")
 
 
-def nproc_per_node() -> int:
-    """Processes a training task should start (LMFORGE_NPROC_PER_NODE, set per task from the preset's
-    cluster accelerator_count); 1 when unset, as on the local path."""
-    return int(os.environ.get("LMFORGE_NPROC_PER_NODE", "1") or 1)
-
-
 @contextlib.contextmanager
 def task_environment(error_file: str) -> Iterator[None]:
     """What local child tasks inherit: this process's tracking URI and the CLI's error file."""
@@ -144,3 +138,17 @@ def actor() -> str:
     except (KeyError, OSError):  # a container uid with no passwd entry and no $USER
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def torchrun_rank() -> tuple[int, int, int] | None:
+    """(RANK, WORLD_SIZE, LOCAL_RANK) as set by torchrun for each of its processes, else None."""
+    env = os.environ
+    if "WORLD_SIZE" not in env or "RANK" not in env:
+        return None
+    return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
+
+
+def child_environment(pythonpath: Path) -> dict:
+    """This process's environment, with `pythonpath` first on PYTHONPATH (for `python -m` children)."""
+    paths = [str(pythonpath)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}

@@ -23,25 +23,32 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def optimizer_and_schedule(model, lr: float, weight_decay: float, warmup_ratio: float, total_steps: int):
-    """AdamW without decay on biases and LayerNorm, linear warm-up then linear decay to zero."""
+def optimizer_and_schedule(model, lr: float, weight_decay: float, warmup_ratio: float, total_steps: int, schedule: str = "linear", fused: bool = False):
+    """AdamW without decay on biases and LayerNorm, linear warm-up then linear (or cosine) decay to zero.
+
+    `fused`: one kernel over all parameters, on CUDA and (torch >= 2.4) on CPU too, where it
+    measured 3-4x faster than the multi-tensor `foreach` path (demo sizes 1.4 vs 4.7 ms a step,
+    small 11 vs 48 ms; 1 thread, interleaved). `foreach` stays the default for finetune.
+    """
     import torch
-    from transformers import get_linear_schedule_with_warmup
+    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, foreach=True)
-    sched = get_linear_schedule_with_warmup(opt, int(warmup_ratio * total_steps), total_steps)
+    impl = {"fused": True} if fused else {"foreach": True}
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, **impl)
+    make = get_cosine_schedule_with_warmup if schedule == "cosine" else get_linear_schedule_with_warmup
+    sched = make(opt, int(warmup_ratio * total_steps), total_steps)
     return opt, sched
 
 
 class Progress:
     """One line every `every` steps on stdout (the KFP task log), and a history for the loss curve."""
 
-    def __init__(self, stage: str, total: int, every: int):
-        self.stage, self.total, self.every = stage, total, max(1, every)
+    def __init__(self, stage: str, total: int, every: int, quiet: bool = False):
+        self.stage, self.total, self.every, self.quiet = stage, total, max(1, every), quiet
         self.history: list[dict] = []
         self.start = time.perf_counter()
         self.tokens = 0
@@ -49,7 +56,7 @@ class Progress:
     def step(self, step: int, loss: float, lr: float, tokens: int) -> None:
         self.tokens += tokens
         self.history.append({"step": step, "loss": loss, "lr": lr})
-        if step % self.every == 0 or step == self.total:
+        if not self.quiet and (step % self.every == 0 or step == self.total):
             rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
             print(f"[{self.stage}] step {step}/{self.total} loss {loss:.4f} lr {lr:.2e} {rate:,.0f} tok/s", flush=True)
 

@@ -1,0 +1,216 @@
+"""The masked-LM training loop: packed blocks, masking in torch, sparse head, accumulation, DDP.
+
+One global batch of `batch_size` blocks per optimizer step, whatever the number of processes and
+micro-batches: every rank draws the same block indices and the same masks (two seeded generators
+of their own) and takes its slice, and each micro-batch's summed loss is divided by the masked
+token count of the whole global batch. So 1 process, 2 processes and 4 accumulation steps
+compute the same gradient, up to the order in which floats are added.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+
+import numpy as np
+
+from components.shared.errors import UserError
+
+
+class BlockOrder:
+    """Shuffled block indices, epoch after epoch, from a generator of its own; resumable."""
+
+    def __init__(self, n: int, seed: int):
+        import torch
+
+        self.n, self.g = n, torch.Generator().manual_seed(seed)
+        self.order, self.pos = torch.randperm(n, generator=self.g), 0
+
+    def next(self, batch_size: int) -> np.ndarray:
+        import torch
+
+        if self.pos + batch_size > self.n:
+            self.order, self.pos = torch.randperm(self.n, generator=self.g), 0
+        idx = self.order[self.pos : self.pos + batch_size]
+        self.pos += batch_size
+        return idx.numpy()
+
+    def state_dict(self) -> dict:
+        return {"g": self.g.get_state(), "order": self.order, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.g.set_state(state["g"])
+        self.order, self.pos = state["order"], state["pos"]
+
+
+class Masker:
+    """BERT's dynamic masking, vectorised: of the non-special tokens, `p` are predicted; of those
+    80% become [MASK], 10% a random token, 10% stay. Drawn from a seeded generator of its own."""
+
+    def __init__(self, tokenizer, p: float, seed: int):
+        import torch
+
+        self.p, self.g = p, torch.Generator().manual_seed(seed)
+        self.mask_id, self.vocab = tokenizer.mask_token_id, len(tokenizer)
+        self.special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+
+    def __call__(self, ids):
+        import torch
+
+        while True:
+            u = torch.rand(ids.shape, generator=self.g)
+            picked = (u < self.p) & ~torch.isin(ids, self.special)
+            if picked.any():  # tiny batches can draw no mask at all: draw again
+                break
+        kind = torch.rand(ids.shape, generator=self.g)
+        noise = torch.randint(self.vocab, ids.shape, generator=self.g)
+        inputs = torch.where(picked & (kind < 0.8), self.mask_id, ids)
+        inputs = torch.where(picked & (kind >= 0.8) & (kind < 0.9), noise, inputs)
+        return inputs, torch.where(picked, ids, -100)
+
+    def state_dict(self) -> dict:
+        return {"g": self.g.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.g.set_state(state["g"])
+
+
+def sparse_mlm_module(model):
+    """A module whose forward returns the summed cross-entropy over the masked positions only.
+
+    The vocabulary projection is the costliest matmul of a small encoder (hidden x vocab at every
+    position); only ~15% of positions have a label, so gathering them first (as Cramming does)
+    cuts its cost ~6x for the same loss. A module (not a function) so that DDP can wrap it.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    class SparseMLM(torch.nn.Module):
+        def __init__(self, mlm):
+            super().__init__()
+            self.mlm = mlm
+
+        def forward(self, inputs, labels):
+            hidden = self.mlm.bert(input_ids=inputs).last_hidden_state
+            picked = (labels != -100).flatten().nonzero().squeeze(1)
+            logits = self.mlm.cls(hidden.flatten(0, 1).index_select(0, picked))
+            return F.cross_entropy(logits.float(), labels.flatten().index_select(0, picked), reduction="sum")
+
+    return SparseMLM(model)
+
+
+def masked_lm_loss(model, inputs, labels):
+    """Mean cross-entropy over the masked positions, computed with the sparse head."""
+    return sparse_mlm_module(model)(inputs, labels) / (labels != -100).sum()
+
+
+def train(model, tokenizer, blocks, opt, sched, config, device, world, progress, resume: dict | None, save_checkpoint) -> dict:
+    """Run steps until config.max_steps; `save_checkpoint(step, state)` is called on rank 0 every
+    config.checkpoint_every steps. Returns {'tokens', 'seconds', 'masked'} of this process's run."""
+    import torch
+
+    from components.pretrain import checkpoint
+
+    B, A, W = config.batch_size, config.grad_accum, world.size
+    micro = B // (A * W)
+    order, masker = BlockOrder(len(blocks), config.seed), Masker(tokenizer, config.mlm_probability, config.seed + 1)
+    module = sparse_mlm_module(model).to(device)
+    if config.dropout is not None:  # the modules' rate only: the saved config keeps model.dropout for fine-tuning
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = config.dropout
+    start = 0
+    if resume:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        order.load_state_dict(resume["order"])
+        masker.load_state_dict(resume["masker"])
+        checkpoint.set_rng_states(resume["rng"])
+        progress.history = resume["history"]
+        start = resume["step"]
+        if world.is_main:
+            print(f"[pretrain] resuming from the checkpoint of step {start}", flush=True)
+    if W > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None)
+    step_fn = torch.compile(module) if config.compile else module
+    autocast = _autocast(device, config.precision)
+    mine = slice(world.rank * (B // W), (world.rank + 1) * (B // W))
+    pending: list = []  # (step, summed loss tensor, masked count, lr): read back in one sync
+    masked_total, t0 = 0, time.perf_counter()
+
+    model.train()
+    for step in range(start + 1, config.max_steps + 1):
+        ids = torch.from_numpy(blocks.take(order.next(B))).long()
+        inputs, labels = masker(ids)
+        n_masked = int((labels != -100).sum())
+        inputs, labels = inputs[mine].to(device, non_blocking=True), labels[mine].to(device, non_blocking=True)
+        loss_sum = torch.zeros((), device=device)
+        for a in range(A):
+            sync = contextlib.nullcontext() if (W == 1 or a == A - 1) else module.no_sync()
+            with sync, autocast:
+                part = step_fn(inputs[a * micro : (a + 1) * micro], labels[a * micro : (a + 1) * micro])
+            # DDP averages gradients over ranks; * W turns that into the sum over the global batch.
+            (part * (W / n_masked)).backward()
+            loss_sum += part.detach()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        masked_total += n_masked
+        pending.append((step, loss_sum, n_masked, sched.get_last_lr()[0]))
+        checkpoint_now = config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.max_steps
+        if step % config.log_every == 0 or step == config.max_steps or checkpoint_now:
+            _flush(pending, progress, B * blocks.block_size, device)
+        if checkpoint_now and world.is_main:
+            state = {
+                "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "order": order.state_dict(), "masker": masker.state_dict(), "rng": checkpoint.rng_states(), "history": progress.history,
+            }
+            save_checkpoint(step, state)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return {"tokens": (config.max_steps - start) * B * blocks.block_size, "seconds": time.perf_counter() - t0, "masked": masked_total, "steps": config.max_steps - start}
+
+
+def _flush(pending: list, progress, tokens_per_step: int, device) -> None:
+    """Losses of the last steps to the host in one transfer (and one all-reduce under DDP)."""
+    import torch
+    import torch.distributed as dist
+
+    sums = torch.stack([p[1] for p in pending]).double()
+    if dist.is_initialized():
+        dist.all_reduce(sums)
+    for (step, _, n_masked, lr), s in zip(pending, sums.tolist()):
+        loss = s / n_masked
+        if not math.isfinite(loss):
+            raise UserError(f"pretraining diverged at step {step} (loss {loss}): lower pretrain.learning_rate or raise warmup_ratio")
+        progress.step(step, loss, lr, tokens_per_step)
+    pending.clear()
+
+
+def _autocast(device, precision: str):
+    import torch
+
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def resolve_device(choice: str, world):
+    import torch
+
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("pretrain.device is cuda but no CUDA device is visible: set pretrain.device=cpu or auto")
+        torch.cuda.set_device(world.local_rank)
+        return torch.device("cuda", world.local_rank)
+    return torch.device("cpu")
+
