@@ -126,8 +126,8 @@ def test_every_preset_compiles_for_both_targets(preset, tmp_path):
 
 def test_cluster_placement_is_not_part_of_the_recipe_hash():
     base = load_config("gpu")
-    moved = load_config("gpu", ["cluster.stages.pretrain.accelerator_count=4", "cluster.experiment=elsewhere"])
-    assert moved.cluster.placement("pretrain").accelerator_count == 4
+    moved = load_config("gpu", ["cluster.stages.pretrain.cpu_request='32'", "cluster.stages.pretrain.priority_class=other", "cluster.experiment=elsewhere"])
+    assert moved.cluster.placement("pretrain").cpu_request == "32"
     assert moved.hash() == base.hash()
     assert load_config("gpu", ["pretrain.max_steps=5"]).hash() != base.hash()
 
@@ -148,6 +148,7 @@ def test_a_stage_entry_overrides_the_defaults_key_by_key():
         ("cluster.defaults.memory_limit=16 GB", "is not a Kubernetes quantity"),
         ("cluster.stages.pretrain.gpus=8", "unknown config key 'cluster.stages.pretrain.gpus'"),
         ("cluster.secrets=[{name: Bad_Name, env: {X: y}}]", "is not a Kubernetes name"),
+        ("cluster.stages.pretrain.accelerator_count=4", "pretrain.nproc is 8 but cluster.stages.pretrain.accelerator_count is 4"),
     ],
 )
 def test_bad_cluster_settings_are_one_line_naming_the_key(override, message):
