@@ -23,7 +23,7 @@ REQUIRED_TAGS = ("lmforge.data_repo", "lmforge.data_rev", "lmforge.config_hash",
 # The code whose changes would change the model (data/ and run outputs do not).
 CODE_PATHS = ("components", "pipelines", "pyproject.toml", "constraints.txt")
 # Metrics that depend on the moment, not the recipe: wall time, speed, the champion of the day.
-NOT_COMPARED = re.compile(r"(seconds|tokens_per_s|_per_s|mfu)$|champion|gate_passed|register/")
+NOT_COMPARED = re.compile(r"(seconds|_per_s|mfu|tflops)$|champion|gate_passed|register/")
 WEIGHTS_ARTIFACT = f"registration/{artifacts.WEIGHTS}"
 
 
