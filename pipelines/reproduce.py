@@ -114,7 +114,7 @@ def reproduce(ref: str, allow_dirty: bool = False, verbose: bool = False) -> dic
     lineage = check_reproducible(mv, allow_dirty)
     config = original_config(mv)
     run_name = f"reproduce-{mv.name}-v{mv.version}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    print(f"reproducing {mv.name}/{mv.version} from data revision {lineage['data_rev'][:12]} of {lineage['data_repo']}", flush=True)
+    print(f"reproducing {mv.name}/{mv.version} from data revision {lineage['data_rev'][:12]} of {settings.display_uri(lineage['data_repo'])}", flush=True)
     result = run_local(config, mv.tags["lmforge.preset"], data_rev=lineage["data_rev"], data_repo=lineage["data_repo"], run_name=run_name, verbose=verbose)
     return {"ref": f"{mv.name}/{mv.version}", "run_name": run_name, **lineage, **compare_runs(mv.run_id, result["run_id"])}
 

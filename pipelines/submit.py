@@ -54,7 +54,7 @@ def submit(config: PipelineConfig, preset: str, host: str = "", experiment: str 
                 pipeline_root=config.cluster.pipeline_root,
                 service_account=config.cluster.service_account,
             )
-    return {"run_id": result.run_id, "run_name": run_name, "experiment": experiment, "url": f"{host}/#/runs/details/{result.run_id}"}
+    return {"run_id": result.run_id, "run_name": run_name, "experiment": experiment, "url": f"{settings.display_uri(host)}/#/runs/details/{result.run_id}"}
 
 
 def _client(host: str, token: str, namespace: str | None):

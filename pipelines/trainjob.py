@@ -108,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True, help="the preset's pretrain section as JSON")
     args = ap.parse_args(argv)
     try:
-        metrics = pretrain(Path(args.cleaned), Path(args.out), PretrainConfig.from_params(json.loads(args.config), "pretrain"))
+        config = PretrainConfig.from_params(json.loads(args.config), "pretrain")
+        # On the shared volume, so a restarted pod resumes from the same step as every other node.
+        checkpoints = Path(config.checkpoint_dir) if config.checkpoint_dir else Path(args.out).parent / "checkpoints"
+        metrics = pretrain(Path(args.cleaned), Path(args.out), config, checkpoint_dir=checkpoints)
     except UserError as exc:
         print(f"error: pretrain: {exc}", file=sys.stderr)
         return 2

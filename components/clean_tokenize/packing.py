@@ -27,6 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
+from components.shared.errors import UserError
 from components.shared.shards import DTYPE, ShardWriter
 
 
@@ -78,7 +79,11 @@ class BlockPacker:
 
 
 def special_ids(backend) -> dict[str, int]:
-    return {t: backend.token_to_id(t) for t in ("[CLS]", "[SEP]", "[UNK]")}
+    ids = {t: backend.token_to_id(t) for t in ("[CLS]", "[SEP]", "[UNK]")}
+    missing = [t for t, i in ids.items() if i is None]
+    if missing:
+        raise UserError(f"the tokenizer has no {', '.join(missing)} token: packing needs BERT's [CLS]/[SEP]/[UNK]; use a BERT-style (WordPiece) checkpoint")
+    return ids
 
 
 def pack_texts(backend, chunks: Iterable[list[str]], path: Path, block_size: int, shard_blocks: int) -> dict:

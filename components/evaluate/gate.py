@@ -30,6 +30,8 @@ class GateConfig(BaseModel):
 
     @model_validator(mode="after")
     def _tolerances_name_gated_metrics(self):
+        if "tolerance" not in self.model_fields_set:  # the defaults follow the gated metrics
+            object.__setattr__(self, "tolerance", {m: t for m, t in self.tolerance.items() if m in self.metrics})
         unknown = set(self.tolerance) - set(self.metrics)
         if unknown:
             raise ValueError(f"evaluate.gate.tolerance names {sorted(unknown)}, which are not in evaluate.gate.metrics {self.metrics}: gate them or drop the tolerance")
@@ -103,13 +105,14 @@ def champion_predictions(model_name: str, alias: str, texts: list[str], batch_si
 
     mlflow = tracking.connect()
     client = mlflow.MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(model_name, alias)
-    except mlflow.exceptions.MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            return None
-        raise
-    parts = mlflow.transformers.load_model(f"models:/{model_name}/{version.version}", return_type="components")
+    with tracking.reported_errors():
+        try:
+            version = client.get_model_version_by_alias(model_name, alias)
+        except mlflow.exceptions.MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                return None
+            raise
+        parts = mlflow.transformers.load_model(f"models:/{model_name}/{version.version}", return_type="components")
     model, tokenizer = parts["model"].eval(), parts["tokenizer"]
     limit = min(getattr(model.config, "max_position_embeddings", 512), 512)
     preds = []

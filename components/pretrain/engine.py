@@ -113,6 +113,8 @@ def train(model, tokenizer, blocks, opt, sched, config, device, world, progress,
     from components.pretrain import checkpoint
 
     B, A, W = config.batch_size, config.grad_accum, world.size
+    if B % (A * W):  # an outer torchrun (a multi-node job) may start more processes than pretrain.nproc
+        raise UserError(f"pretrain.batch_size {B} does not split into grad_accum {A} x {W} processes: make batch_size a multiple of {A * W}")
     micro = B // (A * W)
     order, masker = BlockOrder(len(blocks), config.seed), Masker(tokenizer, config.mlm_probability, config.seed + 1)
     module = sparse_mlm_module(model).to(device)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 # Dense (no sparsity) bf16 tensor-core peaks from the datasheets, FLOP/s.
-GPU_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+GPU_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L40": 181e12, "L4": 121e12, "A10": 125e12}  # longer names first
 
 
 def forward_flops(tokens: int, head_positions: int, seq_len: int, hidden: int, layers: int, intermediate: int, vocab: int) -> float:

@@ -91,7 +91,7 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
             model, config.learning_rate, config.weight_decay, config.warmup_ratio, config.max_steps, schedule=config.schedule, fused=True
         )
         latest = checkpoint.latest(checkpoint_dir)
-        resume = checkpoint.load(latest, device) if latest else None
+        resume = checkpoint.load(latest, "cpu") if latest else None  # RNG states stay CPU tensors; load_state_dict moves weights
         progress = Progress("pretrain", config.max_steps, config.log_every, quiet=not world.is_main)
         stats = engine.train(model, tokenizer, blocks, opt, sched, config, device, world, progress, resume, lambda step, state: checkpoint.save(checkpoint_dir, step, state))
         metrics = _metrics(progress, stats, model, config, blocks, device, world)
@@ -144,7 +144,7 @@ def _metrics(progress, stats: dict, model, config: PretrainConfig, blocks, devic
     if stats["steps"]:
         achieved = flops.train_flops(stats["tokens"], stats["masked"], blocks.block_size, model.config) / seconds
         if device.type == "cuda":
-            peak = flops.datasheet_peak(torch.cuda.get_device_name(device)) or flops.matmul_peak(str(device), torch.bfloat16)
+            peak = (flops.datasheet_peak(torch.cuda.get_device_name(device)) or flops.matmul_peak(str(device), torch.bfloat16)) * world.size
         else:
             peak = flops.matmul_peak("cpu") * world.size  # every process has its own threads
         metrics["pretrain/model_tflops"] = achieved / 1e12

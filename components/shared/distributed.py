@@ -60,29 +60,6 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def all_mean(value: float, device) -> float:
-    """Mean of a scalar over the ranks (the loss each rank saw on its slice); itself when alone."""
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item()) / dist.get_world_size()
-
-
-def all_sum(value: float, device) -> float:
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item())
-
-
 def launch(worker_module: str, request: dict, nproc: int) -> dict:
     """Run `python -m worker_module request.json` on `nproc` local processes; return rank 0's result.
 

@@ -74,3 +74,7 @@ def test_evaluate_writes_the_gate_with_the_random_init_control(eval_dir):
     text = (eval_dir / artifacts.GATE_MD).read_text()
     assert "vs random-init control" in text and "vs majority baseline" in text and f"]({artifacts.GATE_PNG})" in text
     assert (eval_dir / artifacts.GATE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gating_one_metric_keeps_only_its_default_tolerance():
+    assert GateConfig(metrics=["accuracy"]).tolerance == {"accuracy": 0.01}
