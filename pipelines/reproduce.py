@@ -15,6 +15,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from components.ingest.ingest import resolve_rev
 from components.shared import artifacts, settings, tracking
 from components.shared.errors import UserError
 
@@ -70,9 +71,10 @@ def check_reproducible(mv, allow_dirty: bool = False) -> dict:
     if "://" not in repo and not repo.startswith("git@"):
         if not Path(repo).is_dir():
             raise UserError(f"data repository {repo} of {ref} no longer exists here: restore it, or clone it to that path")
-        found = subprocess.run(["git", "-C", repo, "cat-file", "-e", f"{rev}^{{commit}}"], capture_output=True)
-        if found.returncode != 0:
-            raise UserError(f"data revision {rev[:12]} of {ref} is no longer reachable in {repo} (history rewritten or not fetched): `git fetch` it, or restore the commit")
+        try:
+            resolve_rev(repo, rev)  # the same resolution ingest will make
+        except UserError:
+            raise UserError(f"data revision {rev[:12]} of {ref} is no longer reachable in {repo} (history rewritten or not fetched): `git fetch` it, or restore the commit") from None
     return {"data_repo": repo, "data_rev": rev, "commit": commit, "drift": drift}
 
 

@@ -77,6 +77,7 @@ def decide(config: GateConfig, champion: dict | None, vs_champion: dict | None, 
         if gain_over_majority < config.min_gain_over_baseline:
             reasons.append(f"accuracy beats the majority baseline by {gain_over_majority:+.4f}, less than the required {config.min_gain_over_baseline:+.4f}")
         against = "no champion yet: judged against the majority baseline"
+        detail = f"accuracy {gain_over_majority:+.4f} over the majority baseline"
     else:
         first = config.metrics[0]
         if vs_champion[first]["diff"] < config.min_improvement:
@@ -86,11 +87,8 @@ def decide(config: GateConfig, champion: dict | None, vs_champion: dict | None, 
             if vs_champion[m]["diff"] < -tol:
                 reasons.append(f"{m} fell {-vs_champion[m]['diff']:.4f} below the champion (tolerance {tol:.4f})")
         against = f"against champion version {champion['version']}"
-    passed = not reasons
-    if vs_champion is None:
-        detail = f"accuracy {gain_over_majority:+.4f} over the majority baseline"
-    else:
         detail = ", ".join(f"{m} {vs_champion[m]['diff']:+.4f} [{vs_champion[m]['low']:+.4f}, {vs_champion[m]['high']:+.4f}]" for m in config.metrics)
+    passed = not reasons
     summary = f"gate {'passed' if passed else 'failed'} {against}: {detail}"
     return {"passed": passed, "reasons": reasons, "summary": summary}
 

@@ -71,7 +71,7 @@ class _Source:
         if config.source == "dvc":
             from dvc.api import DVCFileSystem
 
-            self.rev = _resolve_rev(self.repo, rev or "HEAD")
+            self.rev = resolve_rev(self.repo, rev or "HEAD")
             try:
                 self.fs = DVCFileSystem(self.repo, rev=self.rev)
             except Exception as exc:  # dvc raises many types; the message is what helps
@@ -136,7 +136,7 @@ class _Source:
         return outs[0].get("md5", "")
 
 
-def _resolve_rev(repo: str, rev: str) -> str:
+def resolve_rev(repo: str, rev: str) -> str:
     """A git rev (branch, tag, HEAD~1, sha) -> the full commit sha it names today."""
     if "://" in repo or repo.startswith("git@"):
         return rev  # a remote repo: DVC clones it and resolves the rev itself
