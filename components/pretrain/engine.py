@@ -81,7 +81,9 @@ def sparse_mlm_module(model):
 
     The vocabulary projection is the costliest matmul of a small encoder (hidden x vocab at every
     position); only ~15% of positions have a label, so gathering them first (as Cramming does)
-    cuts its cost ~6x for the same loss. A module (not a function) so that DDP can wrap it.
+    cuts its cost ~6x for the same loss. The positions come in from the host (`masked_positions`),
+    where the labels are drawn: finding them on the GPU (`nonzero`) would stall the host on every
+    step until the encoder's forward had finished. A module (not a function) so that DDP can wrap it.
     """
     import torch
     import torch.nn.functional as F
@@ -91,18 +93,25 @@ def sparse_mlm_module(model):
             super().__init__()
             self.mlm = mlm
 
-        def forward(self, inputs, labels):
+        def forward(self, inputs, positions, targets):
             hidden = self.mlm.bert(input_ids=inputs).last_hidden_state
-            picked = (labels != -100).flatten().nonzero().squeeze(1)
-            logits = self.mlm.cls(hidden.flatten(0, 1).index_select(0, picked))
-            return F.cross_entropy(logits.float(), labels.flatten().index_select(0, picked), reduction="sum")
+            logits = self.mlm.cls(hidden.flatten(0, 1).index_select(0, positions))
+            return F.cross_entropy(logits.float(), targets, reduction="sum")
 
     return SparseMLM(model)
 
 
+def masked_positions(labels):
+    """(flat indices of the masked positions, their labels) of a [batch, seq] label tensor."""
+    flat = labels.flatten()
+    positions = (flat != -100).nonzero().squeeze(1)
+    return positions, flat.index_select(0, positions)
+
+
 def masked_lm_loss(model, inputs, labels):
     """Mean cross-entropy over the masked positions, computed with the sparse head."""
-    return sparse_mlm_module(model)(inputs, labels) / (labels != -100).sum()
+    positions, targets = masked_positions(labels)
+    return sparse_mlm_module(model)(inputs, positions, targets) / len(targets)
 
 
 def train(model, tokenizer, blocks, opt, sched, config, device, world, progress, resume: dict | None, save_checkpoint) -> dict:
@@ -149,12 +158,16 @@ def train(model, tokenizer, blocks, opt, sched, config, device, world, progress,
         ids = torch.from_numpy(blocks.take(order.next(B))).long()
         inputs, labels = masker(ids)
         n_masked = int((labels != -100).sum())
-        inputs, labels = inputs[mine].to(device, non_blocking=True), labels[mine].to(device, non_blocking=True)
+        inputs, labels = inputs[mine], labels[mine]
         loss_sum = torch.zeros((), device=device)
         for a in range(A):
             sync = contextlib.nullcontext() if (W == 1 or a == A - 1) else module.no_sync()
+            rows = slice(a * micro, (a + 1) * micro)
+            batch = (inputs[rows], *masked_positions(labels[rows]))
+            if device.type == "cuda":  # pinned: the copy runs behind the host, which goes on to the next step
+                batch = [t.pin_memory().to(device, non_blocking=True) for t in batch]
             with sync, autocast:
-                part = step_fn(inputs[a * micro : (a + 1) * micro], labels[a * micro : (a + 1) * micro])
+                part = step_fn(*batch)
             # DDP averages gradients over ranks; * W turns that into the sum over the global batch.
             (part * (W / n_masked)).backward()
             loss_sum += part.detach()
