@@ -108,6 +108,23 @@ def masked_positions(labels):
     return positions, flat.index_select(0, positions)
 
 
+def masked_cap(tokens: int, p: float) -> int:
+    """A fixed number of head rows for `tokens` positions masked with probability `p`: the mean plus
+    six standard deviations (exceeded about once in 10^9 steps), rounded up to 64."""
+    return int(math.ceil((tokens * p + 6 * math.sqrt(tokens * p * (1 - p))) / 64) * 64)
+
+
+def pad_positions(positions, targets, cap: int):
+    """Pad to `cap` rows (position 0, label -100: no loss, no gradient), so that a compiled step sees
+    one shape every step instead of recompiling for dynamic ones. Longer stays as it is."""
+    import torch
+
+    short = cap - len(positions)
+    if short <= 0:
+        return positions, targets
+    return torch.cat([positions, positions.new_zeros(short)]), torch.cat([targets, targets.new_full((short,), -100)])
+
+
 def masked_lm_loss(model, inputs, labels):
     """Mean cross-entropy over the masked positions, computed with the sparse head."""
     positions, targets = masked_positions(labels)
@@ -148,6 +165,7 @@ def train(model, tokenizer, blocks, opt, sched, config, device, world, progress,
 
         module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None)
     step_fn = torch.compile(module) if config.compile else module
+    cap = masked_cap(micro * blocks.block_size, config.mlm_probability)
     autocast = _autocast(device, config.precision)
     mine = slice(world.rank * (B // W), (world.rank + 1) * (B // W))
     pending: list = []  # (step, summed loss tensor, masked count, lr): read back in one sync
@@ -164,6 +182,8 @@ def train(model, tokenizer, blocks, opt, sched, config, device, world, progress,
             sync = contextlib.nullcontext() if (W == 1 or a == A - 1) else module.no_sync()
             rows = slice(a * micro, (a + 1) * micro)
             batch = (inputs[rows], *masked_positions(labels[rows]))
+            if config.compile:
+                batch = (batch[0], *pad_positions(*batch[1:], cap))
             if device.type == "cuda":  # pinned: the copy runs behind the host, which goes on to the next step
                 batch = [t.pin_memory().to(device, non_blocking=True) for t in batch]
             with sync, autocast:

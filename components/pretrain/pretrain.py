@@ -39,7 +39,7 @@ class PretrainConfig(StageConfig):
     seed: int = Field(42, description="seeds weights, batch order and masks")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when visible")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on a GPU that has it, else fp32")
-    compile: bool = Field(False, description="torch.compile the step (wins on GPU; on 2 CPU cores compile time outweighs it, see bench/)")
+    compile: bool = Field(False, description="torch.compile the step; measured, it loses: on 2 CPU cores the compile time outweighs its gain, and on an H200 (BERT-base, bf16) compiled steps ran 0.93x eager (bench/results/)")
     nproc: int = Field(1, ge=1, description="data-parallel processes (torchrun; nccl on GPUs, gloo on CPUs)")
     threads: int | None = Field(None, ge=1, description="torch threads per process; None = all cores this process may use")
     log_every: int = Field(20, ge=1, description="progress line (and one loss read-back) every N steps")

@@ -149,3 +149,37 @@ def test_gpu_check_script_runs_on_the_cpu():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["steps"] == 3 and result["tokens_per_s"] > 0 and 0 < result["mfu_measured_matmul"] < 1
     assert result["final_loss"] > 0 and result["mfu_datasheet"] is None  # no datasheet peak for a CPU
+
+
+def test_padding_the_masked_positions_changes_neither_loss_nor_gradient(mlm_dir):
+    """With pretrain.compile the head rows are padded to one fixed count (one shape, no recompiles):
+    the padding rows must add nothing to the loss or the gradients."""
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    from components.pretrain.engine import masked_cap, masked_positions, pad_positions, sparse_mlm_module
+
+    model = AutoModelForMaskedLM.from_pretrained(mlm_dir).eval()
+    module = sparse_mlm_module(model)
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.randint(5, model.config.vocab_size, (4, 32), generator=g)
+    labels = torch.where(torch.rand(4, 32, generator=g) < 0.15, inputs, -100)
+    positions, targets = masked_positions(labels)
+    cap = masked_cap(inputs.numel(), 0.15)
+    assert len(targets) < cap and cap % 64 == 0
+    padded = pad_positions(positions, targets, cap)
+    assert len(padded[0]) == cap and (padded[1][len(targets):] == -100).all()
+
+    def loss_and_grads(pos, tgt):
+        model.zero_grad()
+        loss = module(inputs, pos, tgt)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain, plain_grads = loss_and_grads(positions, targets)
+    pad, pad_grads = loss_and_grads(*padded)
+    assert torch.allclose(plain, pad, rtol=1e-6), (plain, pad)
+    assert len(plain_grads) == len(pad_grads)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain_grads, pad_grads))
+    # More rows than the cap (never in practice): left as they are, not truncated.
+    assert pad_positions(positions, targets, 1)[0] is positions
