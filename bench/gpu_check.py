@@ -77,12 +77,13 @@ def counted_flops(model, tok, seq: int, vocab: int, device, precision: str) -> t
     module = engine.sparse_mlm_module(model)
     ids = torch.from_numpy(RandomBlocks(2, seq, vocab, tok.cls_token_id).take(range(2))).long()
     inputs, labels = engine.Masker(tok, 0.15, 0)(ids)
-    positions, targets = engine.masked_positions(labels)
+    layout = engine.masked_layout(labels)
+    targets = layout[-1]  # no padding here: every target is a masked position
     with FlopCounterMode(display=False) as counter, engine._autocast(device, precision):
-        module(inputs.to(device), positions.to(device), targets.to(device)).backward()
+        module(inputs.to(device), *(t.to(device) for t in layout)).backward()
     model.zero_grad(set_to_none=True)
     c = model.config
-    formula = 3 * flops.forward_flops(ids.numel(), len(targets), seq, c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size)
+    formula = flops.train_flops(ids.numel(), len(targets), seq, c)
     return float(counter.get_total_flops()), formula
 
 
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     (s0, t0), (s1, t1) = after[0], after[-1]
     tokens_per_s = (s1 - s0) * config.batch_size * args.seq / (t1 - t0)
     masked_per_s = tokens_per_s * config.mlm_probability
-    achieved = 3 * flops.forward_flops(tokens_per_s, masked_per_s, args.seq, sizes.hidden_size, sizes.num_layers, sizes.intermediate_size, args.vocab)
+    achieved = 3 * flops.forward_flops(tokens_per_s, masked_per_s, args.seq, sizes.hidden_size, sizes.num_layers, sizes.intermediate_size, args.vocab, sparse_last_layer=True)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     measured = flops.matmul_peak(str(device), dtype) * (w.size if device.type == "cuda" else 1)

@@ -129,7 +129,8 @@ def training_rows(cleaned: Path, size: str, steps: int, peak: float, threads: in
         from components.pretrain import flops
 
         rate = steady["real_tokens_per_s"]
-        achieved = 3 * flops.forward_flops(rate, rate * head_share, round(seq_len), sizes.hidden_size, sizes.num_layers, sizes.intermediate_size, len(tokenizer))
+        engine = head_share < 1  # the engine's rows: sparse head and last layer
+        achieved = 3 * flops.forward_flops(rate, rate * head_share, round(seq_len), sizes.hidden_size, sizes.num_layers, sizes.intermediate_size, len(tokenizer), engine)
         rows.append({
             "size": size, "recipe": name, "steps": steady["steps"], "real_tokens": real, "wall_s": wall,
             "real_tokens_per_s": rate, "padding_share": steady["padding_share"], "heldout_mlm_loss": loss, "heldout_loss_stderr": stderr,

@@ -151,35 +151,85 @@ def test_gpu_check_script_runs_on_the_cpu():
     assert result["final_loss"] > 0 and result["mfu_datasheet"] is None  # no datasheet peak for a CPU
 
 
-def test_padding_the_masked_positions_changes_neither_loss_nor_gradient(mlm_dir):
-    """With pretrain.compile the head rows are padded to one fixed count (one shape, no recompiles):
-    the padding rows must add nothing to the loss or the gradients."""
+def test_sparse_module_gives_the_dense_loss_and_gradients_with_and_without_padding(mlm_dir):
+    """The engine computes the head and the last layer's queries, attention output and feed-forward
+    at the masked positions only; with pretrain.compile it pads those rows to fixed counts. Loss and
+    every gradient must still be the dense model's."""
     import torch
     from transformers import AutoModelForMaskedLM
 
-    from components.pretrain.engine import masked_cap, masked_positions, pad_positions, sparse_mlm_module
+    from components.pretrain.engine import masked_cap, masked_layout, sparse_mlm_module
 
-    model = AutoModelForMaskedLM.from_pretrained(mlm_dir).eval()
-    module = sparse_mlm_module(model)
+    model = AutoModelForMaskedLM.from_pretrained(mlm_dir).train()
+    for m in model.modules():  # dropout off, as pretraining runs (pretrain.dropout: 0)
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
     g = torch.Generator().manual_seed(0)
     inputs = torch.randint(5, model.config.vocab_size, (4, 32), generator=g)
     labels = torch.where(torch.rand(4, 32, generator=g) < 0.15, inputs, -100)
-    positions, targets = masked_positions(labels)
-    cap = masked_cap(inputs.numel(), 0.15)
-    assert len(targets) < cap and cap % 64 == 0
-    padded = pad_positions(positions, targets, cap)
-    assert len(padded[0]) == cap and (padded[1][len(targets):] == -100).all()
+    labels[2] = -100  # a block with nothing masked
 
-    def loss_and_grads(pos, tgt):
+    def grads(loss):
         model.zero_grad()
-        loss = module(inputs, pos, tgt)
         loss.backward()
-        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
-    plain, plain_grads = loss_and_grads(positions, targets)
-    pad, pad_grads = loss_and_grads(*padded)
-    assert torch.allclose(plain, pad, rtol=1e-6), (plain, pad)
-    assert len(plain_grads) == len(pad_grads)
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain_grads, pad_grads))
-    # More rows than the cap (never in practice): left as they are, not truncated.
-    assert pad_positions(positions, targets, 1)[0] is positions
+    n = int((labels != -100).sum())
+    dense, dense_grads = grads(model(input_ids=inputs, labels=labels).loss)
+    module = sparse_mlm_module(model)
+    per, rows = min(masked_cap(32, 0.15, 8), 32), masked_cap(inputs.numel(), 0.15, 64)
+    for layout in (masked_layout(labels), masked_layout(labels, per, rows)):
+        assert len(layout[1]) == len(layout[2]) and int((layout[2] != -100).sum()) == n
+        sparse, sparse_grads = grads(module(inputs, *layout) / n)
+        assert torch.allclose(dense, sparse, atol=1e-6), (dense, sparse)
+        for name, d in dense_grads.items():
+            if name.endswith("attention.self.key.bias"):  # exactly zero in theory (softmax is shift-invariant): float noise only
+                continue
+            s = sparse_grads.get(name, torch.zeros_like(d))
+            assert torch.allclose(d, s, atol=1e-6, rtol=1e-4), (name, (d - s).abs().max())
+    padded = masked_layout(labels, per, rows)
+    assert len(padded[0]) == 4 * per and len(padded[1]) == rows and (padded[2][n:] == -100).all()
+
+
+def test_compiled_steps_match_eager_ones_and_compile_once(cleaned_dir, tmp_path):
+    """pretrain.compile: same losses as eager (up to float order), and the masked rows padded to
+    fixed counts, so the varying number of masks per step never triggers a recompile."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    eager = short_run(cleaned_dir, tmp_path / "eager", seed=5, max_steps=4, log_every=1)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = short_run(cleaned_dir, tmp_path / "compiled", seed=5, max_steps=4, log_every=1, compile=True)
+    frames = counters["stats"]["unique_graphs"]
+    torch._dynamo.reset()
+    losses = [[h["loss"] for h in artifacts.read_json(d / artifacts.HISTORY)] for d in (tmp_path / "eager", tmp_path / "compiled")]
+    assert len(losses[0]) == len(losses[1]) == 4
+    assert all(math.isclose(a, b, rel_tol=1e-4) for a, b in zip(*losses)), losses
+    assert frames == 1, f"{frames} graphs compiled: a step's shapes changed"
+    assert eager["pretrain/final_loss"] == pytest.approx(compiled["pretrain/final_loss"], rel=1e-4)
+
+
+def test_mfu_formula_counts_what_the_engine_computes(cleaned_dir):
+    """flops.train_flops (used for MFU) against torch's FlopCounterMode on one engine step: the dense
+    layers, the last layer's keys/values at every token and the rest at the masked rows, the head."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoTokenizer
+
+    from components.pretrain import engine, flops
+    from components.shared.modeling import ModelSizes, build_mlm
+
+    tok = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
+    # dropout > 0 keeps SDPA on its math path on a CPU, whose matmuls the counter sees (not the flash kernel's)
+    model = build_mlm(ModelSizes.model_validate({**TINY, "num_layers": 3, "dropout": 0.1}), tok).train()
+    ids = torch.randint(5, len(tok), (4, 64), generator=torch.Generator().manual_seed(0))
+    inputs, labels = engine.Masker(tok, 0.15, 0)(ids)
+    layout = engine.masked_layout(labels)
+    with FlopCounterMode(display=False) as counter:
+        engine.sparse_mlm_module(model)(inputs, *layout).backward()
+    formula = flops.train_flops(ids.numel(), len(layout[2]), 64, model.config)
+    # the counter also sees the last layer's query rows that pad each block to the batch's largest count
+    assert formula <= counter.get_total_flops() <= 1.05 * formula
+    dense = flops.train_flops(ids.numel(), len(layout[2]), 64, model.config, sparse_last_layer=False)
+    assert counter.get_total_flops() < dense
