@@ -2,6 +2,8 @@
 
 The MLM head is dropped and a fresh classification head is trained on the labeled train split;
 the epoch with the best validation accuracy is kept (early stopping without a patience knob).
+With `nproc` > 1 the stage re-launches itself under torchrun (`worker.py`), as pretrain does, and
+every rank trains on its slice of the same global batches (`train_classifier`).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from components.shared import artifacts
+from components.shared import artifacts, distributed
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.training import Progress, optimizer_and_schedule, require_dir, save_history, seed_everything
@@ -34,79 +36,132 @@ class FinetuneConfig(StageConfig):
     threads: int | None = Field(None, ge=1, description="torch threads; None = all cores")
     log_every: int = Field(50, ge=1, description="progress line every N steps")
     control: bool = Field(True, description="also fine-tune a randomly initialised encoder of the same shape with the same budget: evaluate reports the gain pretraining buys")
+    nproc: int = Field(1, ge=1, description="data-parallel processes (torchrun, gloo); batch_size is the global batch over all of them")
+
+    @model_validator(mode="after")
+    def _batch_splits(self):
+        if self.batch_size % self.nproc:
+            raise ValueError(f"batch_size {self.batch_size} does not split into nproc {self.nproc} equal parts: make batch_size a multiple of nproc")
+        return self
 
 
 def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: FinetuneConfig) -> dict:
-    """Fine-tune on the train split, keep the best epoch on validation, save model + tokenizer."""
+    """Fine-tune on the train split, keep the best epoch on validation, save model + tokenizer.
+
+    With config.nproc > 1 (and no outer torchrun) this re-launches itself on nproc processes and
+    returns rank 0's metrics."""
+    cleaned_dir = require_dir(cleaned_dir, "cleaned data", "clean_tokenize")
+    pretrained_dir = require_dir(pretrained_dir, "pretrained model", "pretrain")
+    if config.nproc > 1 and not distributed.under_torchrun():
+        request = {"cleaned_dir": str(cleaned_dir), "pretrained_dir": str(pretrained_dir), "out_dir": str(out_dir), "config": config.model_dump()}
+        return distributed.launch("components.finetune.worker", request, config.nproc)
+    return run(cleaned_dir, pretrained_dir, Path(out_dir), config)
+
+
+def run(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: FinetuneConfig) -> dict:
+    """The fine-tuning on this process (one of the ranks when under torchrun); rank 0 writes."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    cleaned_dir = require_dir(cleaned_dir, "cleaned data", "clean_tokenize")
-    pretrained_dir = require_dir(pretrained_dir, "pretrained model", "pretrain")
     seed_everything(config.seed, config.threads)
-    labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
-    train, val = labeled[labeled.split == "train"], labeled[labeled.split == "validation"]
-    if train.empty or val.empty:
-        raise UserError(f"the labeled set has {len(train)} train and {len(val)} validation rows: both splits need rows")
-    num_labels = len(config.label_names)
-    if labeled.label.max() >= num_labels or labeled.label.min() < 0:
-        raise UserError(f"labels run from {labeled.label.min()} to {labeled.label.max()} but finetune.label_names has {num_labels} names: name every class")
-    tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
-    hf_logging.set_verbosity_error()  # "some weights were not used": expected, the MLM head is dropped
-    labels = {"num_labels": num_labels, "id2label": dict(enumerate(config.label_names)), "label2id": {n: i for i, n in enumerate(config.label_names)}}
-    model = AutoModelForSequenceClassification.from_pretrained(pretrained_dir, **labels)
-    model, progress, best = train_classifier(model, tokenizer, train, val, config, "finetune")
-    metrics = {"finetune/val_accuracy": best[0], "finetune/best_step": best[2], "finetune/steps": progress.history[-1]["step"], "finetune/train_rows": len(train)}
-    control = None
-    if config.control:  # same shape, same data, same steps and seed, but no pretraining
-        seed_everything(config.seed, config.threads)
-        shape = AutoConfig.from_pretrained(pretrained_dir, **labels)
-        control, _, control_best = train_classifier(AutoModelForSequenceClassification.from_config(shape), tokenizer, train, val, config, "finetune-control")
-        metrics["finetune/control_val_accuracy"] = control_best[0]
+    world = distributed.init("cpu")  # fine-tuning runs on the CPU: gloo
+    try:
+        labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
+        train, val = labeled[labeled.split == "train"], labeled[labeled.split == "validation"]
+        if train.empty or val.empty:
+            raise UserError(f"the labeled set has {len(train)} train and {len(val)} validation rows: both splits need rows")
+        num_labels = len(config.label_names)
+        if labeled.label.max() >= num_labels or labeled.label.min() < 0:
+            raise UserError(f"labels run from {labeled.label.min()} to {labeled.label.max()} but finetune.label_names has {num_labels} names: name every class")
+        tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
+        hf_logging.set_verbosity_error()  # "some weights were not used": expected, the MLM head is dropped
+        labels = {"num_labels": num_labels, "id2label": dict(enumerate(config.label_names)), "label2id": {n: i for i, n in enumerate(config.label_names)}}
+        model = AutoModelForSequenceClassification.from_pretrained(pretrained_dir, **labels)
+        model, progress, best = train_classifier(model, tokenizer, train, val, config, "finetune", world)
+        metrics = {"finetune/val_accuracy": best[0], "finetune/best_step": best[2], "finetune/steps": progress.history[-1]["step"], "finetune/train_rows": len(train)}
+        control = None
+        if config.control:  # same shape, same data, same steps and seed, but no pretraining
+            seed_everything(config.seed, config.threads)
+            shape = AutoConfig.from_pretrained(pretrained_dir, **labels)
+            control, _, control_best = train_classifier(AutoModelForSequenceClassification.from_config(shape), tokenizer, train, val, config, "finetune-control", world)
+            metrics["finetune/control_val_accuracy"] = control_best[0]
 
-    with artifacts.staged_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        save_history(tmp, progress.history, "fine-tuning")
-        if control is not None:
-            control.save_pretrained(tmp / CONTROL_DIR)
-            tokenizer.save_pretrained(tmp / CONTROL_DIR)
-    return {**metrics, "finetune/threads": torch.get_num_threads()}
+        if world.is_main:
+            with artifacts.staged_dir(out_dir) as tmp:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                save_history(tmp, progress.history, "fine-tuning")
+                if control is not None:
+                    control.save_pretrained(tmp / CONTROL_DIR)
+                    tokenizer.save_pretrained(tmp / CONTROL_DIR)
+        return {**metrics, "finetune/threads": torch.get_num_threads(), "finetune/processes": world.size}
+    finally:
+        distributed.shutdown()
 
 
-def train_classifier(model, tokenizer, train: pd.DataFrame, val: pd.DataFrame, config: FinetuneConfig, name: str):
+def train_classifier(model, tokenizer, train: pd.DataFrame, val: pd.DataFrame, config: FinetuneConfig, name: str, world=distributed.World()):
     """Train for the configured budget; keep the epoch with the best validation accuracy.
+
+    Under DDP (world.size > 1) every rank shuffles with the same seeded generator, so all draw the
+    same global batches, and takes its slice of each (`tensor_split`: equal slices of a full
+    batch; of an epoch's short last batch, slices that differ by at most one row). Each rank's
+    summed loss is divided by the global batch's row count and multiplied by the number of ranks,
+    which DDP's gradient average cancels: the gradient is that of the global batch's mean loss,
+    as on one process. A rank whose slice of a short last batch is empty (fewer rows than ranks)
+    runs one row at weight zero, so that every rank takes part in DDP's all-reduce. Validation
+    runs on every rank over the whole split without collectives: the weights are the same on
+    every rank, so all pick the same best epoch; only rank 0 prints.
 
     Returns (model with the best weights, progress, (best accuracy, state, step))."""
     import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
 
+    W = world.size
+    if config.batch_size % W:  # an outer torchrun may start more processes than finetune.nproc
+        raise UserError(f"finetune.batch_size {config.batch_size} does not split into {W} processes: make batch_size a multiple of {W}")
     steps_per_epoch = -(-len(train) // config.batch_size)
     total = min(config.max_steps or 10**9, steps_per_epoch * config.epochs)
     opt, sched = optimizer_and_schedule(model, config.learning_rate, config.weight_decay, config.warmup_ratio, total)
-    progress = Progress(name, total, config.log_every)
+    progress = Progress(name, total, config.log_every, quiet=not world.is_main)
+    step_fn = model
+    if W > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        step_fn = DDP(model)  # broadcasts rank 0's weights (the fresh head included) to every rank
     g = torch.Generator().manual_seed(config.seed)
     best = (-1.0, None, 0)
     step = 0
     while step < total:
         model.train()
         for idx in torch.randperm(len(train), generator=g).split(config.batch_size):
-            batch = collate(train.iloc[idx.numpy()], tokenizer.pad_token_id)
-            loss = model(**batch).loss
-            if not torch.isfinite(loss):
-                raise UserError(f"fine-tuning ({name}) diverged at step {step + 1} (loss {loss.item()}): lower finetune.learning_rate")
-            loss.backward()
+            mine, weight = idx.tensor_split(W)[world.rank], 1.0
+            if not len(mine):
+                mine, weight = idx[:1], 0.0
+            batch = collate(train.iloc[mine.numpy()], tokenizer.pad_token_id)
+            logits = step_fn(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss_sum = F.cross_entropy(logits.float(), batch["labels"], reduction="sum") * weight
+            # The global batch's loss and token count, known to every rank (so all stop together on a divergence).
+            totals = torch.stack([loss_sum.detach().double(), batch["attention_mask"].sum().double() * weight])
+            if W > 1:
+                dist.all_reduce(totals)
+            loss, tokens = float(totals[0]) / len(idx), int(totals[1])
+            if not np.isfinite(loss):
+                raise UserError(f"fine-tuning ({name}) diverged at step {step + 1} (loss {loss}): lower finetune.learning_rate")
+            (loss_sum * (W / len(idx))).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            progress.step(step, loss.item(), sched.get_last_lr()[0], int(batch["attention_mask"].sum()))
+            progress.step(step, loss, sched.get_last_lr()[0], tokens)
             if step >= total:
                 break
         acc, val_loss = accuracy(model, val, tokenizer.pad_token_id)
         progress.history[-1].update(eval_loss=val_loss, eval_accuracy=acc)
-        print(f"[{name}] step {step}: validation accuracy {acc:.4f} loss {val_loss:.4f}", flush=True)
+        if world.is_main:
+            print(f"[{name}] step {step}: validation accuracy {acc:.4f} loss {val_loss:.4f}", flush=True)
         if acc > best[0]:
             best = (acc, copy.deepcopy(model.state_dict()), step)
     model.load_state_dict(best[1])
