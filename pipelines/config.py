@@ -69,9 +69,10 @@ class PipelineConfig(BaseModel):
                 f"pretrain.model.max_position {model.max_position} is shorter than clean_tokenize.block_size/max_seq_len "
                 f"({clean.block_size}/{clean.max_seq_len}): raise max_position to at least {longest}"
             )
-        gpus = self.cluster.placement("pretrain").accelerator_count
-        if gpus and self.pretrain.nproc != gpus:
-            raise ValueError(f"pretrain.nproc is {self.pretrain.nproc} but cluster.stages.pretrain.accelerator_count is {gpus}: one process per GPU, make them equal")
+        for name in ("pretrain", "finetune"):
+            gpus, nproc = self.cluster.placement(name).accelerator_count, self.stage(name).nproc
+            if gpus and nproc != gpus:
+                raise ValueError(f"{name}.nproc is {nproc} but cluster.stages.{name}.accelerator_count is {gpus}: one process per GPU, make them equal")
         if len(self.finetune.label_names) != len(val.labels):
             raise ValueError(f"finetune.label_names names {len(self.finetune.label_names)} classes but validate.labels allows {len(val.labels)}: make them match")
         if val.min_doc_chars > clean.min_doc_chars or val.min_chars > clean.min_chars or val.max_chars < clean.max_chars:

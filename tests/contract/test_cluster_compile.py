@@ -149,6 +149,7 @@ def test_a_stage_entry_overrides_the_defaults_key_by_key():
         ("cluster.stages.pretrain.gpus=8", "unknown config key 'cluster.stages.pretrain.gpus'"),
         ("cluster.secrets=[{name: Bad_Name, env: {X: y}}]", "is not a Kubernetes name"),
         ("cluster.stages.pretrain.accelerator_count=4", "pretrain.nproc is 8 but cluster.stages.pretrain.accelerator_count is 4"),
+        ("cluster.stages.finetune.accelerator_count=2", "finetune.nproc is 1 but cluster.stages.finetune.accelerator_count is 2"),
     ],
 )
 def test_bad_cluster_settings_are_one_line_naming_the_key(override, message):
