@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # The multi-node TrainJob manifest (pipelines/trainjob.py) sets priorityClassName directly.
 PRIORITY_LABEL = "lmforge.io/priority-class"
 # The processes a training task was placed for (one per accelerator), for the task's own logs and
-# the multi-node job; the stage starts `pretrain.nproc` processes, which the preset's validation
-# (pipelines/config.py) keeps equal to the pretrain task's accelerator count.
+# the multi-node job; the stage starts `pretrain.nproc` (`finetune.nproc`) processes, which the preset's validation
+# (pipelines/config.py) keeps equal to that task's accelerator count.
 NPROC_ENV = "LMFORGE_NPROC_PER_NODE"
 
 # Kubernetes resource quantities: "500m", "2", "16Gi", "1.5G".
