@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.use_deterministic_algorithms(False)  # speed, not bit-reproducibility, is measured here
     torch.backends.cuda.matmul.allow_tf32 = True
     w = distributed.world()
-    device = engine.resolve_device(args.device, w)
+    device = distributed.resolve_device(args.device, w)
     w = distributed.init(device.type)
     tok = tokenizer_for(args.vocab)
     sizes = ModelSizes.model_validate(TINY if args.tiny else BERT_BASE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,8 @@ class FinetuneConfig(StageConfig):
     threads: int | None = Field(None, ge=1, description="torch threads; None = all cores")
     log_every: int = Field(50, ge=1, description="progress line every N steps")
     control: bool = Field(True, description="also fine-tune a randomly initialised encoder of the same shape with the same budget: evaluate reports the gain pretraining buys")
-    nproc: int = Field(1, ge=1, description="data-parallel processes (torchrun, gloo); batch_size is the global batch over all of them")
+    nproc: int = Field(1, ge=1, description="data-parallel processes (torchrun; nccl on GPUs, gloo on CPUs); batch_size is the global batch over all of them")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when visible")
 
     @model_validator(mode="after")
     def _batch_splits(self):
@@ -65,7 +67,8 @@ def run(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Finetune
     from transformers.utils import logging as hf_logging
 
     seed_everything(config.seed, config.threads)
-    world = distributed.init("cpu")  # fine-tuning runs on the CPU: gloo
+    device = distributed.resolve_device(config.device, distributed.world(), "finetune")
+    world = distributed.init(device.type)
     try:
         labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
         train, val = labeled[labeled.split == "train"], labeled[labeled.split == "validation"]
@@ -77,14 +80,15 @@ def run(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Finetune
         tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
         hf_logging.set_verbosity_error()  # "some weights were not used": expected, the MLM head is dropped
         labels = {"num_labels": num_labels, "id2label": dict(enumerate(config.label_names)), "label2id": {n: i for i, n in enumerate(config.label_names)}}
-        model = AutoModelForSequenceClassification.from_pretrained(pretrained_dir, **labels)
+        model = AutoModelForSequenceClassification.from_pretrained(pretrained_dir, **labels).to(device)
         model, progress, best = train_classifier(model, tokenizer, train, val, config, "finetune", world)
         metrics = {"finetune/val_accuracy": best[0], "finetune/best_step": best[2], "finetune/steps": progress.history[-1]["step"], "finetune/train_rows": len(train)}
         control = None
         if config.control:  # same shape, same data, same steps and seed, but no pretraining
             seed_everything(config.seed, config.threads)
             shape = AutoConfig.from_pretrained(pretrained_dir, **labels)
-            control, _, control_best = train_classifier(AutoModelForSequenceClassification.from_config(shape), tokenizer, train, val, config, "finetune-control", world)
+            control = AutoModelForSequenceClassification.from_config(shape).to(device)
+            control, _, control_best = train_classifier(control, tokenizer, train, val, config, "finetune-control", world)
             metrics["finetune/control_val_accuracy"] = control_best[0]
 
         if world.is_main:
@@ -129,7 +133,8 @@ def train_classifier(model, tokenizer, train: pd.DataFrame, val: pd.DataFrame, c
     if W > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        step_fn = DDP(model)  # broadcasts rank 0's weights (the fresh head included) to every rank
+        device = next(model.parameters()).device
+        step_fn = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)  # broadcasts rank 0's weights (the fresh head included) to every rank
     g = torch.Generator().manual_seed(config.seed)
     best = (-1.0, None, 0)
     step = 0
@@ -139,7 +144,7 @@ def train_classifier(model, tokenizer, train: pd.DataFrame, val: pd.DataFrame, c
             mine, weight = idx.tensor_split(W)[world.rank], 1.0
             if not len(mine):
                 mine, weight = idx[:1], 0.0
-            batch = collate(train.iloc[mine.numpy()], tokenizer.pad_token_id)
+            batch = to_device(collate(train.iloc[mine.numpy()], tokenizer.pad_token_id), model)
             logits = step_fn(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss_sum = F.cross_entropy(logits.float(), batch["labels"], reduction="sum") * weight
             # The global batch's loss and token count, known to every rank (so all stop together on a divergence).
@@ -184,6 +189,12 @@ def collate(rows: pd.DataFrame, pad_id: int) -> dict:
     return batch
 
 
+def to_device(batch: dict, model) -> dict:
+    """The batch's tensors on the model's device (a no-op on the CPU)."""
+    device = next(model.parameters()).device
+    return batch if device.type == "cpu" else {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def predict(model, rows: pd.DataFrame, pad_id: int, batch_size: int = 128) -> tuple[np.ndarray, float]:
     """Class predictions and mean cross-entropy for `rows`, in eval mode without gradients."""
     import torch
@@ -192,8 +203,8 @@ def predict(model, rows: pd.DataFrame, pad_id: int, batch_size: int = 128) -> tu
     preds, losses = [], []
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
-            out = model(**collate(rows.iloc[start : start + batch_size], pad_id))
-            preds.append(out.logits.argmax(-1).numpy())
+            out = model(**to_device(collate(rows.iloc[start : start + batch_size], pad_id), model))
+            preds.append(out.logits.argmax(-1).cpu().numpy())
             losses.append(out.loss.item() * min(batch_size, len(rows) - start))
     return np.concatenate(preds), float(sum(losses) / max(len(rows), 1))
 

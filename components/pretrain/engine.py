@@ -270,17 +270,3 @@ def _autocast(device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def resolve_device(choice: str, world):
-    import torch
-
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("pretrain.device is cuda but no CUDA device is visible: set pretrain.device=cpu or auto")
-        torch.cuda.set_device(world.local_rank)
-        return torch.device("cuda", world.local_rank)
-    return torch.device("cpu")
-

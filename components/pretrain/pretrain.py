@@ -79,7 +79,7 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
     from components.shared.shards import open_blocks
 
     seed_everything(config.seed, config.threads)
-    device = engine.resolve_device(config.device, distributed.world())
+    device = distributed.resolve_device(config.device, distributed.world())
     world = distributed.init(device.type)
     try:
         tokenizer, model = _tokenizer_and_model(cleaned_dir, config)

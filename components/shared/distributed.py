@@ -53,6 +53,20 @@ def init(device_type: str) -> World:
     return w
 
 
+def resolve_device(choice: str, world: World, stage: str = "pretrain"):
+    """The torch device for `<stage>.device` (auto = cuda when visible); under torchrun, this rank's GPU."""
+    import torch
+
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"{stage}.device is cuda but no CUDA device is visible: set {stage}.device=cpu or auto")
+        torch.cuda.set_device(world.local_rank)
+        return torch.device("cuda", world.local_rank)
+    return torch.device("cpu")
+
+
 def shutdown() -> None:
     import torch.distributed as dist
 

@@ -92,3 +92,14 @@ def test_a_rank_error_reaches_the_caller_as_one_line(inputs, tmp_path):
         finetune(*inputs, tmp_path / "out", config)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_cuda_without_a_gpu_is_one_clear_line(cleaned_dir, mlm_dir, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: finetune.device=cuda is valid here")
+    config = FinetuneConfig.from_params({"epochs": 1, "batch_size": 16, "device": "cuda"}, "finetune")
+    with pytest.raises(UserError, match=r"^finetune\.device is cuda but no CUDA device is visible: set finetune\.device=cpu or auto$"):
+        finetune(cleaned_dir, mlm_dir, tmp_path / "out", config)
+    assert not (tmp_path / "out").exists()
