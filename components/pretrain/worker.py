@@ -1,31 +1,23 @@
 """torchrun entry point of pretrain: `python -m components.pretrain.worker request.json` on every rank.
 
 `distributed.launch` writes the request (the stage function's arguments) and reads back rank 0's
-result file: the metrics, or the one-line reason of a UserError.
+result file (`distributed.serve`): the metrics, or the one-line reason of a UserError.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from components.pretrain.pretrain import PretrainConfig, run
 from components.shared import distributed
-from components.shared.errors import UserError
 
 
 def main(request_file: str) -> None:
-    request = json.loads(Path(request_file).read_text())
-    config = PretrainConfig.model_validate(request["config"])
-    try:
-        metrics = run(Path(request["cleaned_dir"]), Path(request["out_dir"]), config, Path(request["checkpoint_dir"]))
-    except UserError as exc:
-        if distributed.world().is_main:
-            distributed.write_result(request["result_file"], {"error": str(exc)})
-        raise SystemExit(2) from None
-    if distributed.world().is_main:
-        distributed.write_result(request["result_file"], {"metrics": metrics})
+    distributed.serve(
+        request_file,
+        lambda r: run(Path(r["cleaned_dir"]), Path(r["out_dir"]), PretrainConfig.model_validate(r["config"]), Path(r["checkpoint_dir"])),
+    )
 
 
 if __name__ == "__main__":

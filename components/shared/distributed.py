@@ -100,6 +100,20 @@ def _launch(worker_module: str, request: dict, nproc: int, workdir: Path) -> dic
     return result["metrics"]
 
 
+def serve(request_file: str, stage_run) -> None:
+    """A stage worker's body on every rank: `stage_run(request)` gives the metrics; rank 0 writes
+    them, or a UserError's one line, to the result file `launch` reads back (exit 2 on an error)."""
+    request = json.loads(Path(request_file).read_text())
+    try:
+        metrics = stage_run(request)
+    except UserError as exc:
+        if world().is_main:
+            write_result(request["result_file"], {"error": str(exc)})
+        raise SystemExit(2) from None
+    if world().is_main:
+        write_result(request["result_file"], {"metrics": metrics})
+
+
 def write_result(result_file: str | None, payload: dict) -> None:
     """Rank 0's answer to the launcher (atomic: the launcher never reads half a file)."""
     if not result_file:

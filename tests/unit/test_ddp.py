@@ -12,21 +12,11 @@ import pytest
 
 from components.pretrain.pretrain import PretrainConfig, pretrain
 from components.shared import artifacts
+from model_weights import max_diff, weights
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position": 64, "dropout": 0.0}
 PARAMS = {"model": TINY, "max_steps": 10, "batch_size": 16, "seed": 5, "log_every": 5, "threads": 1, "checkpoint_every": 0}
 TOLERANCE = 1e-4  # max abs difference of any weight after 10 steps (and of any step's loss)
-
-
-def weights(model_dir) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(model_dir / "model.safetensors")
-
-
-def max_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
 
 
 @pytest.fixture(scope="module")

@@ -20,21 +20,11 @@ import pytest
 from components.finetune.finetune import CONTROL_DIR, FinetuneConfig, finetune
 from components.shared import artifacts
 from components.shared.errors import UserError
+from model_weights import max_diff, weights
 
 BATCH = 16
 PARAMS = {"epochs": 2, "batch_size": BATCH, "learning_rate": 5e-3, "log_every": 10, "threads": 1, "seed": 3}
 TOLERANCE = 1e-4  # max abs difference of any weight (classifier and control) and of any logged loss
-
-
-def weights(model_dir) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(model_dir / "model.safetensors")
-
-
-def max_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 from components.pretrain.pretrain import PretrainConfig, pretrain
 from components.shared import artifacts
 from components.shared.errors import UserError
+from model_weights import weights
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position": 64}
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -17,12 +18,6 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def short_run(cleaned_dir, out, seed: int, **overrides) -> dict:
     config = PretrainConfig.from_params({"model": TINY, "max_steps": 3, "batch_size": 8, "seed": seed, "log_every": 100, "threads": 1, **overrides}, "pretrain")
     return pretrain(cleaned_dir, out, config)
-
-
-def weights(model_dir) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(model_dir / "model.safetensors")
 
 
 def test_loss_is_finite_and_falls(mlm_dir):

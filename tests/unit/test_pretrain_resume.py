@@ -14,6 +14,7 @@ import pytest
 from components.pretrain import checkpoint
 from components.pretrain.pretrain import PretrainConfig, pretrain
 from components.shared import artifacts
+from model_weights import weights
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position": 64}
 # Enough steps that the first checkpoint (step 5) comes long before the end, so the kill lands mid-run.
@@ -26,12 +27,6 @@ from components.pretrain.pretrain import PretrainConfig, pretrain
 a = json.loads(sys.argv[1])
 pretrain(Path(a["cleaned"]), Path(a["out"]), PretrainConfig.from_params(a["params"], "pretrain"), checkpoint_dir=Path(a["ckpt"]))
 """
-
-
-def weights(model_dir) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(model_dir / "model.safetensors")
 
 
 def test_killed_run_resumes_to_identical_weights(cleaned_dir, tmp_path):
