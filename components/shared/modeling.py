@@ -51,6 +51,7 @@ def load_mlm(init_from: str):
     from transformers import AutoModelForMaskedLM
     from transformers.utils import logging as hf_logging
 
+    _require_bert(init_from)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized: cls.predictions...": expected for a BertModel
     try:
@@ -64,6 +65,7 @@ def load_tokenizer(init_from: str):
     any built-in truncation and padding switched off: LMForge packs whole documents into blocks."""
     from transformers import AutoTokenizer
 
+    _require_bert(init_from)
     tokenizer = _from_checkpoint(AutoTokenizer, init_from)
     backend = tokenizer.backend_tokenizer
     backend.no_truncation()  # all-MiniLM-L6-v2's tokenizer.json truncates every text to 128 tokens
@@ -73,6 +75,16 @@ def load_tokenizer(init_from: str):
         if getattr(tokenizer, name) is None:
             raise UserError(f"the tokenizer of {init_from} has no {name}: init_from needs a BERT-style (WordPiece [CLS]/[SEP]/[MASK]) checkpoint")
     return tokenizer
+
+
+def _require_bert(init_from: str) -> None:
+    """The pretraining engine drives BERT's modules directly (its sparse last layer): refuse other
+    architectures with one line before any work is done."""
+    from transformers import AutoConfig
+
+    kind = _from_checkpoint(AutoConfig, init_from).model_type
+    if kind != "bert":
+        raise UserError(f"init_from {init_from!r} is a {kind} checkpoint: LMForge pretrains BERT-architecture encoders; give a BERT checkpoint (BertModel or BertForMaskedLM)")
 
 
 def _from_checkpoint(auto_class, init_from: str, **kwargs):

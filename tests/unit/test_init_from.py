@@ -100,3 +100,12 @@ def test_a_checkpoint_path_kfp_local_would_mangle_is_refused_up_front(minilm):
     assert "python3" in minilm  # site-packages of this venv
     with pytest.raises(UserError, match="contains 'python3', which kfp.local rewrites"):
         load_config("tiny", [f"pretrain.init_from={minilm}"])
+
+
+def test_a_checkpoint_of_another_architecture_is_one_line(cleaned_dir, tmp_path):
+    from transformers import RobertaConfig
+
+    RobertaConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32).save_pretrained(tmp_path / "roberta")
+    with pytest.raises(UserError, match=r"is a roberta checkpoint: LMForge pretrains BERT-architecture encoders; give a BERT checkpoint") as info:
+        pretrain(cleaned_dir, tmp_path / "out", PretrainConfig.from_params({**PARAMS, "init_from": str(tmp_path / "roberta")}, "pretrain"))
+    assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
