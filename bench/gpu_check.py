@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "mfu_datasheet": achieved / (sheet * w.size) if sheet else None, "datasheet_peak_tflops": sheet / 1e12 if sheet else None,
         "mfu_measured_matmul": achieved / measured, "measured_matmul_tflops": measured / 1e12 / max(w.size if device.type == "cuda" else 1, 1),
         "warmup_s": warmup_s, "final_loss": progress.history[-1]["loss"],
-        "flop_counter_vs_formula": counted / formula,  # < 1 where the counter misses a kernel (CPU flash attention); ~1.016 on a GPU, which counts the attention backward's recomputation
+        "flop_counter_vs_formula": counted / formula,  # < 1 where the counter misses a kernel (CPU flash attention); > 1 by the attention backward's recomputed product and the last layer's padded query rows, which useful FLOPs leave out
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
     }
     if w.is_main:

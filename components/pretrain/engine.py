@@ -145,8 +145,8 @@ def masked_layout(labels, rows_per_block: int = 0, rows: int = 0):
     counts = picked.sum(1)
     per = min(max(int(counts.max()), rows_per_block, 1), L)
     order = torch.argsort((~picked).to(torch.uint8), dim=1, stable=True)[:, :per]
-    query_rows = (order + torch.arange(B).unsqueeze(1) * L).flatten()
-    slots = (torch.arange(per) < counts.unsqueeze(1)).flatten().nonzero().squeeze(1)
+    query_rows = (order + torch.arange(B, device=labels.device).unsqueeze(1) * L).flatten()
+    slots = (torch.arange(per, device=labels.device) < counts.unsqueeze(1)).flatten().nonzero().squeeze(1)
     targets = labels.flatten().index_select(0, query_rows.index_select(0, slots))
     short = rows - len(slots)
     if short > 0:

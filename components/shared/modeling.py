@@ -65,7 +65,6 @@ def load_tokenizer(init_from: str):
     any built-in truncation and padding switched off: LMForge packs whole documents into blocks."""
     from transformers import AutoTokenizer
 
-    _require_bert(init_from)
     tokenizer = _from_checkpoint(AutoTokenizer, init_from)
     backend = tokenizer.backend_tokenizer
     backend.no_truncation()  # all-MiniLM-L6-v2's tokenizer.json truncates every text to 128 tokens
@@ -78,13 +77,15 @@ def load_tokenizer(init_from: str):
 
 
 def _require_bert(init_from: str) -> None:
-    """The pretraining engine drives BERT's modules directly (its sparse last layer): refuse other
-    architectures with one line before any work is done."""
+    """The pretraining engine drives BERT's encoder modules directly (its sparse last layer): refuse
+    other architectures, and BERT decoders, with one line before the weights are loaded."""
     from transformers import AutoConfig
 
-    kind = _from_checkpoint(AutoConfig, init_from).model_type
-    if kind != "bert":
-        raise UserError(f"init_from {init_from!r} is a {kind} checkpoint: LMForge pretrains BERT-architecture encoders; give a BERT checkpoint (BertModel or BertForMaskedLM)")
+    config = _from_checkpoint(AutoConfig, init_from)
+    if config.model_type != "bert":
+        raise UserError(f"init_from {init_from!r} is a {config.model_type} checkpoint: LMForge pretrains BERT-architecture encoders; give a BERT checkpoint (BertModel or BertForMaskedLM)")
+    if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
+        raise UserError(f"init_from {init_from!r} is a BERT decoder (is_decoder/add_cross_attention): masked-LM pretraining needs a bidirectional encoder checkpoint")
 
 
 def _from_checkpoint(auto_class, init_from: str, **kwargs):

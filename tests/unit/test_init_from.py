@@ -109,3 +109,11 @@ def test_a_checkpoint_of_another_architecture_is_one_line(cleaned_dir, tmp_path)
     with pytest.raises(UserError, match=r"is a roberta checkpoint: LMForge pretrains BERT-architecture encoders; give a BERT checkpoint") as info:
         pretrain(cleaned_dir, tmp_path / "out", PretrainConfig.from_params({**PARAMS, "init_from": str(tmp_path / "roberta")}, "pretrain"))
     assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
+
+
+def test_a_bert_decoder_checkpoint_is_one_line(cleaned_dir, tmp_path):
+    from transformers import BertConfig
+
+    BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, is_decoder=True).save_pretrained(tmp_path / "decoder")
+    with pytest.raises(UserError, match=r"is a BERT decoder \(is_decoder/add_cross_attention\): masked-LM pretraining needs a bidirectional encoder"):
+        pretrain(cleaned_dir, tmp_path / "out", PretrainConfig.from_params({**PARAMS, "init_from": str(tmp_path / "decoder")}, "pretrain"))

@@ -151,14 +151,14 @@ def test_sparse_module_gives_the_dense_loss_and_gradients_with_and_without_paddi
     at the masked positions only; with pretrain.compile it pads those rows to fixed counts. Loss and
     every gradient must still be the dense model's."""
     import torch
-    from transformers import AutoModelForMaskedLM
+    from transformers import AutoTokenizer
 
     from components.pretrain.engine import masked_cap, masked_layout, sparse_mlm_module
+    from components.shared.modeling import ModelSizes, build_mlm
 
-    model = AutoModelForMaskedLM.from_pretrained(mlm_dir).train()
-    for m in model.modules():  # dropout off, as pretraining runs (pretrain.dropout: 0)
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
+    # Three layers, so that the engine's own loop over the layers before the last is compared too;
+    # dropout off, as pretraining runs (pretrain.dropout: 0).
+    model = build_mlm(ModelSizes.model_validate({**TINY, "num_layers": 3, "dropout": 0.0}), AutoTokenizer.from_pretrained(mlm_dir)).train()
     g = torch.Generator().manual_seed(0)
     inputs = torch.randint(5, model.config.vocab_size, (4, 32), generator=g)
     labels = torch.where(torch.rand(4, 32, generator=g) < 0.15, inputs, -100)
