@@ -197,9 +197,12 @@ def render_readme(m: dict) -> str:
 """
 
 
-def build(name: str, dest: Path, log: Callable[[str], object] = print) -> Path:
-    """Write `dest/<name>/` (CSV, README, manifest) unless its CSV already has the pinned sha256."""
-    dataset, dest = get(name), Path(dest)
+def build(dataset: str | Dataset, dest: Path, log: Callable[[str], object] = print) -> Path:
+    """Write `dest/<name>/` (CSV, README, manifest) unless its CSV already has the pinned sha256.
+
+    A built CSV whose sha256 differs from the pinned one raises UserError and writes nothing."""
+    dataset = get(dataset) if isinstance(dataset, str) else dataset
+    name, dest = dataset.name, Path(dest)
     out = dest / name
     csv = out / LABELED_CSV
     if csv.is_file() and (out / MANIFEST).is_file() and sha256_file(csv) == dataset.csv_sha256:
