@@ -171,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=project / "data", help="the demo data (corpus and labeled set)")
     parser.add_argument("--cache", type=Path, default=project / "local_outputs" / "bench-quality", help="stage outputs, reused across runs")
     parser.add_argument("--sets", type=Path, default=project / "local_outputs" / "quality_data", help="where bench/quality_data.py builds the extra sets")
-    parser.add_argument("--out", type=Path, default=RESULTS / "quality-latest", help="path prefix of the .md/.json/.png")
+    parser.add_argument("--out", type=Path, help="path prefix of the .md/.json/.png (default bench/results/quality-latest; "
+                        "with --quick local_outputs/bench-quality/quality-quick, so a smoke run never replaces the results)")
     args = parser.parse_args(argv)
+    args.out = args.out or (args.cache / "quality-quick" if args.quick else RESULTS / "quality-latest")
     settings.quiet_environment()
     try:
         return run(args)
@@ -184,26 +186,39 @@ def main(argv: list[str] | None = None) -> int:
 def run(args) -> int:
     preset = args.preset or ("tiny" if args.quick else "demo")
     budgets = parse_budgets(args.budgets) if args.budgets else (QUICK_BUDGETS if args.quick else BUDGETS)
-    row_names = select(args.rows, [n for n, _ in ROWS], "row") if args.rows else [ROWS[0][0]] if args.quick else [n for n, _ in ROWS]
+    all_rows = [name for name, _ in ROWS]
+    row_names = select(args.rows, all_rows, "row") if args.rows or not args.quick else all_rows[:1]
     datasets = select(args.datasets, DATASETS, "dataset")
     corpus = args.data / "corpus" / "enwiki.jsonl"
     if not corpus.is_file():
         raise UserError(f"the demo corpus is not at {corpus}: run `make data` first (or pass --data)")
     specs = [dataset_spec(name, args.data, args.sets) for name in datasets]
     rows = [row for row in ROWS if row[0] in row_names]
-    start, cells = time.perf_counter(), []
-    result = {"environment": environment(args.threads, preset), "budgets": budgets, "rows": dict(rows), "cells": []}
     plan = [(spec, row, budget) for spec in specs for row in rows for budget in budgets]
+    check_configs(plan, preset, corpus, args.threads)
+    start = time.perf_counter()
+    result = {"environment": environment(args.threads, preset), "budgets": budgets, "rows": dict(rows), "cells": []}
     for i, (spec, row, budget) in enumerate(plan, 1):
         print(f"[bench-quality {i}/{len(plan)}] {spec.name} | {row[0]} | {budget} steps ...", flush=True)
         cell = run_cell(Cache(args.cache), spec, preset, row, budget, corpus, args.threads)
-        cells.append(cell)
         print(f"[bench-quality {i}/{len(plan)}] {quality_report.progress_line(cell)}", flush=True)
-    result["cells"] = [vars(c) for c in cells]
-    result["environment"]["wall_s"] = round(time.perf_counter() - start, 1)
-    quality_report.write(result, args.out)
+        result["cells"].append(vars(cell))
+        result["environment"]["wall_s"] = round(time.perf_counter() - start, 1)
+        quality_report.write(result, args.out)  # after every cell: a long run killed late keeps what it measured
     print(Path(f"{args.out}.md").read_text())
     return 0
+
+
+def check_configs(plan: list, preset: str, corpus: Path, threads: int | None) -> None:
+    """Every cell's configuration, validated before the first one trains: a typo in the last row
+    fails now with one line, not hours in."""
+    from pipelines.config import load_config
+
+    for spec, (name, sets), budget in plan:
+        try:
+            load_config(preset, cell_overrides(spec, corpus, sets, budget, threads))
+        except UserError as exc:
+            raise UserError(f"row {name!r} on {spec.name}: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ the classifier and its random-init control both come from the same finetune outp
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -20,12 +21,30 @@ from components.shared import artifacts
 
 METRICS = "bench_metrics.json"  # written last into a stage's folder: present = complete
 CORPUS_SIDE = (artifacts.TOKENIZER_DIR, artifacts.BLOCKS_TRAIN, artifacts.BLOCKS_HELDOUT)
+IMPORTS = {"evaluate": ("finetune",), "init": ("pretrain",)}  # stage code another stage (or the bench's init) runs
 
 
 def key(stage: str, section: dict, inputs: dict[str, str]) -> str:
-    """16 hex digits of sha256 over the stage name, its config section and its inputs' keys."""
-    body = json.dumps({"stage": stage, "config": section, "inputs": inputs}, sort_keys=True, default=str)
+    """16 hex digits of sha256 over the stage name, its code, its config section and its inputs' keys.
+
+    The code counts: once evaluate learns a new baseline, its cached reports (without it) are stale."""
+    body = json.dumps({"stage": stage, "code": code_digest(stage), "config": section, "inputs": inputs}, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def code_digest(stage: str) -> str:
+    """sha256 over the stage's own package and every package that is not a stage (shared/, and
+    objectives/ and tasks/ where they exist); another stage's code counts only where it is imported."""
+    from pipelines.config import STAGES
+
+    components = Path(__file__).resolve().parents[1] / "components"
+    mine = {stage, *IMPORTS.get(stage, ())}
+    folders = [d for d in components.iterdir() if d.is_dir() and (d.name not in STAGES or d.name in mine)]
+    h = hashlib.sha256()
+    for path in sorted(p for folder in folders for p in folder.rglob("*.py")):
+        h.update(path.relative_to(components).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def file_digest(path: Path) -> str:

@@ -96,3 +96,10 @@ def test_quick_run_on_the_tiny_preset_reuses_its_stages(text_files, tmp_path):
 def test_main_refuses_a_bad_budget_list(capsys):
     assert quality.main(["--budgets", "x"]) == 1
     assert capsys.readouterr().err.startswith("error: --budgets 'x' is not a comma-separated list")
+
+
+def test_a_bad_row_fails_before_any_cell_runs(tmp_path):
+    spec = quality.Spec("demo", tmp_path / "labeled.csv")
+    plan = [(spec, ("demo preset", []), 0), (spec, ("typo", ["pretrain.max_stepz=5"]), 600)]
+    with pytest.raises(UserError, match="row 'typo' on demo: unknown config key 'pretrain.max_stepz'"):
+        quality.check_configs(plan, "demo", tmp_path / "corpus.jsonl", None)
