@@ -6,7 +6,7 @@ STAMP := $(VENV)/.lmforge-installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo data test test-fast compile bench bench-quick clean
+.PHONY: setup demo data test test-fast compile bench bench-quick bench-quality clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,13 @@ bench: data
 
 bench-quick: data
 	$(PY) -m bench --quick
+
+# Where pretraining pays: accuracy of pretrained vs random-init vs TF-IDF classifiers on the demo set
+# and the extra sets of bench/quality_data.py, per pretraining budget and recipe row (hours on 2
+# cores; stage outputs cached in local_outputs/bench-quality). Writes bench/results/quality-latest.*.
+# ARGS passes options, e.g. make bench-quality ARGS="--quick" or ARGS="--datasets demo,bbc-news --budgets 0,600".
+bench-quality: data
+	$(PY) -m bench.quality $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q

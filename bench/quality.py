@@ -1,0 +1,225 @@
+"""`make bench-quality` / `python -m bench.quality`: where does pretraining pay?
+
+For each labeled set (the demo's and those of bench/quality_data.py), each recipe row of ROWS (a name
+and `--set` overrides on top of the preset) and each pretraining budget (pretrain.max_steps; 0 = no
+pretraining), the real stage functions run: ingest (plain paths) -> clean_tokenize -> pretrain ->
+finetune (with its random-init control) -> evaluate (no registry). validate is skipped: it checks data
+the sets' builders already pin. The demo corpus is the pretraining corpus for every set. Every stage's
+output is cached under local_outputs/bench-quality/, keyed by a hash of its config and the content of
+its inputs, so one clean_tokenize serves every budget and one pretrained encoder serves every set.
+Writes <out>.md, .json and .png (default bench/results/quality-latest.*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import quality_data, quality_report
+from bench.quality_cache import Cache
+from components.shared.errors import UserError
+
+RESULTS = Path(__file__).parent / "results"
+# Recipe rows: a name and `--set` overrides applied on top of the preset. Add candidates here.
+ROWS: list[tuple[str, list[str]]] = [
+    ("demo preset", []),
+    ("lr 3e-4", ["pretrain.learning_rate=3e-4"]),
+]
+BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/4x, 1x and 4x the demo's 600
+QUICK_BUDGETS = [20]  # one small budget on the tiny preset: a smoke run of a minute or two
+DEMO = "demo"  # the demo's own labeled set (data/labeled/rt_sentences.csv)
+DATASETS = [DEMO, *quality_data.names()]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One labeled set as the harness needs it: its CSV, its class names, the overrides it needs."""
+
+    name: str
+    labeled_path: Path
+    label_names: tuple[str, ...] | None = None  # None: the preset's own (the demo set)
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass
+class Cell:
+    """One dataset x row x budget: what ran, what it scored, how long it took."""
+
+    dataset: str
+    row: str
+    budget: int
+    overrides: list[str]
+    result: dict = field(default_factory=dict)
+
+
+def parse_budgets(text: str) -> list[int]:
+    """'0,600' -> [0, 600]; a budget is pretrain.max_steps, 0 meaning no pretraining."""
+    try:
+        budgets = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--budgets {text!r} is not a comma-separated list of step counts: e.g. --budgets 0,150,600") from None
+    if not budgets or min(budgets) < 0:
+        raise UserError(f"--budgets {text!r}: give one or more step counts >= 0 (0 = no pretraining)")
+    return sorted(set(budgets))
+
+
+def select(text: str | None, known: list[str], what: str) -> list[str]:
+    """The comma-separated names in `text` (all of `known` when None), each checked."""
+    if text is None:
+        return list(known)
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [c for c in chosen if c not in known]
+    if unknown or not chosen:
+        raise UserError(f"unknown {what} {', '.join(map(repr, unknown)) or '(none given)'}: use one or more of {', '.join(known)}")
+    return chosen
+
+
+def dataset_spec(name: str, data_dir: Path, quality_dir: Path) -> Spec:
+    """The demo set from data/, or a quality set built (once) under `quality_dir`."""
+    if name == DEMO:
+        path = data_dir / "labeled" / "rt_sentences.csv"
+        if not path.is_file():
+            raise UserError(f"the demo labeled set is not at {path}: run `make data` first (or pass --data)")
+        return Spec(DEMO, path)
+    out = quality_data.build(name, quality_dir)
+    manifest = quality_data.manifest(quality_dir, name)
+    return Spec(name, out / quality_data.LABELED_CSV, tuple(manifest["label_names"]), tuple(manifest["overrides"]))
+
+
+def cell_overrides(spec: Spec, corpus: Path, row: list[str], budget: int, threads: int | None = None) -> list[str]:
+    """The `--set` list of one cell: data paths, the set's labels and needs, the row, the budget.
+
+    Order matters (a later override wins): the row may change what the set asks for, and the budget
+    is the axis of the benchmark, so it comes last."""
+    sets = ["ingest.source=path", f"ingest.corpus_path={json.dumps(str(corpus))}", f"ingest.labeled_path={json.dumps(str(spec.labeled_path))}"]
+    if spec.label_names:
+        sets += [f"finetune.label_names={json.dumps(list(spec.label_names))}", f"validate.labels={json.dumps(list(range(len(spec.label_names))))}"]
+    sets += [*spec.overrides, *row]
+    if threads:
+        sets += [f"{stage}.threads={threads}" for stage in ("pretrain", "finetune", "evaluate")]
+    if budget:
+        sets.append(f"pretrain.max_steps={budget}")
+    return sets
+
+
+def run_cell(cache: Cache, spec: Spec, preset: str, row: tuple[str, list[str]], budget: int, corpus: Path, threads: int | None = None) -> Cell:
+    """Run (or find in the cache) every stage of one cell; return its scores."""
+    from pipelines.config import load_config
+
+    cell = Cell(spec.name, row[0], budget, cell_overrides(spec, corpus, row[1], budget, threads))
+    config = load_config(preset, cell.overrides)  # the project's loader: unknown keys fail here, before any work
+    start = time.perf_counter()
+    outputs = cache.cell(config, budget)
+    cell.result = {**scores(outputs["evaluate"]), "pretrain_tokens": pretrain_tokens(config, budget),
+                   "stages": outputs["log"], "wall_s": round(time.perf_counter() - start, 1)}
+    return cell
+
+
+def pretrain_tokens(config, budget: int) -> int:
+    """Real tokens seen in pretraining: blocks are packed without padding, so every token counts."""
+    return budget * config.pretrain.batch_size * config.clean_tokenize.block_size
+
+
+def scores(eval_dir: Path) -> dict:
+    """The cell's numbers from evaluate's eval.json and gate.json (TF-IDF keys: '-' while absent)."""
+    from components.shared import artifacts
+
+    report = artifacts.read_json(eval_dir / artifacts.EVAL_REPORT)
+    gate = artifacts.read_json(eval_dir / artifacts.GATE_REPORT)
+    vs_control, vs_tfidf = gate.get("vs_control"), gate.get("vs_tfidf")
+    return {
+        "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+        "control_accuracy": report.get("control_accuracy"),
+        "control_macro_f1": vs_control["macro_f1"]["other"] if vs_control else None,
+        "tfidf_accuracy": report.get("baseline_tfidf_accuracy"), "tfidf_macro_f1": report.get("baseline_tfidf_macro_f1"),
+        "majority_accuracy": report["baseline_majority_accuracy"], "perplexity": report.get("perplexity"),
+        "n_test": report["n_test"], "vs_control": vs_control, "vs_tfidf": vs_tfidf,
+    }
+
+
+def environment(threads: int | None, preset: str) -> dict:
+    import platform
+    from datetime import datetime, timezone
+
+    import torch
+
+    from components.shared import settings
+    from components.shared.lineage import git_state
+
+    if threads:
+        torch.set_num_threads(threads)
+    return {"commit": git_state(settings.code_dir()), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version(), "machine": platform.machine(), "preset": preset,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from components.shared import settings
+
+    project = settings.project_dir()
+    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", help=f"comma-separated, default all: {','.join(DATASETS)}")
+    parser.add_argument("--budgets", help=f"pretrain.max_steps values, 0 = no pretraining (default {','.join(map(str, BUDGETS))})")
+    parser.add_argument("--rows", help=f"recipe rows by name (default all: {', '.join(n for n, _ in ROWS)})")
+    parser.add_argument("--quick", action="store_true", help=f"tiny preset, budgets {QUICK_BUDGETS}, first row only: a smoke run")
+    parser.add_argument("--preset", help="base preset (default demo; tiny with --quick)")
+    parser.add_argument("--threads", type=int, help="torch threads for pretrain, finetune and evaluate (default: all cores)")
+    parser.add_argument("--data", type=Path, default=project / "data", help="the demo data (corpus and labeled set)")
+    parser.add_argument("--cache", type=Path, default=project / "local_outputs" / "bench-quality", help="stage outputs, reused across runs")
+    parser.add_argument("--sets", type=Path, default=project / "local_outputs" / "quality_data", help="where bench/quality_data.py builds the extra sets")
+    parser.add_argument("--out", type=Path, help="path prefix of the .md/.json/.png (default bench/results/quality-latest; "
+                        "with --quick local_outputs/bench-quality/quality-quick, so a smoke run never replaces the results)")
+    args = parser.parse_args(argv)
+    args.out = args.out or (args.cache / "quality-quick" if args.quick else RESULTS / "quality-latest")
+    settings.quiet_environment()
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def run(args) -> int:
+    preset = args.preset or ("tiny" if args.quick else "demo")
+    budgets = parse_budgets(args.budgets) if args.budgets else (QUICK_BUDGETS if args.quick else BUDGETS)
+    all_rows = [name for name, _ in ROWS]
+    row_names = select(args.rows, all_rows, "row") if args.rows or not args.quick else all_rows[:1]
+    datasets = select(args.datasets, DATASETS, "dataset")
+    corpus = args.data / "corpus" / "enwiki.jsonl"
+    if not corpus.is_file():
+        raise UserError(f"the demo corpus is not at {corpus}: run `make data` first (or pass --data)")
+    specs = [dataset_spec(name, args.data, args.sets) for name in datasets]
+    rows = [row for row in ROWS if row[0] in row_names]
+    plan = [(spec, row, budget) for spec in specs for row in rows for budget in budgets]
+    check_configs(plan, preset, corpus, args.threads)
+    start = time.perf_counter()
+    result = {"environment": environment(args.threads, preset), "budgets": budgets, "rows": dict(rows), "cells": []}
+    for i, (spec, row, budget) in enumerate(plan, 1):
+        print(f"[bench-quality {i}/{len(plan)}] {spec.name} | {row[0]} | {budget} steps ...", flush=True)
+        cell = run_cell(Cache(args.cache), spec, preset, row, budget, corpus, args.threads)
+        print(f"[bench-quality {i}/{len(plan)}] {quality_report.progress_line(cell)}", flush=True)
+        result["cells"].append(vars(cell))
+        result["environment"]["wall_s"] = round(time.perf_counter() - start, 1)
+        quality_report.write(result, args.out)  # after every cell: a long run killed late keeps what it measured
+    print(Path(f"{args.out}.md").read_text())
+    return 0
+
+
+def check_configs(plan: list, preset: str, corpus: Path, threads: int | None) -> None:
+    """Every cell's configuration, validated before the first one trains: a typo in the last row
+    fails now with one line, not hours in."""
+    from pipelines.config import load_config
+
+    for spec, (name, sets), budget in plan:
+        try:
+            load_config(preset, cell_overrides(spec, corpus, sets, budget, threads))
+        except UserError as exc:
+            raise UserError(f"row {name!r} on {spec.name}: {exc}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""bench/quality.py: its pure helpers (overrides, cache keys, the table) and one tiny real run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import CORPUS_FILE, LABELED_FILE
+
+from bench import quality, quality_report
+from bench.quality_cache import Cache, key
+from components.shared.errors import UserError
+from pipelines.config import load_config
+
+
+def test_parse_budgets_and_select_refuse_bad_input_with_one_line():
+    assert quality.parse_budgets("600, 0,150,600") == [0, 150, 600]
+    for bad in ("a,1", "-5", ""):
+        with pytest.raises(UserError, match="--budgets"):
+            quality.parse_budgets(bad)
+    assert quality.select(None, ["a", "b"], "row") == ["a", "b"]
+    assert quality.select("b", ["a", "b"], "row") == ["b"]
+    with pytest.raises(UserError, match="unknown row 'c': use one or more of a, b"):
+        quality.select("a,c", ["a", "b"], "row")
+
+
+def test_cell_overrides_become_the_typed_config(tmp_path):
+    spec = quality.Spec("bbc-news", tmp_path / "x: y.csv", ("business", "entertainment", "politics", "sport", "tech"),
+                        ("clean_tokenize.max_chars=30000", "validate.max_chars=30000"))
+    row = ["pretrain.learning_rate=3e-4", "clean_tokenize.max_chars=20000"]
+    config = load_config("demo", quality.cell_overrides(spec, tmp_path / "corpus.jsonl", row, 150, threads=1))
+    assert config.ingest.source == "path" and config.ingest.labeled_path == str(tmp_path / "x: y.csv")  # quoted: ': ' is YAML
+    assert config.finetune.label_names == list(spec.label_names) and config.validate_.labels == [0, 1, 2, 3, 4]
+    assert config.pretrain.max_steps == 150 and config.pretrain.learning_rate == 3e-4
+    assert config.clean_tokenize.max_chars == 20000  # the row comes after the set's own needs
+    assert config.finetune.threads == config.pretrain.threads == config.evaluate.threads == 1
+    # Budget 0 leaves the preset's steps alone (the untrained encoder is used instead).
+    assert load_config("demo", quality.cell_overrides(spec, tmp_path / "c.jsonl", [], 0)).pretrain.max_steps == 600
+
+
+def test_cache_keys_change_only_with_what_determines_the_stage(tmp_path):
+    def sections(*sets):
+        config = load_config("demo", list(sets))
+        return {s: config.section(s) for s in ("clean_tokenize", "pretrain", "finetune")}
+
+    base, longer, lr = sections(), sections("pretrain.max_steps=2400"), sections("finetune.learning_rate=1e-4")
+    assert key("clean_tokenize", base["clean_tokenize"], {"raw": "r"}) == key("clean_tokenize", longer["clean_tokenize"], {"raw": "r"})
+    assert key("pretrain", base["pretrain"], {"corpus": "c"}) != key("pretrain", longer["pretrain"], {"corpus": "c"})
+    assert key("pretrain", base["pretrain"], {"corpus": "c"}) == key("pretrain", lr["pretrain"], {"corpus": "c"})
+    assert key("finetune", base["finetune"], {"encoder": "e"}) != key("finetune", lr["finetune"], {"encoder": "e"})
+    assert key("finetune", base["finetune"], {"encoder": "e"}) != key("finetune", base["finetune"], {"encoder": "f"})
+
+
+def cell(vs_tfidf=None, tfidf=None) -> dict:
+    vs_control = {"accuracy": {"new": 0.72, "other": 0.71, "diff": 0.01, "low": -0.005, "high": 0.025},
+                  "macro_f1": {"new": 0.70, "other": 0.69, "diff": 0.01, "low": -0.01, "high": 0.03}}
+    result = {"accuracy": 0.72, "macro_f1": 0.70, "control_accuracy": 0.71, "control_macro_f1": 0.69, "tfidf_accuracy": tfidf,
+              "tfidf_macro_f1": tfidf, "majority_accuracy": 0.5, "vs_control": vs_control, "vs_tfidf": vs_tfidf,
+              "pretrain_tokens": 2_457_600, "wall_s": 12.3, "stages": {"pretrain": {"cached": True, "seconds": 0.0}}}
+    return {"dataset": "demo", "row": "demo preset", "budget": 600, "overrides": [], "result": result}
+
+
+def test_table_shows_intervals_and_dashes_for_what_evaluate_did_not_report():
+    line = quality_report.table([cell()]).splitlines()[2]
+    assert line == ("| demo | demo preset | 600 | 2.46M | 0.7200 | 0.7000 | 0.7100 | 0.6900 | - | - | 0.5000 "
+                    "| +0.0100 [-0.0050, +0.0250] | - | 12 |")
+    with_tfidf = cell({"accuracy": {"new": 0.72, "other": 0.75, "diff": -0.03, "low": -0.05, "high": -0.01}}, tfidf=0.75)
+    assert "| 0.7500 | 0.7500 | 0.5000 | +0.0100 [-0.0050, +0.0250] | -0.0300 [-0.0500, -0.0100] |" in quality_report.table([with_tfidf])
+    assert quality_report.tokens(0) == "0" and quality_report.tokens(12_800) == "12.8k"
+
+
+def test_quick_run_on_the_tiny_preset_reuses_its_stages(text_files, tmp_path):
+    spec = quality.Spec("tiny-set", text_files / LABELED_FILE)
+    corpus, cache = text_files / CORPUS_FILE, Cache(tmp_path / "cache")
+    cells = [quality.run_cell(cache, spec, "tiny", ("demo preset", []), budget, corpus, threads=1) for budget in (0, 10)]
+    untrained, trained = (c.result for c in cells)
+    assert untrained["stages"]["init"]["cached"] is False and "pretrain" not in untrained["stages"]
+    assert trained["stages"]["clean_tokenize"]["cached"] is True  # one clean_tokenize serves both budgets
+    assert trained["pretrain_tokens"] == 10 * 16 * 64  # steps x tiny batch x tiny block, all real tokens
+    for r in (untrained, trained):
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["control_accuracy"] <= 1 and r["n_test"] > 0
+        c = r["vs_control"]["accuracy"]
+        assert c["low"] <= c["diff"] <= c["high"] and c["other"] == r["control_accuracy"]
+    again = quality.run_cell(cache, spec, "tiny", ("demo preset", []), 10, corpus, threads=1)
+    assert all(s["cached"] for s in again.result["stages"].values())
+    assert again.result["accuracy"] == trained["accuracy"]
+
+    result = {"environment": quality.environment(1, "tiny") | {"wall_s": 1.0}, "budgets": [0, 10],
+              "rows": {"demo preset": []}, "cells": [vars(c) for c in cells]}
+    quality_report.write(result, tmp_path / "out" / "q")
+    assert json.loads((tmp_path / "out" / "q.json").read_text())["cells"][1]["budget"] == 10
+    assert (tmp_path / "out" / "q.png").stat().st_size > 1000
+    assert "| tiny-set | demo preset | 10 | 10.2k |" in (tmp_path / "out" / "q.md").read_text()
+
+
+def test_main_refuses_a_bad_budget_list(capsys):
+    assert quality.main(["--budgets", "x"]) == 1
+    assert capsys.readouterr().err.startswith("error: --budgets 'x' is not a comma-separated list")
+
+
+def test_a_bad_row_fails_before_any_cell_runs(tmp_path):
+    spec = quality.Spec("demo", tmp_path / "labeled.csv")
+    plan = [(spec, ("demo preset", []), 0), (spec, ("typo", ["pretrain.max_stepz=5"]), 600)]
+    with pytest.raises(UserError, match="row 'typo' on demo: unknown config key 'pretrain.max_stepz'"):
+        quality.check_configs(plan, "demo", tmp_path / "corpus.jsonl", None)
