@@ -43,8 +43,8 @@ class CleanTokenizeConfig(StageConfig):
     min_doc_chars: int = Field(200, ge=1, description="drop corpus documents shorter than this after cleaning")
     min_chars: int = Field(3, ge=1, description="drop labeled sentences shorter than this")
     max_chars: int = Field(1000, ge=1, description="labeled texts longer than this are kept (their tokens truncated) and counted as tokens.labeled_long_rows")
-    decontaminate_ngram: int | None = Field(
-        DEFAULT_NGRAM, ge=MIN_WORDS, description="drop pretraining text sharing a word n-gram of this length with a validation/test text (shorter eval texts of 8+ words count whole); null: off"
+    decontaminate_ngram: int = Field(
+        DEFAULT_NGRAM, description="drop pretraining text sharing a word n-gram of this length with a validation/test text (shorter eval texts of 8+ words count whole); null or 0: off"
     )
     task_adaptive: bool = Field(False, description="add the labeled train-split texts (never validation/test) to the pretraining text, one document each")
     tokenizer_from: str | None = Field(None, description="use this checkpoint's tokenizer (dir or hub id) instead of training one; set from pretrain.init_from")
@@ -72,6 +72,17 @@ class CleanTokenizeConfig(StageConfig):
             raise ValueError(f"max_seq_len is {value!r}: give a number of tokens (at least 8) or auto")
         return value
 
+    @field_validator("decontaminate_ngram", mode="before")
+    @classmethod
+    def _ngram_or_off(cls, value):
+        """null (the YAML way to say off) is kept as 0: a section reaches the stage without its
+        None values (PipelineConfig.section), and a dropped None would mean the default, on."""
+        if value in (None, 0):
+            return 0
+        if not isinstance(value, (int, float)) or value < MIN_WORDS:
+            raise ValueError(f"decontaminate_ngram is {value!r}: give a word count of at least {MIN_WORDS} (13 is usual), or null to switch it off")
+        return value
+
     @property
     def longest_seq_len(self) -> int:
         """The longest labeled sequence this config can produce (what the model's positions must cover)."""
@@ -89,7 +100,7 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
         labeled, labeled_removed = clean_table(pd.read_parquet(raw_dir / artifacts.LABELED), config.normalization, config.min_chars)
         if labeled.empty:
             raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars and the labeled file")
-        index = eval_index(labeled, config.decontaminate_ngram)
+        index = eval_index(labeled, config.decontaminate_ngram or None)
         corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index)
         clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
         if corpus["rows"] == 0:
@@ -140,13 +151,14 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
 def _decontamination(index, corpus: dict, adaptive_removed: int, clock: "_Clock") -> dict:
     """The clean_report section (and one console line) saying what decontamination did."""
     if index is None:
-        clock.say("decontamination off (clean_tokenize.decontaminate_ngram is null)")
+        clock.say("decontamination off (clean_tokenize.decontaminate_ngram is null)", timed=False)
         return {"ngram": None}
     docs = corpus["removed"]["contaminated"]
     stats = {**index.stats(), "docs_removed": docs, "task_adaptive_removed": adaptive_removed}
     clock.say(
         f"decontaminated: {docs:,} corpus documents (and {adaptive_removed:,} task-adaptive texts) removed for sharing a {index.n}-gram "
-        f"with {index.indexed:,} of {index.texts:,} validation/test texts ({len(index):,} n-grams indexed)"
+        f"with {index.indexed:,} of {index.texts:,} validation/test texts ({len(index):,} n-grams indexed)",
+        timed=False,
     )
     return stats
 
@@ -222,7 +234,10 @@ class _Clock:
     def __init__(self):
         self.last = time.perf_counter()
 
-    def say(self, what: str, rate: int = 0) -> None:
+    def say(self, what: str, rate: int = 0, timed: bool = True) -> None:
+        if not timed:  # a fact about the phase just timed, not a phase of its own
+            print(f"[clean_tokenize] {what}", flush=True)
+            return
         now = time.perf_counter()
         speed = f", {rate / max(now - self.last, 1e-9):,.0f} tokens/s" if rate else ""
         print(f"[clean_tokenize] {what} in {now - self.last:.1f} s{speed}", flush=True)

@@ -51,7 +51,8 @@ def tokenize_labeled(tokenizer, labeled: pd.DataFrame, config) -> tuple[pd.DataF
     else:
         seq_len = config.max_seq_len
     ids = [np.asarray([cls, *cut(r, seq_len - 2, config.truncation), sep], dtype=np.int32) for r in raw]
-    # Serving the saved tokenizer on raw text: never past the model's positions (head only there).
+    # tokenizer.json records the sequence length, as the tokenizer's own truncation used to leave
+    # it (a raw `tokenizers` user gets head truncation there; transformers calls set their own).
     backend.enable_truncation(max_length=seq_len)
     stats = {
         "max_seq_len": seq_len,

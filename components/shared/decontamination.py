@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Iterable, Iterator
+from typing import Iterable
 
 DEFAULT_NGRAM = 13
 MIN_WORDS = 8  # eval texts shorter than this are not indexed at all (see the module docstring)
+ANCHOR = 3  # words looked up before any hashing (EvalIndex)
 
 _WORD = re.compile(r"\w+")
 
@@ -50,16 +51,18 @@ def digest(tokens: list[str]) -> bytes:
 class EvalIndex:
     """The hashed n-grams of the evaluation texts; `shared(text)` counts a text's matches.
 
-    Besides the digests it keeps the evaluation vocabulary and the n-gram lengths present: only
-    runs of words that all occur in evaluation texts can match, so most corpus positions are
-    skipped without hashing anything (the check costs about a set lookup per corpus word).
+    Besides the digests it maps each n-gram's first ANCHOR words (a tuple) to the n-gram
+    lengths that start with them: a corpus position whose next three words start no evaluation
+    n-gram is skipped with one set lookup, and only the few that do are hashed. The anchors
+    only choose where to look; the digests decide, so the result is the same either way.
     """
 
     def __init__(self, n: int = DEFAULT_NGRAM, min_words: int = MIN_WORDS):
+        if not ANCHOR <= min_words <= n:
+            raise ValueError(f"decontamination needs {ANCHOR} <= min_words ({min_words}) <= n ({n})")
         self.n, self.min_words = n, min_words
         self.digests: set[bytes] = set()
-        self.lengths: set[int] = set()
-        self.vocab: set[str] = set()
+        self.anchors: dict[tuple[str, ...], set[int]] = {}
         self.texts = self.indexed = 0  # evaluation texts seen, and those long enough to index
 
     @classmethod
@@ -74,8 +77,7 @@ class EvalIndex:
         grams = ngrams(tokens, self.n, self.min_words)
         for start, length in grams:
             self.digests.add(digest(tokens[start : start + length]))
-            self.lengths.add(length)
-            self.vocab.update(tokens[start : start + length])
+            self.anchors.setdefault(tuple(tokens[start : start + ANCHOR]), set()).add(length)
         self.texts += 1
         self.indexed += bool(grams)
 
@@ -88,25 +90,9 @@ class EvalIndex:
         if not self.digests:
             return 0
         tokens = words(text)
-        count = 0
-        for start, end in _runs([t in self.vocab for t in tokens]):
-            for length in self.lengths:
-                for i in range(start, end - length + 1):
-                    count += digest(tokens[i : i + length]) in self.digests
-        return count
+        keys = zip(*(tokens[k:] for k in range(ANCHOR)))  # each position's next ANCHOR words
+        hits = [(i, self.anchors[key]) for i, key in enumerate(keys) if key in self.anchors]
+        return sum(digest(tokens[i : i + length]) in self.digests for i, lengths in hits for length in lengths if i + length <= len(tokens))
 
     def stats(self) -> dict:
         return {"ngram": self.n, "min_words": self.min_words, "eval_texts": self.texts, "eval_texts_indexed": self.indexed, "eval_ngrams": len(self)}
-
-
-def _runs(flags: list[bool]) -> Iterator[tuple[int, int]]:
-    """[start, end) of each maximal run of True in `flags`."""
-    start = None
-    for i, flag in enumerate(flags):
-        if flag and start is None:
-            start = i
-        elif not flag and start is not None:
-            yield start, i
-            start = None
-    if start is not None:
-        yield start, len(flags)

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig
 from components.shared.errors import UserError
 from pipelines.config import PRESETS_DIR, STAGES, PipelineConfig, load_config, presets
 
@@ -53,6 +54,13 @@ def test_auto_max_seq_len_within_the_model_positions_is_accepted():
     assert clean.max_seq_len == "auto" and clean.longest_seq_len == 128
     with pytest.raises(UserError, match="clean_tokenize.max_seq_len"):
         load_config("tiny", ["clean_tokenize.max_seq_len=longest"])
+
+
+def test_decontamination_off_survives_the_trip_to_the_stage():
+    # A section reaches the stage without its None values; off must not turn back into 13.
+    section = load_config("tiny", ["clean_tokenize.decontaminate_ngram=null"]).section("clean_tokenize")
+    assert CleanTokenizeConfig.from_params(section, "clean_tokenize").decontaminate_ngram == 0
+    assert load_config("tiny").clean_tokenize.decontaminate_ngram == 13
 
 
 def test_overrides_are_parsed_as_typed_values():
