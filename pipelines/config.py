@@ -63,11 +63,13 @@ class PipelineConfig(BaseModel):
     def _sections_agree(self):
         """Checks that span sections: caught here, before any stage runs, not three stages in."""
         clean, model, val = self.clean_tokenize, self.pretrain.model, self.stage("validate")
-        longest = max(clean.block_size, clean.max_seq_len)
+        longest = max(clean.block_size, clean.longest_seq_len)  # max_seq_len auto: its cap, the longest it may choose
         if model.max_position < longest:
+            seq = f"{clean.max_seq_len}" if clean.max_seq_len != "auto" else f"auto, max_seq_len_cap {clean.max_seq_len_cap}"
             raise ValueError(
                 f"pretrain.model.max_position {model.max_position} is shorter than clean_tokenize.block_size/max_seq_len "
-                f"({clean.block_size}/{clean.max_seq_len}): raise max_position to at least {longest}"
+                f"({clean.block_size}/{seq}): raise max_position to at least {longest}"
+                + (" or lower clean_tokenize.max_seq_len_cap" if clean.max_seq_len == "auto" else "")
             )
         for name in ("pretrain", "finetune"):
             gpus, nproc = self.cluster.placement(name).accelerator_count, self.stage(name).nproc
@@ -75,9 +77,11 @@ class PipelineConfig(BaseModel):
                 raise ValueError(f"{name}.nproc is {nproc} but cluster.stages.{name}.accelerator_count is {gpus}: one process per GPU, make them equal")
         if len(self.finetune.label_names) != len(val.labels):
             raise ValueError(f"finetune.label_names names {len(self.finetune.label_names)} classes but validate.labels allows {len(val.labels)}: make them match")
-        if val.min_doc_chars > clean.min_doc_chars or val.min_chars > clean.min_chars or val.max_chars < clean.max_chars:
+        # clean_tokenize keeps long labeled texts (their tokens are truncated), so a validate.max_chars
+        # bound is the user's own choice to fail on them, not a contradiction with cleaning.
+        if val.min_doc_chars > clean.min_doc_chars or val.min_chars > clean.min_chars:
             raise ValueError(
-                "validate's length bounds are stricter than what clean_tokenize keeps (min_doc_chars, min_chars, max_chars): "
+                "validate's length bounds are stricter than what clean_tokenize keeps (min_doc_chars, min_chars): "
                 "validation would reject what cleaning let through; loosen validate or tighten clean_tokenize"
             )
         return self

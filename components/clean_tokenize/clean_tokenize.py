@@ -3,7 +3,10 @@
 The corpus is streamed: read, cleaned and written back chunk by chunk (cleaning.py), a capped
 deterministic sample of it trains the tokenizer, and a second pass tokenizes and packs it into
 memory-mappable shards (packing.py). Peak memory is bounded by the chunk, shard and sample sizes,
-not by the corpus. The labeled set is small and is cleaned and tokenized in memory.
+not by the corpus. The labeled set is small and is cleaned and tokenized in memory (labeled.py),
+and cleaned first: the word n-grams of its validation and test texts decide which corpus documents
+are contaminated (shared/decontamination.py), and with `task_adaptive` its train texts join the
+pretraining text (task_adaptive.py).
 """
 
 from __future__ import annotations
@@ -16,17 +19,22 @@ from typing import Iterator, Literal
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from components.clean_tokenize.cleaning import clean_corpus, clean_table, clean_text, iter_chunks
+from components.clean_tokenize.labeled import tokenize_labeled
 from components.clean_tokenize.packing import BlockPacker, encode, special_ids
+from components.clean_tokenize.task_adaptive import eval_index, task_adaptive_texts
 from components.shared import artifacts
 from components.shared.config import StageConfig
+from components.shared.decontamination import DEFAULT_NGRAM, MIN_WORDS
 from components.shared.errors import UserError
 from components.shared.modeling import load_tokenizer
 from components.shared.tokenizer import train_wordpiece
 
 __all__ = ["CleanTokenizeConfig", "clean_tokenize", "clean_text", "tokenizer_hash"]
+
+EXTRA_BATCH = 1024  # task-adaptive texts tokenized per call (sentences: ~100 kB of text)
 
 
 class CleanTokenizeConfig(StageConfig):
@@ -34,7 +42,11 @@ class CleanTokenizeConfig(StageConfig):
     lowercase: bool = Field(True, description="uncased WordPiece, as bert-base-uncased")
     min_doc_chars: int = Field(200, ge=1, description="drop corpus documents shorter than this after cleaning")
     min_chars: int = Field(3, ge=1, description="drop labeled sentences shorter than this")
-    max_chars: int = Field(1000, ge=1, description="drop labeled sentences longer than this")
+    max_chars: int = Field(1000, ge=1, description="labeled texts longer than this are kept (their tokens truncated) and counted as tokens.labeled_long_rows")
+    decontaminate_ngram: int = Field(
+        DEFAULT_NGRAM, description="drop pretraining text sharing a word n-gram of this length with a validation/test text (shorter eval texts of 8+ words count whole); null or 0: off"
+    )
+    task_adaptive: bool = Field(False, description="add the labeled train-split texts (never validation/test) to the pretraining text, one document each")
     tokenizer_from: str | None = Field(None, description="use this checkpoint's tokenizer (dir or hub id) instead of training one; set from pretrain.init_from")
     vocab_size: int = Field(8000, ge=100, description="WordPiece vocabulary size, special tokens included")
     min_frequency: int = Field(2, ge=1, description="a merge must occur this often to enter the vocabulary")
@@ -42,10 +54,39 @@ class CleanTokenizeConfig(StageConfig):
         50_000_000, ge=1, description="train the tokenizer on at most about this many characters: a deterministic sample of documents (by id hash) when the corpus is larger"
     )
     block_size: int = Field(128, ge=8, description="tokens per packed pretraining block ([CLS] + text, no padding)")
-    max_seq_len: int = Field(128, ge=8, description="labeled sentences are truncated to this many tokens")
+    max_seq_len: int | Literal["auto"] = Field(
+        128, description="labeled sentences are truncated to this many tokens; auto: the smallest multiple of 8 covering 95% of the train split, at most max_seq_len_cap"
+    )
+    max_seq_len_cap: int = Field(256, ge=8, description="the longest max_seq_len 'auto' may choose (at most pretrain.model.max_position)")
+    truncation: Literal["head", "head_tail"] = Field("head_tail", description="a labeled text over max_seq_len keeps its first tokens, or a quarter head and three quarters tail (Sun et al. 2019)")
     heldout_pct: int = Field(5, ge=1, le=50, description="percent of corpus documents (by id hash) held out for perplexity")
     chunk_chars: int = Field(4_000_000, ge=1, description="corpus characters read, cleaned and tokenized at a time (memory is about 100 bytes per character)")
     shard_blocks: int = Field(65536, ge=1, description="blocks per .npy shard on disk (65536 x 128 int32 tokens = 32 MiB)")
+
+    @field_validator("max_seq_len", mode="before")
+    @classmethod
+    def _tokens_or_auto(cls, value):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if value != "auto" and not (isinstance(value, (int, float)) and value >= 8):
+            raise ValueError(f"max_seq_len is {value!r}: give a number of tokens (at least 8) or auto")
+        return value
+
+    @field_validator("decontaminate_ngram", mode="before")
+    @classmethod
+    def _ngram_or_off(cls, value):
+        """null (the YAML way to say off) is kept as 0: a section reaches the stage without its
+        None values (PipelineConfig.section), and a dropped None would mean the default, on."""
+        if value in (None, 0):
+            return 0
+        if not isinstance(value, (int, float)) or value < MIN_WORDS:
+            raise ValueError(f"decontaminate_ngram is {value!r}: give a word count of at least {MIN_WORDS} (13 is usual), or null to switch it off")
+        return value
+
+    @property
+    def longest_seq_len(self) -> int:
+        """The longest labeled sequence this config can produce (what the model's positions must cover)."""
+        return self.max_seq_len_cap if self.max_seq_len == "auto" else self.max_seq_len
 
 
 def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) -> dict:
@@ -56,33 +97,40 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
             raise UserError(f"{raw_dir / name} is missing: run the ingest stage first")
     clock = _Clock()
     with artifacts.staged_dir(out_dir) as tmp:
-        corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars)
+        labeled, labeled_removed = clean_table(pd.read_parquet(raw_dir / artifacts.LABELED), config.normalization, config.min_chars)
+        if labeled.empty:
+            raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars and the labeled file")
+        index = eval_index(labeled, config.decontaminate_ngram or None)
+        corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index)
         clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
-        labeled, labeled_removed = clean_table(pd.read_parquet(raw_dir / artifacts.LABELED), config.normalization, config.min_chars, config.max_chars)
         if corpus["rows"] == 0:
             raise UserError(f"no corpus document survived cleaning (removed: {corpus['removed']}): lower clean_tokenize.min_doc_chars or check the corpus")
-        if labeled.empty:
-            raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars/max_chars")
+        adaptive, adaptive_removed = task_adaptive_texts(labeled, index) if config.task_adaptive else (None, 0)
+        decontamination = _decontamination(index, corpus, adaptive_removed, clock)
+        extra = [] if adaptive is None else adaptive["text"].tolist()
+        if adaptive is not None:
+            adaptive.to_parquet(tmp / artifacts.TASK_ADAPTIVE, index=False)
 
-        sample = TrainingSample(tmp / artifacts.CORPUS, config.tokenizer_train_chars / corpus["chars"], config.chunk_chars)
+        sample = TrainingSample(tmp / artifacts.CORPUS, config.tokenizer_train_chars / corpus["chars"], config.chunk_chars, extra)
         if config.tokenizer_from:  # continued pretraining: the checkpoint's embeddings only know its own vocabulary
             tokenizer = load_tokenizer(config.tokenizer_from)
         else:
             tokenizer = train_wordpiece(sample, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
         clock.say(f"loaded the tokenizer of {config.tokenizer_from}" if config.tokenizer_from else f"trained the tokenizer on {sample.chars:,} characters")
-        train, heldout = pack_corpus(tokenizer.backend_tokenizer, tmp, heldout_rows(tmp / artifacts.CORPUS, config.heldout_pct), config)
+        train, heldout = pack_corpus(tokenizer.backend_tokenizer, tmp, heldout_rows(tmp / artifacts.CORPUS, config.heldout_pct), config, extra)
         clock.say(f"packed {train['tokens'] + heldout['tokens']:,} tokens into {train['n_blocks'] + heldout['n_blocks']:,} blocks", rate=train["tokens"] + heldout["tokens"])
         if train["n_blocks"] == 0 or heldout["n_blocks"] == 0:
             raise UserError(f"corpus too small for one block of {config.block_size} tokens: lower clean_tokenize.block_size or add text")
 
-        enc = tokenizer(labeled["text"].tolist(), truncation=True, max_length=config.max_seq_len)
-        labeled = labeled.assign(input_ids=[np.asarray(ids, dtype=np.int32) for ids in enc["input_ids"]])
-        lengths = labeled["input_ids"].map(len)
+        labeled, lengths = tokenize_labeled(tokenizer, labeled, config)
+        clock.say(f"tokenized {len(labeled):,} labeled texts at max_seq_len {lengths['max_seq_len']} ({config.max_seq_len}): {lengths['labeled_truncated']:,} truncated ({config.truncation})")
         labeled.to_parquet(tmp / artifacts.LABELED, index=False)
         tokenizer.save_pretrained(tmp / artifacts.TOKENIZER_DIR)
         report = {
             "removed": {"corpus": corpus["removed"], "labeled": labeled_removed},
             "rows": {"corpus": corpus["rows"], "labeled": len(labeled)},
+            "decontamination": decontamination,
+            "task_adaptive": {"enabled": config.task_adaptive, "texts": len(extra), "removed_contaminated": adaptive_removed, "tokens": train["extra_tokens"]},
             "tokenizer_hash": tokenizer_hash(tmp / artifacts.TOKENIZER_DIR),
             "tokens": {
                 "vocab_size": len(tokenizer),
@@ -93,20 +141,41 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
                 "block_size": config.block_size,
                 "n_blocks_train": train["n_blocks"],
                 "n_blocks_heldout": heldout["n_blocks"],
-                "labeled_mean_len": float(lengths.mean()),
-                "labeled_truncated_frac": float((lengths >= config.max_seq_len).mean()),
+                **lengths,
             },
         }
         artifacts.write_json(tmp / artifacts.CLEAN_REPORT, report)
+    return _metrics(report)
+
+
+def _decontamination(index, corpus: dict, adaptive_removed: int, clock: "_Clock") -> dict:
+    """The clean_report section (and one console line) saying what decontamination did."""
+    if index is None:
+        clock.say("decontamination off (clean_tokenize.decontaminate_ngram is null)", timed=False)
+        return {"ngram": None}
+    docs = corpus["removed"]["contaminated"]
+    stats = {**index.stats(), "docs_removed": docs, "task_adaptive_removed": adaptive_removed}
+    clock.say(
+        f"decontaminated: {docs:,} corpus documents (and {adaptive_removed:,} task-adaptive texts) removed for sharing a {index.n}-gram "
+        f"with {index.indexed:,} of {index.texts:,} validation/test texts ({len(index):,} n-grams indexed)",
+        timed=False,
+    )
+    return stats
+
+
+def _metrics(report: dict) -> dict:
     removed = {f"clean/{t}_removed_{rule}": n for t, rules in report["removed"].items() for rule, n in rules.items()}
-    tokens = {f"clean/{k}": v for k, v in report["tokens"].items()}
-    return {**removed, **tokens, "clean/corpus_docs": corpus["rows"], "clean/labeled_rows": len(labeled)}
+    tokens = {f"clean/{k}": v for k, v in report["tokens"].items() if isinstance(v, (int, float))}
+    adaptive = {"clean/task_adaptive_texts": report["task_adaptive"]["texts"], "clean/task_adaptive_tokens": report["task_adaptive"]["tokens"]}
+    return {**removed, **tokens, **adaptive, "clean/eval_ngrams": report["decontamination"].get("eval_ngrams", 0),
+            "clean/corpus_docs": report["rows"]["corpus"], "clean/labeled_rows": report["rows"]["labeled"]}
 
 
-def pack_corpus(backend, out: Path, heldout: np.ndarray, config: CleanTokenizeConfig) -> tuple[dict, dict]:
+def pack_corpus(backend, out: Path, heldout: np.ndarray, config: CleanTokenizeConfig, extra: list[str] = ()) -> tuple[dict, dict]:
     """Tokenize the cleaned corpus in `out` chunk by chunk into the train and held-out shards, one pass.
 
-    `heldout[i]` says where row i goes. Returns each split's index plus its [UNK] count.
+    `heldout[i]` says where row i goes; the `extra` documents (task-adaptive texts) follow the
+    corpus into the train split. Returns each split's index plus its [UNK] and extra-token counts.
     """
     special = special_ids(backend)
     packers = [BlockPacker(out / name, config.block_size, config.shard_blocks, special) for name in (artifacts.BLOCKS_TRAIN, artifacts.BLOCKS_HELDOUT)]
@@ -117,7 +186,12 @@ def pack_corpus(backend, out: Path, heldout: np.ndarray, config: CleanTokenizeCo
         row += len(encodings)
         for packer, side in zip(packers, (False, True)):
             packer.add([e for e, h in zip(encodings, held) if h == side])
-    return tuple({**packer.close(), "unk": packer.unk_count} for packer in packers)
+    train, before = packers[0], packers[0].tokens
+    for start in range(0, len(extra), EXTRA_BATCH):
+        train.add(encode(backend, list(extra[start : start + EXTRA_BATCH])))
+    extra_tokens = train.tokens - before
+    (train, heldout) = ({**packer.close(), "unk": packer.unk_count} for packer in packers)
+    return {**train, "extra_tokens": extra_tokens}, heldout
 
 
 def heldout_rows(corpus_path: Path, heldout_pct: int) -> np.ndarray:
@@ -136,14 +210,16 @@ class TrainingSample:
     deterministic, spread over the whole corpus, and about `share` of its characters. A
     vocabulary of a few thousand words is learned as well from 50 MB as from 1 GB, and word
     counting then costs a fixed time and memory. Re-iterable: the trainer reads the texts twice.
+    The `extra` texts (task-adaptive ones) come first, all of them.
     """
 
-    def __init__(self, path: Path, share: float, chunk_chars: int):
-        self.path, self.share, self.chunk_chars = path, share, chunk_chars
+    def __init__(self, path: Path, share: float, chunk_chars: int, extra: list[str] = ()):
+        self.path, self.share, self.chunk_chars, self.extra = path, share, chunk_chars, extra
         self.chars = 0
 
     def __iter__(self) -> Iterator[str]:
-        chars = 0
+        chars = sum(map(len, self.extra))
+        yield from self.extra  # task-adaptive texts: few, and the very domain, so always all of them
         for table in iter_chunks(self.path, self.chunk_chars, columns=["doc_id", "text"]):
             for doc_id, text in zip(table.column("doc_id").to_pylist(), table.column("text").to_pylist()):
                 if self.share >= 1 or _unit(f"tokenizer:{doc_id}") < self.share:
@@ -158,7 +234,10 @@ class _Clock:
     def __init__(self):
         self.last = time.perf_counter()
 
-    def say(self, what: str, rate: int = 0) -> None:
+    def say(self, what: str, rate: int = 0, timed: bool = True) -> None:
+        if not timed:  # a fact about the phase just timed, not a phase of its own
+            print(f"[clean_tokenize] {what}", flush=True)
+            return
         now = time.perf_counter()
         speed = f", {rate / max(now - self.last, 1e-9):,.0f} tokens/s" if rate else ""
         print(f"[clean_tokenize] {what} in {now - self.last:.1f} s{speed}", flush=True)

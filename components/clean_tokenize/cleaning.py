@@ -1,7 +1,10 @@
 """Cleaning rules for text tables, and the corpus cleaned as a stream of Parquet row batches.
 
 Rules run in a fixed order and each reports how many rows it removed, so a surprising drop in
-data is visible in the run's metrics rather than discovered in a worse model. The corpus may be
+data is visible in the run's metrics rather than discovered in a worse model. Corpus documents
+have one more rule, "contaminated": sharing a word n-gram with a validation or test text
+(components/shared/decontamination.py). A labeled text is never dropped for its length: it is
+kept whole here and its token ids are truncated later (labeled.py). The corpus may be
 far larger than memory allows to hold twice, so it is read, cleaned and written chunk by chunk;
 the labeled set is small and goes through pandas with the same rules.
 """
@@ -20,11 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from components.shared.decontamination import EvalIndex
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 
-RULES = ("empty", "duplicate", "too_short", "too_long")
+RULES = ("empty", "duplicate", "too_short", "contaminated")  # "contaminated" only with an EvalIndex
 READ_ROWS = 64  # rows per Parquet read: bounds memory by 64 documents even before chunking by size
 
 
@@ -46,9 +51,9 @@ class RuleFilter:
     texts are remembered, so a streamed corpus needs memory per document, not per character.
     """
 
-    def __init__(self, min_chars: int, max_chars: int | None):
-        self.min_chars, self.max_chars = min_chars, max_chars
-        self.removed = dict.fromkeys(RULES, 0)
+    def __init__(self, min_chars: int, index: EvalIndex | None = None):
+        self.min_chars, self.index = min_chars, index
+        self.removed = dict.fromkeys(RULES if index is not None else RULES[:-1], 0)
         self._seen: set[bytes] = set()
 
     def keep(self, text: str) -> bool:
@@ -66,26 +71,27 @@ class RuleFilter:
         self._seen.add(digest)
         if len(text) < self.min_chars:
             return "too_short"
-        if self.max_chars and len(text) > self.max_chars:
-            return "too_long"
+        if self.index is not None and self.index.shared(text):
+            return "contaminated"
         return None
 
 
-def clean_table(df: pd.DataFrame, normalization: str, min_chars: int, max_chars: int | None) -> tuple[pd.DataFrame, dict]:
+def clean_table(df: pd.DataFrame, normalization: str, min_chars: int, index: EvalIndex | None = None) -> tuple[pd.DataFrame, dict]:
     """Clean the `text` column and apply the rules; return the kept rows and {rule: rows removed}."""
-    rules = RuleFilter(min_chars, max_chars)
+    rules = RuleFilter(min_chars, index)
     df = df.assign(text=[clean_text(t, normalization) for t in df["text"]])
     df = df[np.fromiter((rules.keep(t) for t in df["text"]), dtype=bool, count=len(df))]
     return df.reset_index(drop=True), rules.removed
 
 
-def clean_corpus(src: Path, dst: Path, normalization: str, min_chars: int, chunk_chars: int) -> dict:
+def clean_corpus(src: Path, dst: Path, normalization: str, min_chars: int, chunk_chars: int, index: EvalIndex | None = None) -> dict:
     """Stream the corpus Parquet `src` through clean_text and the rules into `dst`.
 
     Returns {"removed": {rule: n}, "rows": kept rows, "chars": kept characters}. Memory holds one
-    chunk (about `chunk_chars` characters) at a time; each chunk becomes one row group of `dst`.
+    chunk (about `chunk_chars` characters) at a time, plus `index` (the evaluation n-grams, when
+    decontaminating); each chunk becomes one row group of `dst`.
     """
-    rules = RuleFilter(min_chars, None)
+    rules = RuleFilter(min_chars, index)
     rows = chars = 0
     schema = pq.read_schema(src)
     with pq.ParquetWriter(dst, schema) as writer:

@@ -27,7 +27,8 @@ MANIFEST = "manifest.json"  # data repo, rev, md5s and row counts (lineage)
 BLOCKS_TRAIN = "blocks_train"
 BLOCKS_HELDOUT = "blocks_heldout"  # same, from held-out documents (perplexity)
 TOKENIZER_DIR = "tokenizer"  # PreTrainedTokenizerFast.save_pretrained
-CLEAN_REPORT = "clean_report.json"  # rows removed per rule, token statistics, tokenizer hash
+CLEAN_REPORT = "clean_report.json"  # rows removed per rule, decontamination, token statistics, tokenizer hash
+TASK_ADAPTIVE = "task_adaptive.parquet"  # doc_id, title, text: labeled train texts packed too (task_adaptive only)
 
 # validate
 VALIDATION = "validation.json"  # suite -> success and failed expectations

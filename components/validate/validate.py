@@ -6,7 +6,10 @@
 - labeled: the labeled sentences (ids, lengths, labels, splits, class balance, token ids);
 - labeled_splits: one row per distinct (text, split) pair, so "text unique" means no sentence
   leaks from one split into another;
-- tokens: a one-row frame of the tokenizer statistics from clean_report.json.
+- tokens: a one-row frame of the tokenizer statistics from clean_report.json;
+- decontamination: one row per pretraining text (corpus documents, and the task-adaptive texts
+  when clean_tokenize added them) with the number of word n-grams it shares with a validation or
+  test text (shared/decontamination.py, the n clean_tokenize used): all must be 0.
 
 It writes `data_docs/` (a static great-expectations Data Docs site, `index.html` at its root) and
 `validation.json` (per suite: success, counts, failed expectations), returns flat metrics, and, when
@@ -25,9 +28,11 @@ from pydantic import Field
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
+from components.shared.decontamination import DEFAULT_NGRAM, MIN_WORDS, EvalIndex
 from components.shared.splits import SPLITS
+from components.validate.gx_run import label, run_suites, summarise
 
-SUITES = ("corpus", "labeled", "labeled_splits", "tokens")
+SUITES = ("corpus", "labeled", "labeled_splits", "tokens", "decontamination")
 TOKEN_STATS = ("vocab_size", "unk_rate", "n_blocks_train", "n_blocks_heldout")
 MIN_VOCAB = 100  # below this the tokenizer was trained on next to nothing
 
@@ -36,8 +41,11 @@ class ValidateConfig(StageConfig):
     """Thresholds for the data validation suites."""
 
     min_chars: int = Field(1, ge=0, description="Shortest labeled sentence allowed, in characters.")
-    max_chars: int = Field(
-        2000, ge=1, description="Longest labeled sentence allowed, in characters."
+    max_chars: int | None = Field(
+        None,
+        ge=1,
+        description="Longest labeled text allowed, in characters; None: no bound (clean_tokenize "
+        "keeps long texts and truncates their tokens, which the token-length check bounds).",
     )
     min_doc_chars: int = Field(
         200, ge=0, description="Shortest corpus document allowed, in characters (stubs are noise)."
@@ -75,7 +83,7 @@ def validate(cleaned_dir: Path, out_dir: Path, config: ValidateConfig, docs_page
     docs = out_dir / artifacts.DATA_DOCS_DIR
     # The site is built straight into a staging folder and moved into place once complete.
     with artifacts.staged_dir(docs) as site:
-        results = run_suites(frames, build_suites(config), site)
+        results = run_suites(frames, build_suites(config, facts(cleaned_dir)), site)
     report = {name: summarise(result) for name, result in results.items()}
     artifacts.write_json(out_dir / artifacts.VALIDATION, report)
     if docs_page:
@@ -87,7 +95,7 @@ def validate(cleaned_dir: Path, out_dir: Path, config: ValidateConfig, docs_page
         metrics[f"validate/{name}_evaluated"] = float(r["evaluated"])
     if config.fail_on_error and not metrics["validate/success"]:
         problems = "; ".join(
-            f"{name}: {_label(f)} {f['observed']}"
+            f"{name}: {label(f)} {f['observed']}"
             for name, r in report.items()
             for f in r["failed"]
         )
@@ -127,15 +135,54 @@ def load_frames(cleaned_dir: Path) -> dict[str, pd.DataFrame]:
         "labeled": labeled,
         "labeled_splits": pairs,
         "tokens": pd.DataFrame([{k: stats[k] for k in TOKEN_STATS}]),
+        "decontamination": eval_overlap(cleaned_dir, corpus, labeled),
     }
+
+
+def facts(cleaned_dir: Path) -> dict[str, Any]:
+    """What clean_tokenize recorded that the suites depend on: its n-gram length (None: off;
+    absent in reports from before decontamination: the default) and the chosen max_seq_len."""
+    report = artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT)
+    decon = report.get("decontamination", {"ngram": DEFAULT_NGRAM})
+    return {
+        "ngram": decon.get("ngram"),
+        "min_words": decon.get("min_words", MIN_WORDS),
+        "max_seq_len": report.get("tokens", {}).get("max_seq_len"),
+    }
+
+
+def eval_overlap(cleaned_dir: Path, corpus: pd.DataFrame, labeled: pd.DataFrame) -> pd.DataFrame:
+    """One row per pretraining text: source, doc_id, eval_ngrams_shared (with validation/test)."""
+    known = facts(cleaned_dir)
+    evals = labeled.loc[labeled["split"].isin(["validation", "test"]), "text"]
+    index = EvalIndex.of(evals, n=known["ngram"] or DEFAULT_NGRAM, min_words=known["min_words"])
+    sources = [("corpus", corpus)]
+    if (cleaned_dir / artifacts.TASK_ADAPTIVE).is_file():
+        sources.append(("task_adaptive", pd.read_parquet(cleaned_dir / artifacts.TASK_ADAPTIVE)))
+    frames = [
+        pd.DataFrame(
+            {
+                "source": name,
+                "doc_id": frame["doc_id"].astype(str),
+                "eval_ngrams_shared": [index.shared(t) for t in frame["text"]],
+            }
+        )
+        for name, frame in sources
+    ]
+    return pd.concat(frames, ignore_index=True)
 
 
 def _length(ids: Any) -> int | None:
     return None if ids is None else len(ids)
 
 
-def build_suites(config: ValidateConfig) -> dict[str, list]:
-    """The expectations of each suite, as great-expectations Expectation objects."""
+def build_suites(config: ValidateConfig, known: dict[str, Any] | None = None) -> dict[str, list]:
+    """The expectations of each suite, as great-expectations Expectation objects.
+
+    `known` is `facts(cleaned_dir)`: the chosen max_seq_len bounds the token ids, and with
+    decontamination off (ngram None) the overlaps are measured and shown but not required to be 0.
+    """
+    known = {"ngram": DEFAULT_NGRAM, "max_seq_len": None, **(known or {})}
     import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
 
@@ -171,7 +218,9 @@ def build_suites(config: ValidateConfig) -> dict[str, list]:
             row_condition=Column("split") == "train",
         ),
         gxe.ExpectColumnValuesToNotBeNull(column="n_input_ids"),
-        gxe.ExpectColumnValuesToBeBetween(column="n_input_ids", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="n_input_ids", min_value=1, max_value=known["max_seq_len"]
+        ),
     ]
     labeled_splits = [gxe.ExpectColumnValuesToBeUnique(column="text")]
     tokens = [
@@ -182,117 +231,16 @@ def build_suites(config: ValidateConfig) -> dict[str, list]:
         gxe.ExpectColumnValuesToBeBetween(column="n_blocks_heldout", min_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="vocab_size", min_value=MIN_VOCAB),
     ]
+    overlap = "eval_ngrams_shared"
+    decontamination = [
+        gxe.ExpectColumnValuesToBeInSet(column=overlap, value_set=[0])
+        if known["ngram"]
+        else gxe.ExpectColumnValuesToNotBeNull(column=overlap)  # off: shown, not enforced
+    ]
     return {
         "corpus": corpus,
         "labeled": labeled,
         "labeled_splits": labeled_splits,
         "tokens": tokens,
+        "decontamination": decontamination,
     }
-
-
-def run_suites(
-    frames: dict[str, pd.DataFrame], suites: dict[str, list], site: Path
-) -> dict[str, Any]:
-    """Validate each frame against its suite and build the Data Docs site under `site`.
-
-    Returns suite name -> ExpectationSuiteValidationResult.
-    """
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    project = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
-        analytics_enabled=False,  # no usage statistics from an offline pipeline step
-        # tqdm bars ("Calculating Metrics") would otherwise fill the task log on stderr.
-        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
-        # A local site instead of the ephemeral context's default one under a random temp dir.
-        data_docs_sites={
-            "lmforge": {
-                "class_name": "SiteBuilder",
-                "show_how_to_buttons": False,
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(site),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            }
-        },
-    )
-    context = gx.get_context(mode="ephemeral", project_config=project)
-    source = context.data_sources.add_pandas("lmforge")
-    results = {}
-    for name, expectations in suites.items():
-        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
-        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=name, data=batch, suite=suite)
-        )
-        # One checkpoint per suite: a checkpoint passes the same batch_parameters (the in-memory
-        # DataFrame) to all its validation definitions, and each suite has its own frame.
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name=name,
-                validation_definitions=[definition],
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
-            )
-        )
-        run = checkpoint.run(batch_parameters={"dataframe": frames[name]})
-        results[name] = next(iter(run.run_results.values()))
-    return results
-
-
-def summarise(result: Any) -> dict[str, Any]:
-    """The JSON-able summary of one suite's validation result."""
-    failed = [
-        {
-            "expectation": r.expectation_config.type,
-            "column": r.expectation_config.kwargs.get("column"),
-            "observed": observed(r),
-        }
-        for r in result.results
-        if not r.success
-    ]
-    stats = result.statistics
-    return {
-        "success": bool(result.success),
-        "evaluated": int(stats["evaluated_expectations"]),
-        "successful": int(stats["successful_expectations"]),
-        "failed": failed,
-    }
-
-
-def observed(r: Any) -> str:
-    """Why one expectation failed, briefly: unexpected count and examples, or the value seen."""
-    # exception_info is one {"raised_exception", "exception_message", ...} dict, or (when a metric
-    # failed to compute, e.g. a missing column) a dict of those keyed by metric id.
-    info = r.exception_info or {}
-    for exc in [info, *(v for v in info.values() if isinstance(v, dict))]:
-        if exc.get("raised_exception"):
-            return "error: " + str(exc.get("exception_message")).splitlines()[0][:200]
-    res = r.result or {}
-    missing = ((res.get("details") or {}).get("mismatched") or {}).get("missing")
-    if missing:  # ExpectTableColumnsToMatchSet
-        return f"missing columns {missing}"
-    if "unexpected_count" in res:
-        examples = ", ".join(_short(v) for v in (res.get("partial_unexpected_list") or [])[:3])
-        return f"{res['unexpected_count']} unexpected" + (f" (e.g. {examples})" if examples else "")
-    return f"observed {_short(res.get('observed_value'))}"
-
-
-def _label(failure: dict[str, Any]) -> str:
-    column = failure["column"]
-    return failure["expectation"] + (f"({column})" if column else "")
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    if hasattr(value, "item"):  # numpy scalars print as np.float64(...)
-        value = value.item()
-    if isinstance(value, float):
-        value = round(value, 4)
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -18,6 +18,7 @@ from components.shared.errors import UserError
 from components.shared.shards import open_blocks
 
 CONFIG = {"vocab_size": 500, "block_size": 32, "max_seq_len": 32, "min_doc_chars": 300}
+LONG_REVIEW = "Opening words of a review that rambles on. " + "And on. " * 20 + "Final verdict: superb."
 
 
 @pytest.mark.parametrize(
@@ -55,7 +56,7 @@ def messy(text_files, tmp_path_factory):
     extra = [
         ("x1", rows.text[0], 1, "train"),  # duplicate text
         ("x2", "ok", 1, "train"),  # shorter than min_chars (3)
-        ("x3", "A review that rambles on. " * 10, 0, "train"),  # longer than max_chars (120)
+        ("x3", LONG_REVIEW, 0, "train"),  # longer than max_chars (120): kept, its tokens cut head+tail
         ("x4", "\ufeff\u200b", 0, "test"),  # empty after cleaning
     ]
     rows = pd.concat([rows, pd.DataFrame(extra, columns=rows.columns)], ignore_index=True)
@@ -68,17 +69,32 @@ def messy(text_files, tmp_path_factory):
 
 def test_each_rule_counts_the_rows_it_removed(messy):
     report = artifacts.read_json(messy["dir"] / artifacts.CLEAN_REPORT)
+    # A long labeled text is no longer a removal rule (it is kept and truncated); decontamination
+    # is one for the corpus, and this corpus shares no 13-gram with the evaluation texts.
     assert report["removed"] == {
-        "corpus": {"empty": 1, "duplicate": 1, "too_short": 1, "too_long": 0},
-        "labeled": {"empty": 1, "duplicate": 1, "too_short": 1, "too_long": 1},
+        "corpus": {"empty": 1, "duplicate": 1, "too_short": 1, "contaminated": 0},
+        "labeled": {"empty": 1, "duplicate": 1, "too_short": 1},
     }
     assert messy["metrics"]["clean/corpus_removed_duplicate"] == 1
-    assert messy["metrics"]["clean/labeled_removed_too_long"] == 1
+    assert messy["metrics"]["clean/labeled_removed_too_short"] == 1
     corpus = pd.read_parquet(messy["dir"] / artifacts.CORPUS)
     labeled = pd.read_parquet(messy["dir"] / artifacts.LABELED)
     assert corpus["doc_id"].tolist() == [d["id"] for d in messy["docs"][:12]]  # the first of a duplicate stays
-    assert not {"x1", "x2", "x3", "x4"} & set(labeled["id"])
-    assert report["rows"] == {"corpus": len(corpus), "labeled": len(labeled)} == {"corpus": 12, "labeled": 40}
+    assert not {"x1", "x2", "x4"} & set(labeled["id"]) and "x3" in set(labeled["id"])
+    assert report["rows"] == {"corpus": len(corpus), "labeled": len(labeled)} == {"corpus": 12, "labeled": 41}
+
+
+def test_a_long_labeled_text_is_kept_whole_and_its_ids_cut_head_and_tail(messy):
+    labeled = pd.read_parquet(messy["dir"] / artifacts.LABELED).set_index("id")
+    report = artifacts.read_json(messy["dir"] / artifacts.CLEAN_REPORT)["tokens"]
+    assert labeled.loc["x3", "text"] == LONG_REVIEW and report["labeled_long_rows"] == 1
+    tok = _backend(messy["dir"])
+    ids = tok.encode(LONG_REVIEW, add_special_tokens=False).ids
+    cls, sep = _special_ids(messy["dir"])
+    # max_seq_len 8: 6 text tokens, a quarter (1) from the head, the other 5 from the tail.
+    assert labeled.loc["x3", "input_ids"].tolist() == [cls, ids[0], *ids[-5:], sep]
+    assert tok.decode(ids[-5:]).endswith("superb.") and "opening".startswith(tok.decode(ids[:1]))
+    assert report["truncation"] == "head_tail" and report["max_seq_len"] == 8
 
 
 def test_labeled_ids_are_truncated_to_max_seq_len_and_keep_sep(messy):
@@ -86,8 +102,10 @@ def test_labeled_ids_are_truncated_to_max_seq_len_and_keep_sep(messy):
     report = artifacts.read_json(messy["dir"] / artifacts.CLEAN_REPORT)
     cls, sep = _special_ids(messy["dir"])
     assert all(len(ids) <= 8 and ids[0] == cls and ids[-1] == sep for ids in labeled["input_ids"])
-    truncated = (labeled["input_ids"].map(len) == 8).mean()
-    assert truncated > 0 and report["tokens"]["labeled_truncated_frac"] == pytest.approx(truncated)
+    tok = _backend(messy["dir"])
+    full = np.array([len(tok.encode(t, add_special_tokens=False).ids) + 2 for t in labeled["text"]])
+    assert 0 < (full > 8).sum() == report["tokens"]["labeled_truncated"]
+    assert report["tokens"]["labeled_truncated_frac"] == pytest.approx((full > 8).mean())
 
 
 def _all_blocks(path):

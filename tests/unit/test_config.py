@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig
 from components.shared.errors import UserError
 from pipelines.config import PRESETS_DIR, STAGES, PipelineConfig, load_config, presets
 
@@ -35,6 +36,7 @@ def test_every_preset_validates_and_each_section_rebuilds_its_stage_config(prese
     "override, needle",
     [
         ("clean_tokenize.block_size=256", "pretrain.model.max_position 128 is shorter than clean_tokenize.block_size/max_seq_len (256/64)"),
+        ("clean_tokenize.max_seq_len=auto", "(64/auto, max_seq_len_cap 256): raise max_position to at least 256 or lower clean_tokenize.max_seq_len_cap"),
         ("pretrain.model.num_heads=3", "hidden_size 32 is not divisible by num_heads 3"),
         ("finetune.label_names=[a, b, c]", "finetune.label_names names 3 classes but validate.labels allows 2"),
         ("validate.min_doc_chars=500", "validate's length bounds are stricter than what clean_tokenize keeps"),
@@ -45,6 +47,20 @@ def test_sections_that_disagree_fail_before_anything_runs(override, needle):
     with pytest.raises(UserError, match=re.escape(needle)) as info:
         load_config("tiny", [override])
     assert "\n" not in str(info.value)
+
+
+def test_auto_max_seq_len_within_the_model_positions_is_accepted():
+    clean = load_config("tiny", ["clean_tokenize.max_seq_len=auto", "clean_tokenize.max_seq_len_cap=128"]).clean_tokenize
+    assert clean.max_seq_len == "auto" and clean.longest_seq_len == 128
+    with pytest.raises(UserError, match="clean_tokenize.max_seq_len"):
+        load_config("tiny", ["clean_tokenize.max_seq_len=longest"])
+
+
+def test_decontamination_off_survives_the_trip_to_the_stage():
+    # A section reaches the stage without its None values; off must not turn back into 13.
+    section = load_config("tiny", ["clean_tokenize.decontaminate_ngram=null"]).section("clean_tokenize")
+    assert CleanTokenizeConfig.from_params(section, "clean_tokenize").decontaminate_ngram == 0
+    assert load_config("tiny").clean_tokenize.decontaminate_ngram == 13
 
 
 def test_overrides_are_parsed_as_typed_values():

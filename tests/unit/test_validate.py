@@ -35,7 +35,8 @@ def labeled_rows() -> list[dict[str, Any]]:
         ("tedious and long", 0, "train"),
         ("lovely acting", 1, "validation"),
         ("flat acting", 0, "validation"),
-        ("a joy to watch", 1, "test"),
+        # Eleven words: indexed for decontamination, and in no corpus text, so the corpus passes.
+        ("a joy to watch from the first minute to the last", 1, "test"),
         ("a chore to watch", 0, "test"),
     ]
     return [
@@ -45,9 +46,14 @@ def labeled_rows() -> list[dict[str, Any]]:
 
 
 def write_cleaned(
-    root: Path, mutate: Callable[[list[dict]], None] | None = None, tokens: dict | None = None
+    root: Path,
+    mutate: Callable[[list[dict]], None] | None = None,
+    tokens: dict | None = None,
+    adaptive: list[str] | None = None,
+    report: dict | None = None,
 ) -> Path:
-    """A clean_tokenize output directory; `mutate` edits the labeled rows in place first."""
+    """A clean_tokenize output directory; `mutate` edits the labeled rows in place first,
+    `adaptive` are task-adaptive texts, `report` more clean_report sections."""
     root.mkdir(parents=True, exist_ok=True)
     corpus = pd.DataFrame(
         {
@@ -61,7 +67,12 @@ def write_cleaned(
     if mutate:
         mutate(rows)
     pd.DataFrame(rows).to_parquet(root / artifacts.LABELED)
-    artifacts.write_json(root / artifacts.CLEAN_REPORT, {"tokens": {**TOKENS, **(tokens or {})}})
+    if adaptive is not None:
+        pd.DataFrame(
+            {"doc_id": [f"a{i}" for i in range(len(adaptive))], "title": "", "text": adaptive}
+        ).to_parquet(root / artifacts.TASK_ADAPTIVE)
+    clean_report = {"tokens": {**TOKENS, **(tokens or {})}, **(report or {})}
+    artifacts.write_json(root / artifacts.CLEAN_REPORT, clean_report)
     return root
 
 
@@ -98,6 +109,13 @@ def _unbalanced_train(rows):
         row["label"] = 1
 
 
+def _test_text_in_corpus(rows):
+    rows[6]["text"] = "Beta is a topic. Beta is a topic."  # 8 words, repeated inside corpus doc d2
+
+
+# A train text quoting the eleven-word test sentence (task-adaptive texts are checked too).
+QUOTE = "As my friend said, a joy to watch from the first minute to the last."
+
 # case -> (how to break the data, suite that must fail, expectation that must fail, column)
 BAD = {
     "duplicate_id": (
@@ -112,6 +130,24 @@ BAD = {
     ),
     "unbalanced": (
         dict(mutate=_unbalanced_train), "labeled", "expect_column_mean_to_be_between", "label"
+    ),
+    "contaminated_corpus": (
+        dict(mutate=_test_text_in_corpus),
+        "decontamination",
+        "expect_column_values_to_be_in_set",
+        "eval_ngrams_shared",
+    ),
+    "contaminated_adaptive": (
+        dict(adaptive=["A fine film about nothing much.", QUOTE]),
+        "decontamination",
+        "expect_column_values_to_be_in_set",
+        "eval_ngrams_shared",
+    ),
+    "long_input_ids": (
+        dict(tokens={"max_seq_len": 1}),
+        "labeled",
+        "expect_column_values_to_be_between",
+        "n_input_ids",
     ),
     "high_unk": (
         dict(tokens={"unk_rate": 0.2}), "tokens", "expect_column_values_to_be_between", "unk_rate"
@@ -175,6 +211,24 @@ def test_fail_on_error_false_reports_without_raising(tmp_path_factory):
     assert outcome["metrics"]["validate/success"] == 0.0
     assert outcome["metrics"]["validate/labeled_failed"] == 1.0
     assert outcome["report"]["labeled"]["success"] is False
+
+
+def test_decontamination_counts_are_shown_but_not_enforced_when_it_was_off(tmp_path_factory):
+    outcome = run_case(
+        tmp_path_factory, "decontamination_off", mutate=_test_text_in_corpus, report={"decontamination": {"ngram": None}}
+    )
+    assert outcome["error"] is None and outcome["report"]["decontamination"]["success"]
+
+
+def test_long_texts_pass_unless_validate_max_chars_is_set(tmp_path_factory):
+    def long_text(rows):
+        rows[0]["text"] = "a great film " * 500
+
+    assert run_case(tmp_path_factory, "long_text", mutate=long_text)["error"] is None
+    bounded = run_case(
+        tmp_path_factory, "long_text_bounded", mutate=long_text, config=ValidateConfig(max_chars=2000)
+    )
+    assert "labeled: expect_column_value_lengths_to_be_between(text)" in str(bounded["error"])
 
 
 def test_missing_input_names_the_file_and_the_fix(tmp_path):
