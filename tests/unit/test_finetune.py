@@ -29,13 +29,19 @@ def test_validation_accuracy_beats_the_majority_rate(classifier, cleaned_dir):
     assert acc > majority, f"validation accuracy {acc:.3f} is not above the majority rate {majority:.3f}"
 
 
-def test_history_records_one_evaluation_per_epoch_and_the_best_is_kept(classifier, classifier_dir, cleaned_dir):
+def test_history_records_every_evaluation_and_the_best_is_kept(classifier, classifier_dir, cleaned_dir):
+    from components.finetune.loop import eval_interval
+    from conftest import FINETUNE
+
     model, tok = classifier
     history = artifacts.read_json(classifier_dir / artifacts.HISTORY)
     evals = [h for h in history if "eval_accuracy" in h]
-    assert len(evals) == 2  # epochs in the session's config
-    assert all(math.isfinite(h["loss"]) for h in history)
     labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
+    train_rows = int((labeled.split == "train").sum())
+    every = eval_interval(FinetuneConfig.from_params(FINETUNE, "finetune"), train_rows)
+    assert every == -(-train_rows // FINETUNE["batch_size"]) == 21  # the default here: once an epoch (max_steps / 10 would be more often than every 50)
+    assert [h["step"] for h in evals] == list(range(every, history[-1]["step"] + 1, every))
+    assert all(math.isfinite(h["loss"]) and 0 <= h["eval_macro_f1"] <= 1 for h in evals)
     acc, _ = accuracy(model, labeled[labeled.split == "validation"], tok.pad_token_id)
     assert acc == pytest.approx(max(h["eval_accuracy"] for h in evals))
     assert (classifier_dir / artifacts.LOSS_CURVE).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
@@ -68,7 +74,7 @@ def test_predictions_follow_the_sentiment_words(classifier):
 
 
 def test_labels_beyond_label_names_are_a_user_error(cleaned_dir, mlm_dir, tmp_path):
-    config = FinetuneConfig.from_params({"label_names": ["only-one"], "epochs": 1}, "finetune")
+    config = FinetuneConfig.from_params({"label_names": ["only-one"], "max_steps": 1}, "finetune")
     with pytest.raises(UserError, match="finetune.label_names has 1 names") as info:
         finetune(cleaned_dir, mlm_dir, tmp_path / "out" / "classifier", config)
     assert "\n" not in str(info.value)
