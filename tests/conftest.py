@@ -45,7 +45,7 @@ MODEL = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size"
 # One torch thread: a 32-wide model gains nothing from more, and on a busy 2-core machine two
 # threads waiting on each other made these steps 5-50x slower.
 PRETRAIN = {"model": MODEL, "max_steps": 30, "batch_size": 16, "learning_rate": 2e-3, "log_every": 10, "threads": 1}
-FINETUNE = {"epochs": 2, "batch_size": 16, "learning_rate": 5e-3, "log_every": 10, "threads": 1}
+FINETUNE = {"max_steps": 40, "batch_size": 16, "learning_rates": [5e-3], "log_every": 10, "threads": 1}  # ~2 epochs of the 400 sentences
 EVALUATE = {"threads": 1}
 
 
@@ -110,7 +110,7 @@ def labeled_sentences(n: int = 400) -> list[dict]:
     """`n` short reviews, shuffled, about half positive (label 1): "A dull, weak and poor movie."
 
     Three sentiment words of one polarity per sentence make the label learnable by a 1-layer,
-    32-wide encoder in two epochs; every text is distinct, so no sentence sits in two splits.
+    32-wide encoder in two epochs (40 steps of 16); every text is distinct, so no sentence sits in two splits.
     """
     combos = [(words, label) for label, adjs in ((1, POSITIVE), (0, NEGATIVE)) for words in itertools.permutations(adjs, 3)]
     random.Random(1).shuffle(combos)

@@ -11,10 +11,10 @@ def finetune_op(config: dict, run_name: str, cleaned: Input[Dataset], mlm: Input
     """Fine-tune a sequence classifier initialised from the pretrained encoder."""
     from pathlib import Path
 
-    from components.finetune.finetune import FinetuneConfig, finetune
+    from components.finetune.finetune import SEARCH, FinetuneConfig, finetune
     from components.shared import artifacts
     from components.shared.reporting import stage_task
 
     out = Path(classifier.path)
-    with stage_task("finetune", run_name, metrics, config, files=[out / artifacts.LOSS_CURVE, out / artifacts.HISTORY], history=out / artifacts.HISTORY) as task:
+    with stage_task("finetune", run_name, metrics, config, files=[out / artifacts.LOSS_CURVE, out / artifacts.HISTORY, out / SEARCH], history=out / artifacts.HISTORY) as task:
         task.metrics = finetune(Path(cleaned.path), Path(mlm.path), out, FinetuneConfig.from_params(config, "finetune"))

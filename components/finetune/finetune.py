@@ -1,54 +1,84 @@
 """finetune: a sequence classifier initialised from the pretrained encoder.
 
-The MLM head is dropped and a fresh classification head is trained on the labeled train split;
-the epoch with the best validation accuracy is kept (early stopping without a patience knob).
-With `nproc` > 1 the stage re-launches itself under torchrun (`worker.py`), as pretrain does, and
-every rank trains on its slice of the same global batches (`train_classifier`).
+The MLM head is dropped and a fresh classification head is trained on the labeled train split
+within a step budget, validated every `eval_every` steps and stopped after `patience` validations
+without improvement, once per rate in `learning_rates`; the best weights of the best rate on
+validation are kept (`loop.py`). A randomly initialised control of the same shape gets exactly the
+same search and budget. With `nproc` > 1 the stage re-launches itself under torchrun (`worker.py`),
+as pretrain does, and every rank trains on its slice of the same global batches.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveFloat, model_validator
 
+from components.finetune import loop
+from components.finetune.batches import accuracy, collate, predict, to_device
 from components.shared import artifacts, distributed
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
-from components.shared.training import Progress, optimizer_and_schedule, require_dir, save_history, seed_everything
+from components.shared.training import require_dir, save_history, seed_everything
 
+__all__ = ["CONTROL_DIR", "SEARCH", "FinetuneConfig", "finetune", "run", "build_classifier", "accuracy", "collate", "predict", "to_device"]
 
 CONTROL_DIR = "control"  # the randomly initialised control classifier, beside the real one
+SEARCH = "search.json"  # every rate's evaluations, for the classifier and the control
 
 
 class FinetuneConfig(StageConfig):
-    epochs: int = Field(3, ge=1, description="passes over the train split")
-    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (tiny runs)")
+    max_steps: int = Field(1000, ge=1, description="step budget of each run (one run per learning rate); early stopping usually ends a run sooner")
+    eval_every: int | None = Field(None, ge=1, description="validate every N steps (and at the last); None = once an epoch, or every max_steps / 10 if sooner, but at most every 50 steps")
+    patience: int = Field(3, ge=0, description="stop a run after this many validations without improvement, keeping its best weights; 0 = always run the whole budget")
     batch_size: int = Field(32, ge=1, description="sentences per step, padded to the longest in the batch")
-    learning_rate: float = Field(1e-4, gt=0, description="peak learning rate")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps spent warming up")
+    learning_rates: list[PositiveFloat] = Field(
+        [1e-4], min_length=1, description="peak rates to try, one run each from the same initial weights and seed; the best on validation is kept (a single `learning_rate: x` means [x])"
+    )
+    select_metric: Literal["accuracy", "macro_f1"] = Field("accuracy", description="what early stopping and the rate search maximise on validation (ties: lower validation loss); macro_f1 for imbalanced or many classes")
+    class_weights: Literal["none", "balanced"] = Field("none", description="balanced: cross-entropy weighted by n_rows / (n_classes * rows of the class), counted on the train split")
+    pooling: Literal["pooler", "cls"] = Field(
+        "pooler",
+        description="pooler: BERT's pooler (dense + tanh on [CLS]) from a random init, as transformers builds it; cls: the same pooler initialised to the identity with zero bias, so the head starts on tanh([CLS]) of the pretrained encoder (it trains from there)",
+    )
+    layer_decay: float = Field(1.0, gt=0, le=1, description="layer-wise rate decay: encoder layer i of L trains at lr * decay**(L - i), embeddings decay**(L + 1), pooler and head at lr; 1.0 = off")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of max_steps spent warming up (linear decay to zero at max_steps)")
     weight_decay: float = Field(0.01, ge=0, description="AdamW decay, not applied to biases and norms")
     label_names: list[str] = Field(["negative", "positive"], description="class names, index = label id (shown by the served model)")
-    seed: int = Field(42, description="seeds the head, batch order and dropout")
+    seed: int = Field(42, description="seeds the head, batch order and dropout (the same for every rate)")
     threads: int | None = Field(None, ge=1, description="torch threads; None = all cores")
     log_every: int = Field(50, ge=1, description="progress line every N steps")
-    control: bool = Field(True, description="also fine-tune a randomly initialised encoder of the same shape with the same budget: evaluate reports the gain pretraining buys")
+    control: bool = Field(True, description="also fine-tune a randomly initialised encoder of the same shape with the same rate search and budget: evaluate reports the gain pretraining buys")
     nproc: int = Field(1, ge=1, description="data-parallel processes (torchrun; nccl on GPUs, gloo on CPUs); batch_size is the global batch over all of them")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when visible")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data):
+        """`epochs` gave way to the step budget; `learning_rate: x` still means `learning_rates: [x]`."""
+        if not isinstance(data, dict):
+            return data
+        if "epochs" in data:
+            raise ValueError("finetune.epochs is gone: the budget is finetune.max_steps (steps per run, with early stopping on validation); set max_steps instead")
+        if "learning_rate" in data:
+            if "learning_rates" in data:
+                raise ValueError("finetune.learning_rate and finetune.learning_rates are both set: keep one (learning_rates: [a, b] searches several)")
+            data = {**{k: v for k, v in data.items() if k != "learning_rate"}, "learning_rates": [data["learning_rate"]]}
+        return data
+
     @model_validator(mode="after")
-    def _batch_splits(self):
+    def _fits(self):
         if self.batch_size % self.nproc:
             raise ValueError(f"batch_size {self.batch_size} does not split into nproc {self.nproc} equal parts: make batch_size a multiple of nproc")
+        if self.eval_every and self.eval_every > self.max_steps:
+            raise ValueError(f"eval_every {self.eval_every} is beyond max_steps {self.max_steps}: validation would run only at the end; lower eval_every or leave it unset")
         return self
 
 
 def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: FinetuneConfig) -> dict:
-    """Fine-tune on the train split, keep the best epoch on validation, save model + tokenizer.
+    """Fine-tune on the train split, keep the best rate's best weights on validation, save model + tokenizer.
 
     With config.nproc > 1 (and no outer torchrun) this re-launches itself on nproc processes and
     returns rank 0's metrics."""
@@ -63,152 +93,84 @@ def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Fin
 def run(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: FinetuneConfig) -> dict:
     """The fine-tuning on this process (one of the ranks when under torchrun); rank 0 writes."""
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    from transformers import AutoTokenizer
 
     seed_everything(config.seed, config.threads)
     device = distributed.resolve_device(config.device, distributed.world(), "finetune")
     world = distributed.init(device.type)
     try:
-        labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
-        train, val = labeled[labeled.split == "train"], labeled[labeled.split == "validation"]
-        if train.empty or val.empty:
-            raise UserError(f"the labeled set has {len(train)} train and {len(val)} validation rows: both splits need rows")
-        num_labels = len(config.label_names)
-        if labeled.label.max() >= num_labels or labeled.label.min() < 0:
-            raise UserError(f"labels run from {labeled.label.min()} to {labeled.label.max()} but finetune.label_names has {num_labels} names: name every class")
+        train, val = labeled_splits(cleaned_dir, len(config.label_names))
         tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
-        hf_logging.set_verbosity_error()  # "some weights were not used": expected, the MLM head is dropped
-        labels = {"num_labels": num_labels, "id2label": dict(enumerate(config.label_names)), "label2id": {n: i for i, n in enumerate(config.label_names)}}
-        model = AutoModelForSequenceClassification.from_pretrained(pretrained_dir, **labels).to(device)
-        model, progress, best = train_classifier(model, tokenizer, train, val, config, "finetune", world)
-        metrics = {"finetune/val_accuracy": best[0], "finetune/best_step": best[2], "finetune/steps": progress.history[-1]["step"], "finetune/train_rows": len(train)}
-        control = None
-        if config.control:  # same shape, same data, same steps and seed, but no pretraining
+        model = build_classifier(pretrained_dir, config).to(device)
+        model, runs, chosen = loop.search(model, tokenizer.pad_token_id, train, val, config, "finetune", world)
+        metrics = {**search_metrics("finetune/", runs, chosen, config), "finetune/train_rows": len(train)}
+        metrics["finetune/eval_every"] = loop.eval_interval(config, len(train))
+        control = control_runs = None
+        if config.control:  # same shape, same data, same rates, steps and seed, but no pretraining
             seed_everything(config.seed, config.threads)
-            shape = AutoConfig.from_pretrained(pretrained_dir, **labels)
-            control = AutoModelForSequenceClassification.from_config(shape).to(device)
-            control, _, control_best = train_classifier(control, tokenizer, train, val, config, "finetune-control", world)
-            metrics["finetune/control_val_accuracy"] = control_best[0]
+            control = build_classifier(pretrained_dir, config, random_init=True).to(device)
+            control, control_runs, control_chosen = loop.search(control, tokenizer.pad_token_id, train, val, config, "finetune-control", world)
+            metrics.update(search_metrics("finetune/control_", control_runs, control_chosen, config))
 
         if world.is_main:
             with artifacts.staged_dir(out_dir) as tmp:
                 model.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)
-                save_history(tmp, progress.history, "fine-tuning")
+                save_history(tmp, runs[chosen].history, f"fine-tuning (lr {runs[chosen].lr:g})")
+                report = {"select_metric": config.select_metric, "classifier": {"chosen": chosen, "runs": [r.summary() for r in runs]}}
                 if control is not None:
                     control.save_pretrained(tmp / CONTROL_DIR)
                     tokenizer.save_pretrained(tmp / CONTROL_DIR)
+                    report["control"] = {"chosen": control_chosen, "runs": [r.summary() for r in control_runs]}
+                artifacts.write_json(tmp / SEARCH, report)
         return {**metrics, "finetune/threads": torch.get_num_threads(), "finetune/processes": world.size}
     finally:
         distributed.shutdown()
 
 
-def train_classifier(model, tokenizer, train: pd.DataFrame, val: pd.DataFrame, config: FinetuneConfig, name: str, world=distributed.World()):
-    """Train for the configured budget; keep the epoch with the best validation accuracy.
+def labeled_splits(cleaned_dir: Path, num_labels: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and validation rows (the test split stays untouched), checked against the label names."""
+    labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
+    train, val = labeled[labeled.split == "train"], labeled[labeled.split == "validation"]
+    if train.empty or val.empty:
+        raise UserError(f"the labeled set has {len(train)} train and {len(val)} validation rows: both splits need rows")
+    if labeled.label.max() >= num_labels or labeled.label.min() < 0:
+        raise UserError(f"labels run from {labeled.label.min()} to {labeled.label.max()} but finetune.label_names has {num_labels} names: name every class")
+    return train, val
 
-    Under DDP (world.size > 1) every rank shuffles with the same seeded generator, so all draw the
-    same global batches, and takes its slice of each (`tensor_split`: equal slices of a full
-    batch; of an epoch's short last batch, slices that differ by at most one row). Each rank's
-    summed loss is divided by the global batch's row count and multiplied by the number of ranks,
-    which DDP's gradient average cancels: the gradient is that of the global batch's mean loss,
-    as on one process. A rank whose slice of a short last batch is empty (fewer rows than ranks)
-    runs one row at weight zero, so that every rank takes part in DDP's all-reduce. Validation
-    runs on every rank over the whole split without collectives: the weights are the same on
-    every rank, so all pick the same best epoch; only rank 0 prints.
 
-    Returns (model with the best weights, progress, (best accuracy, state, step))."""
+def build_classifier(pretrained_dir: Path, config: FinetuneConfig, random_init: bool = False):
+    """A BertForSequenceClassification (any class AutoModelForSequenceClassification loads back)
+    from the pretrained encoder, or of its shape from random weights (the control), with
+    `config.pooling` applied to the fresh pooler."""
     import torch
-    import torch.distributed as dist
-    import torch.nn.functional as F
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
 
-    W = world.size
-    if config.batch_size % W:  # an outer torchrun may start more processes than finetune.nproc
-        raise UserError(f"finetune.batch_size {config.batch_size} does not split into {W} processes: make batch_size a multiple of {W}")
-    steps_per_epoch = -(-len(train) // config.batch_size)
-    total = min(config.max_steps or 10**9, steps_per_epoch * config.epochs)
-    opt, sched = optimizer_and_schedule(model, config.learning_rate, config.weight_decay, config.warmup_ratio, total)
-    progress = Progress(name, total, config.log_every, quiet=not world.is_main)
-    step_fn = model
-    if W > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        device = next(model.parameters()).device
-        step_fn = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)  # broadcasts rank 0's weights (the fresh head included) to every rank
-    g = torch.Generator().manual_seed(config.seed)
-    best = (-1.0, None, 0)
-    step = 0
-    while step < total:
-        model.train()
-        for idx in torch.randperm(len(train), generator=g).split(config.batch_size):
-            mine, weight = idx.tensor_split(W)[world.rank], 1.0
-            if not len(mine):
-                mine, weight = idx[:1], 0.0
-            batch = to_device(collate(train.iloc[mine.numpy()], tokenizer.pad_token_id), model)
-            logits = step_fn(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss_sum = F.cross_entropy(logits.float(), batch["labels"], reduction="sum") * weight
-            # The global batch's loss and token count, known to every rank (so all stop together on a divergence).
-            totals = torch.stack([loss_sum.detach().double(), batch["attention_mask"].sum().double() * weight])
-            if W > 1:
-                dist.all_reduce(totals)
-            loss, tokens = float(totals[0]) / len(idx), int(totals[1])
-            if not np.isfinite(loss):
-                raise UserError(f"fine-tuning ({name}) diverged at step {step + 1} (loss {loss}): lower finetune.learning_rate")
-            (loss_sum * (W / len(idx))).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            progress.step(step, loss, sched.get_last_lr()[0], tokens)
-            if step >= total:
-                break
-        acc, val_loss = accuracy(model, val, tokenizer.pad_token_id)
-        progress.history[-1].update(eval_loss=val_loss, eval_accuracy=acc)
-        if world.is_main:
-            print(f"[{name}] step {step}: validation accuracy {acc:.4f} loss {val_loss:.4f}", flush=True)
-        if acc > best[0]:
-            best = (acc, copy.deepcopy(model.state_dict()), step)
-    model.load_state_dict(best[1])
-    return model, progress, best
+    names = config.label_names
+    labels = {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    hf_logging.set_verbosity_error()  # "some weights were not used / newly initialized": expected, the MLM head is dropped
+    if random_init:
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(pretrained_dir, **labels))
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(pretrained_dir, **labels)
+    if config.pooling == "cls":
+        pooler = getattr(model.base_model, "pooler", None)
+        if pooler is None or not isinstance(getattr(pooler, "dense", None), torch.nn.Linear):
+            raise UserError(f"finetune.pooling=cls needs a BERT-style pooler (dense + tanh), which {type(model).__name__} lacks: set finetune.pooling=pooler")
+        with torch.no_grad():  # tanh([CLS]) at the start: the head sees the pretrained encoder's own [CLS] state
+            pooler.dense.weight.copy_(torch.eye(pooler.dense.in_features))
+            pooler.dense.bias.zero_()
+    return model
 
 
-def collate(rows: pd.DataFrame, pad_id: int) -> dict:
-    """Pad a batch of token-id arrays to its longest member; labels as a tensor when present."""
-    import torch
-
-    seqs = list(rows["input_ids"])
-    width = max(len(s) for s in seqs)
-    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(seqs), width), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)], mask[i, : len(s)] = s, 1
-    batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-    if "label" in rows:
-        batch["labels"] = torch.from_numpy(rows["label"].to_numpy(dtype=np.int64, copy=True))
-    return batch
-
-
-def to_device(batch: dict, model) -> dict:
-    """The batch's tensors on the model's device (a no-op on the CPU)."""
-    device = next(model.parameters()).device
-    return batch if device.type == "cpu" else {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def predict(model, rows: pd.DataFrame, pad_id: int, batch_size: int = 128) -> tuple[np.ndarray, float]:
-    """Class predictions and mean cross-entropy for `rows`, in eval mode without gradients."""
-    import torch
-
-    model.eval()
-    preds, losses = [], []
-    with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            out = model(**to_device(collate(rows.iloc[start : start + batch_size], pad_id), model))
-            preds.append(out.logits.argmax(-1).cpu().numpy())
-            losses.append(out.loss.item() * min(batch_size, len(rows) - start))
-    return np.concatenate(preds), float(sum(losses) / max(len(rows), 1))
-
-
-def accuracy(model, rows: pd.DataFrame, pad_id: int) -> tuple[float, float]:
-    preds, loss = predict(model, rows, pad_id)
-    return float((preds == rows["label"].to_numpy()).mean()), loss
+def search_metrics(prefix: str, runs: list, chosen: int, config: FinetuneConfig) -> dict:
+    """The chosen run's validation scores, rate and steps, and every rate's best validation score
+    (`<prefix>val_<metric>_lr<i>`, -1 where a rate diverged before its first validation)."""
+    metric, best = config.select_metric, runs[chosen].best
+    out = {f"{prefix}val_accuracy": best["accuracy"], f"{prefix}val_macro_f1": best["macro_f1"], f"{prefix}lr": runs[chosen].lr}
+    if prefix == "finetune/":  # the classifier's own run; the control's steps are in search.json
+        out |= {"finetune/best_step": best["step"], "finetune/steps": runs[chosen].summary()["steps"], "finetune/stopped_early": int(runs[chosen].stopped_early)}
+    for i, r in enumerate(runs):
+        out[f"{prefix}val_{metric}_lr{i}"] = r.best[metric] if r.best else -1.0
+    return out

@@ -23,9 +23,13 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def optimizer_and_schedule(model, lr: float, weight_decay: float, warmup_ratio: float, total_steps: int, schedule: str = "linear", fused: bool = False):
+def optimizer_and_schedule(model, lr: float, weight_decay: float, warmup_ratio: float, total_steps: int, schedule: str = "linear", fused: bool = False, layer_decay: float = 1.0):
     """AdamW without decay on biases and LayerNorm, linear warm-up then linear (or cosine) decay to zero.
 
+    `layer_decay` < 1 (layer-wise learning-rate decay, as in ELECTRA and BEiT): the encoder's layer
+    i of L (0-based) trains at lr * layer_decay**(L - i), the embeddings at lr * layer_decay**(L + 1),
+    and everything else (pooler, heads) at the full rate (`layer_depth`); 1.0 gives exactly the two
+    groups of before. Groups are ordered by rate, highest first, so `get_last_lr()[0]` is the head's.
     `fused`: one kernel over all parameters, on CUDA and (torch >= 2.4) on CPU too, where it
     measured 3-4x faster than the multi-tensor `foreach` path (demo sizes 1.4 vs 4.7 ms a step,
     small 11 vs 48 ms; 1 thread, interleaved). `foreach` stays the default for finetune.
@@ -33,15 +37,34 @@ def optimizer_and_schedule(model, lr: float, weight_decay: float, warmup_ratio: 
     import torch
     from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
-    decay, no_decay = [], []
+    groups: dict[tuple[int, bool], list] = {}
+    num_layers = getattr(model.config, "num_hidden_layers", 0) if layer_decay != 1.0 else 0
+    if layer_decay != 1.0 and not num_layers:
+        raise UserError(f"layer_decay {layer_decay} needs a model whose config has num_hidden_layers: set layer_decay to 1.0")
     for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        depth = layer_depth(name, num_layers) if num_layers else 0
+        groups.setdefault((depth, p.ndim < 2), []).append(p)
+    params = [
+        {"params": ps, "weight_decay": 0.0 if no_decay else weight_decay, "lr": lr * layer_decay**depth}
+        for (depth, no_decay), ps in sorted(groups.items())
+    ]
     impl = {"fused": True} if fused else {"foreach": True}
-    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, **impl)
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), eps=1e-6, **impl)
     make = get_cosine_schedule_with_warmup if schedule == "cosine" else get_linear_schedule_with_warmup
     sched = make(opt, int(warmup_ratio * total_steps), total_steps)
     return opt, sched
+
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """How many layers a parameter sits below the top: L + 1 for embeddings, L - i for encoder
+    layer i (`...encoder.layer.<i>.`), 0 for the rest (pooler, heads)."""
+    parts = name.split(".")
+    if "embeddings" in parts:
+        return num_layers + 1
+    for a, b, c in zip(parts, parts[1:], parts[2:]):
+        if a == "encoder" and b == "layer" and c.isdigit():
+            return num_layers - int(c)
+    return 0
 
 
 class Progress:

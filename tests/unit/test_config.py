@@ -40,6 +40,9 @@ def test_every_preset_validates_and_each_section_rebuilds_its_stage_config(prese
         ("pretrain.model.num_heads=3", "hidden_size 32 is not divisible by num_heads 3"),
         ("finetune.label_names=[a, b, c]", "finetune.label_names names 3 classes but validate.labels allows 2"),
         ("validate.min_doc_chars=500", "validate's length bounds are stricter than what clean_tokenize keeps"),
+        ("finetune.learning_rate=1e-4", "finetune.learning_rate and finetune.learning_rates are both set: keep one"),
+        ("finetune.epochs=3", "finetune.epochs is gone: the budget is finetune.max_steps"),
+        ("finetune.eval_every=31", "eval_every 31 is beyond max_steps 30"),
     ],
 )
 def test_sections_that_disagree_fail_before_anything_runs(override, needle):
@@ -69,7 +72,7 @@ def test_overrides_are_parsed_as_typed_values():
         [
             "pretrain.max_steps=50",
             "pretrain.learning_rate=1e-3",  # PyYAML reads this as a string; the config still gets a float
-            "finetune.learning_rate=2.5e-4",
+            "finetune.learning_rates=[2.5e-4, 1e-3]",
             "clean_tokenize.lowercase=false",
             "finetune.label_names=[bad, good]",
             "pretrain.model.hidden_size=64",
@@ -80,7 +83,7 @@ def test_overrides_are_parsed_as_typed_values():
     )
     assert config.pretrain.max_steps == 50 and type(config.pretrain.max_steps) is int
     assert config.pretrain.learning_rate == 1e-3 and type(config.pretrain.learning_rate) is float
-    assert config.finetune.learning_rate == 2.5e-4
+    assert config.finetune.learning_rates == [2.5e-4, 1e-3] and all(type(r) is float for r in config.finetune.learning_rates)
     assert config.clean_tokenize.lowercase is False
     assert config.finetune.label_names == ["bad", "good"]
     assert config.stage("register").alias == "staging"
@@ -134,6 +137,10 @@ def test_unknown_key_names_the_dotted_key(override, key):
         ("clean_tokenize.lowercase=maybe", "clean_tokenize.lowercase"),
         ("clean_tokenize.normalization=NFD", "clean_tokenize.normalization"),
         ("finetune.label_names=positive", "finetune.label_names"),
+        ("finetune.learning_rates=[]", "finetune.learning_rates"),
+        ("finetune.learning_rates=[0.001, -1]", "finetune.learning_rates.1"),
+        ("finetune.pooling=mean", "finetune.pooling"),
+        ("finetune.layer_decay=1.5", "finetune.layer_decay"),
         ("validate.min_class_fraction=0.9", "validate.min_class_fraction"),
         ("register.model_name=", "register.model_name"),
         ("ingest.source=s3", "ingest.source"),
@@ -172,3 +179,11 @@ def test_a_preset_path_loads_and_bad_yaml_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="unknown config key 'pretrain.max_step'"):
         (tmp_path / "typo.yaml").write_text("pretrain:\n  max_step: 3\n")
         load_config(str(tmp_path / "typo.yaml"))
+
+
+def test_tiny_fine_tunes_in_a_few_dozen_steps():
+    """The whole tiny pipeline stays at ~1 min: one rate, a short budget, for the classifier and the control."""
+    ft = load_config("tiny").finetune
+    assert len(ft.learning_rates) * ft.max_steps * (1 + ft.control) <= 60
+    # The old single-rate key still works where no list is given, as a one-rate search.
+    assert PipelineConfig.model_validate({"finetune": {"learning_rate": 3e-4}}).finetune.learning_rates == [3e-4]

@@ -3,9 +3,12 @@
 Both compute the gradient of the same global batch (same shuffle on every rank; each rank takes
 its slice), so they differ only in the order floats are summed. The train split is cut to
 2 x batch_size + 1 rows, so each epoch ends on a one-row batch: rank 1's slice of it is empty
-and it runs a row at weight zero. Dropout is off: its masks come from each process's own
-generator and would legitimately differ.
-Measured on this machine (6 steps, 2 epochs, tiny model, fp32): max |w2 - w1| = 1.0e-8 (classifier), 6.0e-8 (control);
+and it runs a row at weight zero. The cut is imbalanced (24:9) and the loss class-weighted
+(balanced), so each rank's slice carries a different share of the global batch's weight: the
+loss must be normalised by the global sum of weights, not per rank. Two rates are searched, so
+the second run starts again from the first's initial weights inside the same DDP wrapper.
+Dropout is off: its masks come from each process's own generator and would legitimately differ.
+Measured on this machine (2 rates x 6 steps, 2 epochs, tiny model, fp32, class-weighted): max |w2 - w1| = 1.2e-7 (classifier), 1.2e-7 (control);
 the logged losses and validation accuracies agree.
 """
 
@@ -17,24 +20,26 @@ import shutil
 import pandas as pd
 import pytest
 
-from components.finetune.finetune import CONTROL_DIR, FinetuneConfig, finetune
+from components.finetune.finetune import CONTROL_DIR, SEARCH, FinetuneConfig, finetune
 from components.shared import artifacts
 from components.shared.errors import UserError
 from model_weights import max_diff, weights
 
 BATCH = 16
-PARAMS = {"epochs": 2, "batch_size": BATCH, "learning_rate": 5e-3, "log_every": 10, "threads": 1, "seed": 3}
+PARAMS = {"max_steps": 6, "eval_every": 3, "batch_size": BATCH, "learning_rates": [5e-3, 1e-2], "class_weights": "balanced", "log_every": 10, "threads": 1, "seed": 3}
 TOLERANCE = 1e-4  # max abs difference of any weight (classifier and control) and of any logged loss
 
 
 @pytest.fixture(scope="module")
 def inputs(cleaned_dir, mlm_dir, tmp_path_factory):
-    """A labeled set with 2 x BATCH + 1 train rows, and the session's encoder without dropout."""
+    """A labeled set with 2 x BATCH + 1 train rows (24 positive, 9 negative), and the session's encoder without dropout."""
     root = tmp_path_factory.mktemp("ft-ddp")
     labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
     train, val = labeled[labeled.split == "train"], labeled[labeled.split == "validation"]
+    train = pd.concat([train[train.label == 1].iloc[:24], train[train.label == 0].iloc[:9]]).sample(frac=1, random_state=0)
+    assert len(train) == 2 * BATCH + 1
     (root / "cleaned").mkdir()
-    pd.concat([train.iloc[: 2 * BATCH + 1], val]).to_parquet(root / "cleaned" / artifacts.LABELED)
+    pd.concat([train, val]).to_parquet(root / "cleaned" / artifacts.LABELED)
     mlm = shutil.copytree(mlm_dir, root / "mlm")
     config = json.loads((mlm / "config.json").read_text())
     (mlm / "config.json").write_text(json.dumps({**config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}))
@@ -61,8 +66,13 @@ def test_two_gloo_processes_match_one(inputs, single, tmp_path):
     assert [h["step"] for h in h1] == [h["step"] for h in h2]
     assert max(abs(x["loss"] - y["loss"]) for x, y in zip(h1, h2)) < TOLERANCE  # rank 0 logs the global batch's loss
     assert [h.get("eval_accuracy") for h in h1] == [h.get("eval_accuracy") for h in h2]
-    for key in ("finetune/val_accuracy", "finetune/control_val_accuracy", "finetune/best_step"):
+    for key in ("finetune/val_accuracy", "finetune/control_val_accuracy", "finetune/best_step", "finetune/lr", "finetune/control_lr", "finetune/val_accuracy_lr1"):
         assert metrics[key] == one_metrics[key]
+    s1, s2 = (artifacts.read_json(d / SEARCH) for d in (one, two))
+    for part in ("classifier", "control"):
+        assert [r["steps"] for r in s1[part]["runs"]] == [6, 6] and s1[part]["chosen"] == s2[part]["chosen"]
+        losses = [(e1["loss"], e2["loss"]) for r1, r2 in zip(s1[part]["runs"], s2[part]["runs"]) for e1, e2 in zip(r1["evaluations"], r2["evaluations"])]
+        assert len(losses) == 4 and max(abs(a - b) for a, b in losses) < TOLERANCE
     from transformers import AutoModelForMaskedLM
 
     start = AutoModelForMaskedLM.from_pretrained(inputs[1]).bert.embeddings.word_embeddings.weight.detach()
@@ -89,7 +99,7 @@ def test_cuda_without_a_gpu_is_one_clear_line(cleaned_dir, mlm_dir, tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible: finetune.device=cuda is valid here")
-    config = FinetuneConfig.from_params({"epochs": 1, "batch_size": 16, "device": "cuda"}, "finetune")
+    config = FinetuneConfig.from_params({"max_steps": 1, "batch_size": 16, "device": "cuda"}, "finetune")
     with pytest.raises(UserError, match=r"^finetune\.device is cuda but no CUDA device is visible: set finetune\.device=cpu or auto$"):
         finetune(cleaned_dir, mlm_dir, tmp_path / "out", config)
     assert not (tmp_path / "out").exists()
