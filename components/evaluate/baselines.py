@@ -65,13 +65,12 @@ def tfidf_logreg(
     train_texts: Sequence[str], train_labels: Sequence[int], val_texts: Sequence[str], val_labels: Sequence[int], test_texts: Sequence[str], seed: int,
 ) -> tuple[np.ndarray, dict]:
     """Fit TF-IDF + logistic regression on train for each point of GRID, keep the one with the
-    best validation accuracy (the first on ties), predict test. Returns (test predictions, what
+    best validation accuracy (the first, i.e. simplest, on ties), predict test. Returns (test predictions, what
     was chosen: C, n-gram range, analyzer, class weight, validation accuracy of every candidate)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
-
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     y_train, y_val = np.asarray(train_labels), np.asarray(val_labels)
     if len(np.unique(y_train)) < 2:  # nothing to separate: the majority class is all it can say
