@@ -75,6 +75,8 @@ class PipelineConfig(BaseModel):
             gpus, nproc = self.cluster.placement(name).accelerator_count, self.stage(name).nproc
             if gpus and nproc != gpus:
                 raise ValueError(f"{name}.nproc is {nproc} but cluster.stages.{name}.accelerator_count is {gpus}: one process per GPU, make them equal")
+        if self.evaluate.gate.baseline == "control" and not self.finetune.control:
+            raise ValueError("evaluate.gate.baseline is control but finetune.control is false, so no control is trained: set finetune.control: true or choose another baseline")
         if len(self.finetune.label_names) != len(val.labels):
             raise ValueError(f"finetune.label_names names {len(self.finetune.label_names)} classes but validate.labels allows {len(val.labels)}: make them match")
         # clean_tokenize keeps long labeled texts (their tokens are truncated), so a validate.max_chars

@@ -21,6 +21,7 @@ SUMMARY_METRICS = [
     ("accuracy", "eval/accuracy"),
     ("macro-F1", "eval/macro_f1"),
     ("majority baseline accuracy", "eval/baseline_majority_accuracy"),
+    ("TF-IDF + LR baseline accuracy", "eval/baseline_tfidf_accuracy"),
     ("random-init control accuracy", "eval/control_accuracy"),
     ("held-out MLM perplexity", "eval/perplexity"),
     ("pretrain final loss", "pretrain/final_loss"),

@@ -1,7 +1,8 @@
 """evaluate: test-split accuracy, macro-F1 and confusion matrix, held-out MLM perplexity, baselines.
 
-The majority-class baseline (the most frequent train label, predicted for every test sentence)
-stands beside every score: a classifier that does not beat it has learned nothing.
+Two baselines (components/evaluate/baselines.py) stand beside every score: the majority class (a
+classifier that does not beat it has learned nothing) and TF-IDF + logistic regression, tuned on
+the validation split (a pretrained encoder that does not beat it has not yet earned its cost).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.shards import open_blocks
 from components.shared.training import require_dir
+from components.evaluate.baselines import describe_tfidf, majority_label, tfidf_logreg
 from components.evaluate.gate import GateConfig, render_markdown
 from components.evaluate.gate import plot as plot_gate
 
@@ -48,21 +50,27 @@ def evaluate(
     if config.threads:
         torch.set_num_threads(config.threads)
     labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
-    train, test = labeled[labeled.split == "train"], labeled[labeled.split == "test"]
-    if test.empty:
-        raise UserError("the labeled set has no test rows: nothing to evaluate on (check the split column)")
+    train, val, test = (labeled[labeled.split == s] for s in ("train", "validation", "test"))
+    if test.empty or val.empty:
+        raise UserError(f"the labeled set has {len(val)} validation and {len(test)} test rows: both splits need rows (check the split column)")
     model = AutoModelForSequenceClassification.from_pretrained(require_dir(classifier_dir, "classifier", "finetune"))
     preds, test_loss = predict(model, test, model.config.pad_token_id, config.batch_size)
     y = test["label"].to_numpy()
     labels = sorted(labeled["label"].unique().tolist())
-    majority = int(train["label"].mode().iloc[0])
+    majority_preds = np.full_like(y, majority_label(train["label"]))
+    tfidf_preds, tfidf_params = tfidf_logreg(train["text"].tolist(), train["label"].to_numpy(), val["text"].tolist(), val["label"].to_numpy(), test["text"].tolist(), config.seed)
+    macro_f1 = lambda p: float(f1_score(y, p, labels=labels, average="macro", zero_division=0))  # noqa: E731
     cm = confusion_matrix(y, preds, labels=labels)
     report = {
         "accuracy": float((preds == y).mean()),
-        "macro_f1": float(f1_score(y, preds, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": macro_f1(preds),
         "test_loss": test_loss,
-        "baseline_majority_accuracy": float((y == majority).mean()),
-        "baseline_majority_macro_f1": float(f1_score(y, np.full_like(y, majority), labels=labels, average="macro", zero_division=0)),
+        "baseline_majority_accuracy": float((majority_preds == y).mean()),
+        "baseline_majority_macro_f1": macro_f1(majority_preds),
+        "baseline_tfidf_accuracy": float((tfidf_preds == y).mean()),
+        "baseline_tfidf_macro_f1": macro_f1(tfidf_preds),
+        "baseline_tfidf_params": tfidf_params,  # the settings chosen on validation: a dict, not a metric
+        "baseline_tfidf_chosen": describe_tfidf(tfidf_params),  # the same in one line, for the page and the model card
         "perplexity": mlm_perplexity(require_dir(pretrained_dir, "pretrained model", "pretrain"), cleaned_dir, config),
         "labels": labels,
         "label_names": [model.config.id2label.get(i, str(i)) for i in labels],
@@ -70,7 +78,9 @@ def evaluate(
         "n_test": int(len(test)),
     }
     report["gain_over_majority"] = report["accuracy"] - report["baseline_majority_accuracy"]
-    gate = run_gate(config, model_name, champion_alias, test, y, preds, np.full_like(y, majority), Path(classifier_dir), len(labels), report)
+    report["gain_over_tfidf"] = report["accuracy"] - report["baseline_tfidf_accuracy"]
+    baselines = {"vs_majority": majority_preds, "vs_tfidf": tfidf_preds}
+    gate = run_gate(config, model_name, champion_alias, test, y, preds, baselines, Path(classifier_dir), len(labels))
     report["gate_passed"] = int(gate["passed"])
     if gate.get("vs_control"):
         report["control_accuracy"] = gate["vs_control"]["accuracy"]["other"]
@@ -92,16 +102,17 @@ def evaluate(
     return {f"eval/{k}": v for k, v in report.items() if isinstance(v, (int, float))}
 
 
-def run_gate(config: EvaluateConfig, model_name: str | None, champion_alias: str, test: pd.DataFrame, y, preds, majority_preds, classifier_dir: Path, n_classes: int, report: dict) -> dict:
-    """Compare with the champion, the random-init control and the majority baseline; decide."""
+def run_gate(config: EvaluateConfig, model_name: str | None, champion_alias: str, test: pd.DataFrame, y, preds, baselines: dict, classifier_dir: Path, n_classes: int) -> dict:
+    """Compare with the champion, the random-init control and the baselines (`baselines`: gate
+    key -> test predictions); decide."""
     from transformers import AutoModelForSequenceClassification
 
-    from components.evaluate.gate import champion_predictions, compare, decide
+    from components.evaluate.gate import champion_predictions, choose_baseline, compare, decide
     from components.finetune.finetune import CONTROL_DIR, predict
 
     rules = config.gate
     gate = {"rules": rules.model_dump(), "confidence": rules.confidence, "n_test": int(len(y)), "champion": None, "vs_champion": None, "vs_control": None}
-    gate["vs_majority"] = compare(y, preds, majority_preds, n_classes, rules)
+    gate |= {key: compare(y, preds, other, n_classes, rules) for key, other in baselines.items()}
     if (classifier_dir / CONTROL_DIR).is_dir():
         control = AutoModelForSequenceClassification.from_pretrained(classifier_dir / CONTROL_DIR)
         gate["vs_control"] = compare(y, preds, predict(control, test, control.config.pad_token_id, config.batch_size)[0], n_classes, rules)
@@ -109,7 +120,8 @@ def run_gate(config: EvaluateConfig, model_name: str | None, champion_alias: str
     if found:
         gate["champion"], champion_preds = found
         gate["vs_champion"] = compare(y, preds, champion_preds, n_classes, rules)
-    return {**gate, **decide(rules, gate["champion"], gate["vs_champion"], report["gain_over_majority"])}
+    gate["baseline"] = None if found else choose_baseline(rules, gate)  # with a champion, the champion decides
+    return {**gate, **decide(rules, gate["champion"], gate["vs_champion"], gate["baseline"])}
 
 
 def mlm_perplexity(pretrained_dir: Path, cleaned_dir: Path, config: EvaluateConfig) -> float:
@@ -142,8 +154,8 @@ def render_html(report: dict, gate: dict, confusion_png: Path, gate_png: Path) -
     import html
 
     rows = [
-        ("test accuracy", report["accuracy"], report["baseline_majority_accuracy"], report.get("control_accuracy"), report.get("champion_accuracy")),
-        ("test macro-F1", report["macro_f1"], report["baseline_majority_macro_f1"], _other(gate, "vs_control"), _other(gate, "vs_champion")),
+        ("test accuracy", report["accuracy"], report["baseline_majority_accuracy"], report["baseline_tfidf_accuracy"], report.get("control_accuracy"), report.get("champion_accuracy")),
+        ("test macro-F1", report["macro_f1"], report["baseline_majority_macro_f1"], report["baseline_tfidf_macro_f1"], _other(gate, "vs_control"), _other(gate, "vs_champion")),
     ]
     cell = lambda v: f"{v:.4f}" if v is not None else "&ndash;"  # noqa: E731
     table = "".join(f"<tr><td>{name}</td>{''.join(f'<td>{cell(v)}</td>' for v in values)}</tr>" for name, *values in rows)
@@ -153,9 +165,10 @@ def render_html(report: dict, gate: dict, confusion_png: Path, gate_png: Path) -
     return (
         "<html><body style='font-family:sans-serif'><h2>LMForge evaluation</h2>"
         f"<p style='color:{colour}'><b>{html.escape(gate['summary'])}</b></p><ul>{reasons}</ul>"
-        "<table border='1' cellpadding='4'><tr><th>metric</th><th>model</th><th>majority baseline</th><th>random-init control</th><th>champion</th></tr>"
+        "<table border='1' cellpadding='4'><tr><th>metric</th><th>model</th><th>majority baseline</th><th>TF-IDF + LR</th><th>random-init control</th><th>champion</th></tr>"
         f"{table}</table>"
-        f"<p>held-out masked-LM perplexity: {report['perplexity']:.1f} &middot; test sentences: {report['n_test']}</p>"
+        f"<p>held-out masked-LM perplexity: {report['perplexity']:.1f} &middot; test sentences: {report['n_test']} &middot; "
+        f"TF-IDF + LR chosen on validation: {html.escape(report['baseline_tfidf_chosen'])}</p>"
         f"<img alt='gate' src='data:image/png;base64,{images[0]}'/><br/>"
         f"<img alt='confusion matrix' src='data:image/png;base64,{images[1]}'/></body></html>\n"
     )

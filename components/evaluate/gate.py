@@ -14,7 +14,12 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from components.shared.errors import UserError
+
 Metric = Literal["accuracy", "macro_f1"]
+Baseline = Literal["majority", "tfidf", "control", "strongest"]
+# gate.json key and the name people read, per baseline, in the order `strongest` prefers on ties
+BASELINES = {"majority": ("vs_majority", "majority baseline"), "tfidf": ("vs_tfidf", "TF-IDF + LR baseline"), "control": ("vs_control", "random-init control")}
 
 
 class GateConfig(BaseModel):
@@ -23,7 +28,11 @@ class GateConfig(BaseModel):
     metrics: list[Metric] = Field(["accuracy", "macro_f1"], min_length=1, description="gated metrics; the first is the one that must improve")
     min_improvement: float = Field(0.0, description="the first metric must beat the champion by at least this (point estimate; 0 = not worse)")
     tolerance: dict[str, float] = Field({"accuracy": 0.01, "macro_f1": 0.01}, description="no gated metric may fall more than this below the champion's")
-    min_gain_over_baseline: float = Field(0.02, description="with no champion yet: accuracy must beat the majority baseline by this")
+    min_gain_over_baseline: float = Field(0.02, description="with no champion yet: accuracy must beat `baseline` by this")
+    baseline: Baseline = Field(
+        "majority", description="what a first model (no champion yet) is judged against: majority, tfidf (TF-IDF + logistic regression), "
+        "control (the random-init control; needs finetune.control) or strongest (whichever of them scores the highest test accuracy in this run)",
+    )
     bootstrap_samples: int = Field(1000, ge=100, description="paired bootstrap resamples of the test split")
     confidence: float = Field(0.95, gt=0.5, lt=1, description="two-sided level of the reported intervals")
     seed: int = Field(2024, description="fixes the bootstrap resamples: the same models give the same report")
@@ -70,14 +79,32 @@ def compare(y: np.ndarray, new: np.ndarray, other: np.ndarray, n_classes: int, c
     return out
 
 
-def decide(config: GateConfig, champion: dict | None, vs_champion: dict | None, gain_over_majority: float) -> dict:
-    """Apply the preset's rules. Returns {'passed', 'reasons', 'summary'}; reasons say what failed."""
+def choose_baseline(config: GateConfig, comparisons: dict) -> dict:
+    """The baseline a first model is judged against: `config.baseline`, or for `strongest` the
+    available one with the highest test accuracy. `comparisons` maps gate.json keys (vs_majority,
+    vs_tfidf, vs_control) to `compare` results or None. Returns {'key', 'title', 'accuracy', 'gain', 'why'}."""
+    found = {name: comparisons[key] for name, (key, _) in BASELINES.items() if comparisons.get(key)}
+    if config.baseline == "strongest":
+        name = max(found, key=lambda n: found[n]["accuracy"]["other"])  # the first of BASELINES on ties
+    elif config.baseline not in found:  # only the control is optional
+        raise UserError("evaluate.gate.baseline is control but finetune trained no control: set finetune.control: true or choose another evaluate.gate.baseline")
+    else:
+        name = config.baseline
+    title, acc = BASELINES[name][1], found[name]["accuracy"]
+    why = f"the strongest baseline, the {title} (test accuracy {acc['other']:.4f})" if config.baseline == "strongest" else f"the {title}"
+    return {"key": name, "title": title, "accuracy": acc["other"], "gain": acc["diff"], "why": why}
+
+
+def decide(config: GateConfig, champion: dict | None, vs_champion: dict | None, baseline: dict) -> dict:
+    """Apply the preset's rules; `baseline` (from choose_baseline) decides when there is no
+    champion yet. Returns {'passed', 'reasons', 'summary'}; reasons say what failed."""
     reasons = []
     if vs_champion is None:
-        if gain_over_majority < config.min_gain_over_baseline:
-            reasons.append(f"accuracy beats the majority baseline by {gain_over_majority:+.4f}, less than the required {config.min_gain_over_baseline:+.4f}")
-        against = "no champion yet: judged against the majority baseline"
-        detail = f"accuracy {gain_over_majority:+.4f} over the majority baseline"
+        gain, title = baseline["gain"], baseline["title"]
+        if gain < config.min_gain_over_baseline:
+            reasons.append(f"accuracy beats the {title} by {gain:+.4f}, less than the required {config.min_gain_over_baseline:+.4f}")
+        against = f"no champion yet: judged against {baseline['why']}"
+        detail = f"accuracy {gain:+.4f} over the {title}"
     else:
         first = config.metrics[0]
         if vs_champion[first]["diff"] < config.min_improvement:
@@ -127,8 +154,9 @@ def render_markdown(gate: dict, picture: str) -> str:
     conf = int(round(gate["confidence"] * 100))
     lines = [f"# Promotion gate: {'PASSED' if gate['passed'] else 'FAILED'}", "", gate["summary"], ""]
     lines += [f"- {r}" for r in gate["reasons"]] + ([""] if gate["reasons"] else [])
-    lines += [f"Rules: metrics {', '.join(gate['rules']['metrics'])}; first must improve by >= {gate['rules']['min_improvement']}; "
-              f"tolerances {gate['rules']['tolerance']}; without a champion, accuracy over majority >= {gate['rules']['min_gain_over_baseline']}.", ""]
+    rules = gate["rules"]
+    lines += [f"Rules: metrics {', '.join(rules['metrics'])}; first must improve by >= {rules['min_improvement']}; tolerances {rules['tolerance']}; "
+              f"without a champion, accuracy over the baseline (evaluate.gate.baseline: {rules.get('baseline', 'majority')}) >= {rules['min_gain_over_baseline']}.", ""]
     lines += [f"| comparison | metric | new | other | difference | {conf}% interval |", "|---|---|---|---|---|---|"]
     for title, block in _comparisons(gate):
         for m, v in block.items():
@@ -165,4 +193,6 @@ def _comparisons(gate: dict):
         yield f"vs champion v{gate['champion']['version']}", gate["vs_champion"]
     if gate.get("vs_control"):
         yield "vs random-init control", gate["vs_control"]
+    if gate.get("vs_tfidf"):
+        yield "vs TF-IDF + LR", gate["vs_tfidf"]
     yield "vs majority baseline", gate["vs_majority"]

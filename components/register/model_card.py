@@ -51,14 +51,16 @@ def model_card(model_name: str, version: str, report: dict, gate: dict, tags: di
         "",
         "## Metrics (test split)",
         "",
-        "| metric | this model | majority baseline | random-init control | champion |",
-        "|---|---|---|---|---|",
+        "| metric | this model | majority baseline | TF-IDF + LR | random-init control | champion |",
+        "|---|---|---|---|---|---|",
     ]
     for m in ("accuracy", "macro_f1"):
-        control = gate["vs_control"][m]["other"] if gate.get("vs_control") else None
-        champion = gate["vs_champion"][m]["other"] if gate.get("vs_champion") else None
-        lines.append(f"| {m} | {report[m]:.4f} | {gate['vs_majority'][m]['other']:.4f} | {_fmt(control)} | {_fmt(champion)} |")
-    lines += ["", f"Held-out masked-LM perplexity {report['perplexity']:.1f}; {report['n_test']} test sentences.", ""]
+        others = [gate[key][m]["other"] if gate.get(key) else None for key in ("vs_majority", "vs_tfidf", "vs_control", "vs_champion")]
+        lines.append(f"| {m} | {report[m]:.4f} | " + " | ".join(_fmt(v) for v in others) + " |")
+    lines += ["", f"Held-out masked-LM perplexity {report['perplexity']:.1f}; {report['n_test']} test sentences."]
+    if report.get("baseline_tfidf_chosen"):  # written by evaluate since the TF-IDF baseline exists
+        lines.append(f"TF-IDF + LR trained on the train split, its settings chosen on validation: {report['baseline_tfidf_chosen']}.")
+    lines.append("")
     lines += ["## Gate", "", gate["summary"], ""] + [f"- {r}" for r in gate["reasons"]] + ["", "## Limits", ""] + [f"- {x}" for x in LIMITS]
     lines += ["", "## Lineage", "", "| tag | value |", "|---|---|"] + [f"| {k} | `{v}` |" for k, v in sorted(tags.items()) if k != "lmforge.gate_summary"]
     return "\n".join(lines) + "\n"

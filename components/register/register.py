@@ -86,7 +86,9 @@ def register(
 
 
 # Scores copied onto the version as tags, so `lmforge models list` needs no run look-ups.
-METRIC_TAGS = ("accuracy", "macro_f1", "baseline_majority_accuracy", "perplexity", "control_accuracy", "pretraining_gain", "gain_over_champion")
+METRIC_TAGS = (
+    "accuracy", "macro_f1", "baseline_majority_accuracy", "baseline_tfidf_accuracy", "perplexity", "control_accuracy", "pretraining_gain", "gain_over_tfidf", "gain_over_champion",
+)
 
 
 def _version_for_run(client, config: RegisterConfig, run_name: str, parent: str, classifier_dir: Path, tags: dict, metric_tags: dict) -> tuple[str, bool]:

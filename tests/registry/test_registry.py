@@ -150,7 +150,7 @@ def test_unknown_model_or_version_names_it_and_how_to_list(make_version, model_n
 
 
 def test_list_shows_versions_aliases_gate_and_metrics(make_version, model_name):
-    v1 = make_version(accuracy=0.7283, macro_f1=0.7277, baseline_majority_accuracy=0.5079, perplexity=867.35)
+    v1 = make_version(accuracy=0.7283, macro_f1=0.7277, baseline_majority_accuracy=0.5079, baseline_tfidf_accuracy=0.7731, perplexity=867.35)
     v2 = make_version(gate="failed", accuracy=0.61, data_rev="fedcba9876543210")
     registry.promote(model_name, v1)
     registry.move_alias(model_name, "challenger", v2, reason="registered", gate="failed", action="register")
@@ -159,6 +159,7 @@ def test_list_shows_versions_aliases_gate_and_metrics(make_version, model_name):
     one, two = rows
     assert (one["version"], one["aliases"], one["gate"], one["accuracy"], one["macro_f1"]) == (v1, ["champion"], "passed", 0.7283, 0.7277)
     assert (one["baseline_majority_accuracy"], one["perplexity"], one["data_rev"]) == (0.5079, 867.35, "01234567")
+    assert (one["baseline_tfidf_accuracy"], two["baseline_tfidf_accuracy"]) == (0.7731, None)  # v2 predates the tag
     assert (two["version"], two["aliases"], two["gate"], two["accuracy"], two["macro_f1"], two["data_rev"]) == (v2, ["challenger"], "failed", 0.61, None, "fedcba98")
     assert one["run_name"].startswith("lmforge-tiny-") and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", one["created"])
 

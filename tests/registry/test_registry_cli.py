@@ -31,7 +31,7 @@ def cells(table: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("backend", ["server"], indirect=True)
 def test_promote_rollback_history_and_list_through_the_cli(make_version, backend, model_name, tmp_path):
-    v1 = make_version(accuracy=0.7283, macro_f1=0.7277, baseline_majority_accuracy=0.5079, perplexity=867.35)
+    v1 = make_version(accuracy=0.7283, macro_f1=0.7277, baseline_majority_accuracy=0.5079, baseline_tfidf_accuracy=0.7731, perplexity=867.35)
     v2 = make_version(gate="failed", summary="accuracy -0.031 [-0.052, -0.010] vs champion")
     run = lambda *args: lmforge(backend, tmp_path, *args)  # noqa: E731
 
@@ -64,10 +64,10 @@ def test_promote_rollback_history_and_list_through_the_cli(make_version, backend
     listing = run("models", "list", model_name)
     assert listing.returncode == 0, listing.stderr
     header, *rows = cells(listing.stdout)
-    assert header == ["model", "version", "aliases", "created (UTC)", "gate", "accuracy", "macro-F1", "majority", "perplexity", "data rev", "run"]
-    assert [r[:10] for r in rows] == [
-        [model_name, v1, "@champion", rows[0][3], "passed", "0.7283", "0.7277", "0.5079", "867.4", "01234567"],
-        [model_name, v2, "-", rows[1][3], "failed", "0.7500", "-", "-", "-", "01234567"],
+    assert header == ["model", "version", "aliases", "created (UTC)", "gate", "accuracy", "macro-F1", "majority", "TF-IDF", "perplexity", "data rev", "run"]
+    assert [r[:11] for r in rows] == [
+        [model_name, v1, "@champion", rows[0][3], "passed", "0.7283", "0.7277", "0.5079", "0.7731", "867.4", "01234567"],
+        [model_name, v2, "-", rows[1][3], "failed", "0.7500", "-", "-", "-", "-", "01234567"],
     ]  # fmt: skip
     everything = run("models", "list")
     assert everything.returncode == 0 and sum(model_name in line for line in everything.stdout.splitlines()) == 2
@@ -91,3 +91,14 @@ def test_tracking_server_down_is_one_line_and_records_nothing(args, tmp_path):
         "error: MLflow tracking at http://***@127.0.0.1:9 failed (unreachable): start the server, or unset MLFLOW_TRACKING_URI for the local sqlite store"
     ]
     assert list(tmp_path.iterdir()) == [], "no local store or artifacts written instead"
+
+
+def test_versions_table_has_a_tfidf_column_and_a_dash_for_older_versions():
+    from pipelines.registry_commands import versions_table
+
+    row = {"model": "m", "version": "1", "aliases": ["champion"], "created": "2026-11-28 16:36", "gate": "passed", "accuracy": 0.7218,
+           "macro_f1": 0.7205, "baseline_majority_accuracy": 0.5079, "baseline_tfidf_accuracy": 0.7731, "perplexity": 843.1, "data_rev": "455a7231", "run_name": "r1"}  # fmt: skip
+    older = {**row, "version": "2", "aliases": [], "baseline_tfidf_accuracy": None}
+    header, new_row, old_row = cells(versions_table([row, older]))
+    column = header.index("TF-IDF")
+    assert header[column - 1] == "majority" and (new_row[column], old_row[column]) == ("0.7731", "-")

@@ -103,3 +103,17 @@ def test_confusion_matrix_reaches_kfp_with_the_class_names(eval_dir, report, cla
     matrix = kfp.metadata["confusionMatrix"]
     assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == names
     assert [row["row"] for row in matrix["rows"]] == report["confusion_matrix"]
+
+
+def test_tfidf_baseline_is_reported_beside_the_majority(eval_dir, report, labeled):
+    from components.evaluate.baselines import GRID
+
+    train, test = labeled[labeled.split == "train"], labeled[labeled.split == "test"]
+    majority = (test["label"] == train["label"].value_counts().idxmax()).mean()
+    assert report["baseline_tfidf_accuracy"] >= majority + 0.3  # the tiny reviews are separable by their words
+    assert report["gain_over_tfidf"] == pytest.approx(report["accuracy"] - report["baseline_tfidf_accuracy"])
+    params = report["baseline_tfidf_params"]
+    assert (tuple(params["ngram_range"]), params["C"]) in GRID and len(params["candidates"]) == len(GRID)
+    assert params["val_accuracy"] == max(c["val_accuracy"] for c in params["candidates"])
+    html = (eval_dir / artifacts.EVAL_HTML).read_text()
+    assert "<th>TF-IDF + LR</th>" in html and f"{report['baseline_tfidf_macro_f1']:.4f}" in html and report["baseline_tfidf_chosen"] in html

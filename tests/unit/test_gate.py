@@ -7,8 +7,9 @@ import pytest
 from pydantic import ValidationError
 from sklearn.metrics import f1_score
 
-from components.evaluate.gate import GateConfig, compare, decide, metric_values
+from components.evaluate.gate import GateConfig, choose_baseline, compare, decide, metric_values
 from components.shared import artifacts
+from components.shared.errors import UserError
 
 RNG = np.random.default_rng(0)
 
@@ -44,19 +45,64 @@ def comparison(acc: float, f1: float) -> dict:
 def test_rules_improvement_and_tolerance():
     config = GateConfig(min_improvement=0.005, tolerance={"accuracy": 0.01, "macro_f1": 0.01})
     champion = {"version": "3"}
-    assert decide(config, champion, comparison(0.01, -0.005), 0.2)["passed"]
-    small = decide(config, champion, comparison(0.001, 0.0), 0.2)
+    assert decide(config, champion, comparison(0.01, -0.005), None)["passed"]
+    small = decide(config, champion, comparison(0.001, 0.0), None)
     assert not small["passed"] and "less than the required +0.0050" in small["reasons"][0]
-    regress = decide(config, champion, comparison(0.02, -0.03), 0.2)
+    regress = decide(config, champion, comparison(0.02, -0.03), None)
     assert not regress["passed"] and regress["reasons"] == ["macro_f1 fell 0.0300 below the champion (tolerance 0.0100)"]
     assert "against champion version 3" in regress["summary"] and "[" in regress["summary"]  # intervals in the one-liner
 
 
+def scored(acc_new: float, **others: float) -> dict:
+    """gate.json-style comparisons of one model against baselines of the given test accuracies."""
+    return {f"vs_{k}": {"accuracy": {"new": acc_new, "other": v, "diff": acc_new - v, "low": 0, "high": 0}} for k, v in others.items()}
+
+
 def test_without_a_champion_the_majority_baseline_decides():
     config = GateConfig(min_gain_over_baseline=0.05)
-    assert decide(config, None, None, 0.06)["passed"]
-    verdict = decide(config, None, None, 0.01)
-    assert not verdict["passed"] and "no champion yet" in verdict["summary"]
+    assert config.baseline == "majority"  # the default: presets behave as before
+    assert decide(config, None, None, choose_baseline(config, scored(0.56, majority=0.5, tfidf=0.9)))["passed"]
+    verdict = decide(config, None, None, choose_baseline(config, scored(0.51, majority=0.5, tfidf=0.9)))
+    assert not verdict["passed"] and verdict["summary"] == "gate failed no champion yet: judged against the majority baseline: accuracy +0.0100 over the majority baseline"
+
+
+def test_tfidf_rule_fails_a_model_worse_than_tfidf_and_says_so():
+    comparisons = scored(0.80, majority=0.5, tfidf=0.85, control=0.7)
+    assert decide(GateConfig(), None, None, choose_baseline(GateConfig(), comparisons))["passed"]  # +0.30 over the majority
+    config = GateConfig(baseline="tfidf", min_gain_over_baseline=0.0)
+    verdict = decide(config, None, None, choose_baseline(config, comparisons))
+    assert not verdict["passed"] and verdict["reasons"] == ["accuracy beats the TF-IDF + LR baseline by -0.0500, less than the required +0.0000"]
+    assert "judged against the TF-IDF + LR baseline" in verdict["summary"]
+
+
+@pytest.mark.parametrize(("accuracies", "expected"), [
+    ({"majority": 0.5, "tfidf": 0.85, "control": 0.7}, "tfidf"),
+    ({"majority": 0.5, "tfidf": 0.65, "control": 0.7}, "control"),
+    ({"majority": 0.9, "tfidf": 0.85, "control": 0.7}, "majority"),  # a skewed test split
+    ({"majority": 0.5, "tfidf": 0.6}, "tfidf"),  # no control trained
+])  # fmt: skip
+def test_strongest_is_the_baseline_with_the_highest_test_accuracy(accuracies, expected):
+    config = GateConfig(baseline="strongest")
+    chosen = choose_baseline(config, scored(0.8, **accuracies))
+    assert chosen["key"] == expected and chosen["accuracy"] == accuracies[expected] and chosen["gain"] == pytest.approx(0.8 - accuracies[expected])
+    verdict = decide(config, None, None, chosen)
+    assert verdict["passed"] == (0.8 - accuracies[expected] >= config.min_gain_over_baseline)
+    assert f"judged against the strongest baseline, the {chosen['title']} (test accuracy {accuracies[expected]:.4f})" in verdict["summary"]
+
+
+def test_control_baseline_without_a_control_is_refused():
+    with pytest.raises(UserError, match="set finetune.control: true"):
+        choose_baseline(GateConfig(baseline="control"), scored(0.8, majority=0.5, tfidf=0.6))
+    with pytest.raises(ValidationError):
+        GateConfig(baseline="champion")
+
+
+def test_config_catches_a_control_baseline_without_a_control():
+    from pipelines.config import load_config
+
+    with pytest.raises(UserError, match="evaluate.gate.baseline is control but finetune.control is false"):
+        load_config("tiny", ["evaluate.gate.baseline=control", "finetune.control=false"])
+    assert load_config("tiny", ["evaluate.gate.baseline=strongest", "finetune.control=false"]).evaluate.gate.baseline == "strongest"
 
 
 def test_tolerance_for_an_ungated_metric_is_refused():
@@ -73,7 +119,33 @@ def test_evaluate_writes_the_gate_with_the_random_init_control(eval_dir):
     assert gate["passed"] == bool(report["gate_passed"]) == (report["gain_over_majority"] >= gate["rules"]["min_gain_over_baseline"])
     text = (eval_dir / artifacts.GATE_MD).read_text()
     assert "vs random-init control" in text and "vs majority baseline" in text and f"]({artifacts.GATE_PNG})" in text
+    assert "vs TF-IDF + LR" in text and "evaluate.gate.baseline: majority" in text
+    assert gate["baseline"]["key"] == "majority" and "judged against the majority baseline" in gate["summary"]
     assert (eval_dir / artifacts.GATE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gate_compares_with_tfidf_with_an_interval(eval_dir):
+    gate = artifacts.read_json(eval_dir / artifacts.GATE_REPORT)
+    report = artifacts.read_json(eval_dir / artifacts.EVAL_REPORT)
+    for m in ("accuracy", "macro_f1"):
+        v = gate["vs_tfidf"][m]
+        assert v["low"] <= v["diff"] <= v["high"] and v["new"] == pytest.approx(report[m])
+        assert v["other"] == pytest.approx(report[f"baseline_tfidf_{m}"])
+    assert report["gain_over_tfidf"] == pytest.approx(gate["vs_tfidf"]["accuracy"]["diff"])
+
+
+def test_evaluate_judges_a_first_model_against_the_strongest_baseline(cleaned_dir, mlm_dir, classifier_dir, tmp_path):
+    from components.evaluate.evaluate import EvaluateConfig, evaluate
+
+    config = EvaluateConfig(threads=1, gate=GateConfig(baseline="strongest", min_gain_over_baseline=0.0))
+    metrics = evaluate(cleaned_dir, mlm_dir, classifier_dir, tmp_path / "eval", config)
+    gate = artifacts.read_json(tmp_path / "eval" / artifacts.GATE_REPORT)
+    accuracies = {k: gate[f"vs_{k}"]["accuracy"]["other"] for k in ("majority", "tfidf", "control")}
+    assert gate["baseline"]["key"] == max(accuracies, key=accuracies.get)
+    assert "judged against the strongest baseline" in gate["summary"]
+    gain = metrics["eval/accuracy"] - max(accuracies.values())
+    assert gate["passed"] == (gain >= 0) and bool(metrics["eval/gate_passed"]) == gate["passed"]
+    assert "eval/baseline_tfidf_accuracy" in metrics and not any("params" in k for k in metrics)  # the chosen settings are no metric
 
 
 def test_gating_one_metric_keeps_only_its_default_tolerance():

@@ -125,6 +125,14 @@ def test_auto_promotion_card_and_recorded_moves(run_register, tracking_uri, eval
     assert version.tags["lmforge.gate"] == "passed" and version.tags["lmforge.gate_summary"] == gate["summary"]
     assert version.tags["lmforge.kfp_run_id"] == "kfp-run-123"
     assert version.description.startswith(f"# {NAME} version 1") and "## Lineage" in version.description
+    report = artifacts.read_json(eval_dir / artifacts.EVAL_REPORT)
+    card = version.description.splitlines()
+    header = card.index("| metric | this model | majority baseline | TF-IDF + LR | random-init control | champion |")
+    acc_row = card[header + 2].split(" | ")
+    assert acc_row[3] == f"{report['baseline_tfidf_accuracy']:.4f}" and acc_row[2] == f"{report['baseline_majority_accuracy']:.4f}"
+    assert report["baseline_tfidf_chosen"] in version.description
+    assert float(version.tags["metric.baseline_tfidf_accuracy"]) == pytest.approx(report["baseline_tfidf_accuracy"], abs=1e-6)
+    assert float(version.tags["metric.gain_over_tfidf"]) == pytest.approx(report["gain_over_tfidf"], abs=1e-6)
     moves = [(r["alias"], r["to_version"], r["action"]) for r in registry.history(NAME)]
     assert moves == [("challenger", "1", "register"), ("champion", "1", "auto-promote")]
     run_files = {a.path for a in c.list_artifacts(version.run_id, "registration")}
