@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import NEGATIVE, NOUNS, POSITIVE, SUBJECTS
+from tiny_data import NEGATIVE, NOUNS, POSITIVE, SUBJECTS
 
 from components.evaluate.baselines import GRID, class_weight, majority_label, tfidf_logreg
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CORPUS_FILE, LABELED_FILE
+from tiny_data import CORPUS_FILE, LABELED_FILE
 
 from bench import quality, quality_report
 from bench.quality_cache import Cache, key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import corpus_documents, labeled_sentences, path_config, write_text_files
+from tiny_data import corpus_documents, labeled_sentences, path_config, write_text_files
 
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_tokenize
 from components.clean_tokenize.labeled import AUTO_QUANTILE, auto_seq_len, cut
