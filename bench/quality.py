@@ -25,8 +25,13 @@ from components.shared.errors import UserError
 
 RESULTS = Path(__file__).parent / "results"
 # Recipe rows: a name and `--set` overrides applied on top of the preset. Add candidates here.
+# Each is one candidate from issue 10's list, measured against the demo preset (bench/results/quality-recipe-probes.md).
 ROWS: list[tuple[str, list[str]]] = [
     ("demo preset", []),
+    ("task-adaptive", ["clean_tokenize.task_adaptive=true"]),
+    ("vocab 4000 mask 30%", ["clean_tokenize.vocab_size=4000", "pretrain.mlm_probability=0.3"]),
+    ("vocab 4000 mask 30% lr 2e-3", ["clean_tokenize.vocab_size=4000", "pretrain.mlm_probability=0.3", "pretrain.learning_rate=2e-3", "pretrain.warmup_ratio=0.1"]),
+    ("pooling cls", ["finetune.pooling=cls"]),
     ("lr 3e-4", ["pretrain.learning_rate=3e-4"]),
 ]
 BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/4x, 1x and 4x the demo's 600
