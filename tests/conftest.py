@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_data import CORPUS_FILE, LABELED_FILE, corpus_documents, labeled_sentences, path_config, write_text_files  # noqa: F401 (tests import them too)
+from tiny_data import CLEAN, EVALUATE, FINETUNE, PRETRAIN, CORPUS_FILE, LABELED_FILE, corpus_documents, labeled_sentences, path_config, write_text_files  # noqa: F401 (tests import them too)
 
 # Set before any test module imports transformers, huggingface_hub, mlflow or dvc: several of
 # them read these once, at import time.
@@ -36,14 +36,6 @@ ENV = {
 os.environ.update(ENV)
 
 
-# Sizes of the tiny chain (tests import nothing from here; they read the artifacts).
-CLEAN = {"vocab_size": 500, "block_size": 32, "max_seq_len": 32, "min_doc_chars": 300}
-MODEL = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position": 64}
-# One torch thread: a 32-wide model gains nothing from more, and on a busy 2-core machine two
-# threads waiting on each other made these steps 5-50x slower.
-PRETRAIN = {"model": MODEL, "max_steps": 30, "batch_size": 16, "learning_rate": 2e-3, "log_every": 10, "threads": 1}
-FINETUNE = {"max_steps": 40, "batch_size": 16, "learning_rates": [5e-3], "log_every": 10, "threads": 1}  # ~2 epochs of the 400 sentences
-EVALUATE = {"threads": 1}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,6 +14,15 @@ from pathlib import Path
 CORPUS_FILE = "corpus.jsonl"  # in text_files: id, title, text
 LABELED_FILE = "labeled.csv"  # in text_files: id, text, label, split
 
+# Sizes of the tiny chain (conftest.py runs the chain with them).
+CLEAN = {"vocab_size": 500, "block_size": 32, "max_seq_len": 32, "min_doc_chars": 300}
+MODEL = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position": 64}
+# One torch thread: a 32-wide model gains nothing from more, and on a busy 2-core machine two
+# threads waiting on each other made these steps 5-50x slower.
+PRETRAIN = {"model": MODEL, "max_steps": 30, "batch_size": 16, "learning_rate": 2e-3, "log_every": 10, "threads": 1}
+FINETUNE = {"max_steps": 40, "batch_size": 16, "learning_rates": [5e-3], "log_every": 10, "threads": 1}  # ~2 epochs of the 400 sentences
+EVALUATE = {"threads": 1}
+
 
 # --- the text -------------------------------------------------------------------------------
 

@@ -81,6 +81,6 @@ def test_majority_and_class_weights():
 @pytest.fixture(scope="module")
 def labeled_rows():
     import pandas as pd
-    from conftest import labeled_sentences
+    from tiny_data import labeled_sentences
 
     return pd.DataFrame(labeled_sentences())

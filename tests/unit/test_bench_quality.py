@@ -43,7 +43,7 @@ def test_cache_keys_change_only_with_what_determines_the_stage(tmp_path):
         config = load_config("demo", list(sets))
         return {s: config.section(s) for s in ("clean_tokenize", "pretrain", "finetune")}
 
-    base, longer, lr = sections(), sections("pretrain.max_steps=2400"), sections("finetune.learning_rate=1e-4")
+    base, longer, lr = sections(), sections("pretrain.max_steps=2400"), sections("finetune.learning_rates=[1e-4]")
     assert key("clean_tokenize", base["clean_tokenize"], {"raw": "r"}) == key("clean_tokenize", longer["clean_tokenize"], {"raw": "r"})
     assert key("pretrain", base["pretrain"], {"corpus": "c"}) != key("pretrain", longer["pretrain"], {"corpus": "c"})
     assert key("pretrain", base["pretrain"], {"corpus": "c"}) == key("pretrain", lr["pretrain"], {"corpus": "c"})

@@ -31,7 +31,7 @@ def test_validation_accuracy_beats_the_majority_rate(classifier, cleaned_dir):
 
 def test_history_records_every_evaluation_and_the_best_is_kept(classifier, classifier_dir, cleaned_dir):
     from components.finetune.loop import eval_interval
-    from conftest import FINETUNE
+    from tiny_data import FINETUNE
 
     model, tok = classifier
     history = artifacts.read_json(classifier_dir / artifacts.HISTORY)
