@@ -39,11 +39,15 @@ bench-quick: data
 bench-quality: data
 	$(PY) -m bench.quality $(ARGS)
 
+# Two workers on the two cores (pytest-xdist; worksteal evens out the few whole-pipeline tests), one
+# torch thread each: two processes of two threads on two cores spin at OpenMP barriers.
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal
+
 test: setup
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not network"
+	$(PYTEST) -m "not slow and not network"
 
 compile: setup
 	$(VENV)/bin/lmforge compile --output build/lmforge-pipeline.yaml
