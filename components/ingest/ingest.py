@@ -189,6 +189,11 @@ class _Source:
         return outs[0].get("md5", "")
 
 
+def read_table(path: str) -> pd.DataFrame:
+    """A local .jsonl/.json/.csv/.tsv/.parquet file as ingest reads it (`lmforge data add` uses it)."""
+    return _Source(IngestConfig(source="path"), "", "").read_table(path, "labeled_path")
+
+
 def resolve_rev(repo: str, rev: str) -> str:
     """A git rev (branch, tag, HEAD~1, sha) -> the full commit sha it names today."""
     if "://" in repo or repo.startswith("git@"):
