@@ -169,13 +169,12 @@ def cmd_data(args) -> int:
 
 
 def cmd_config(args) -> int:
-    import yaml
-
     from pipelines.config import load_config
 
+    from pipelines.config_show import render
+
     config = load_config(args.config, args.overrides)
-    print(yaml.safe_dump(config.resolved(), sort_keys=False), end="")
-    print(yaml.safe_dump({"cluster": config.cluster.model_dump(mode="json", exclude_defaults=True)}, sort_keys=False), end="")
+    print(render(config), end="")  # each key with its description, as a YAML comment
     print(f"# config hash: {config.hash()}")
     return 0
 
