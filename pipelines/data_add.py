@@ -113,7 +113,28 @@ def _corpus_name(src: Path) -> str:
         return "corpus"
     if src.suffix.lower() not in (".jsonl", ".csv", ".tsv", ".parquet"):
         raise UserError(f"corpus {src} is a {src.suffix or 'suffix-less'} file: give a .jsonl/.csv/.tsv/.parquet file with a text column, or a folder of {'/'.join(DOCUMENT_SUFFIXES + TABLE_SUFFIXES)} files")
+    columns = _corpus_columns(src)
+    if "text" not in columns:  # ingest.text_column names the text of both files; the labeled one is written as `text`
+        raise UserError(f"corpus file {src} has no 'text' column (columns: {', '.join(columns) or 'none'}): rename its text column to text")
     return f"corpus{src.suffix.lower()}"
+
+
+def _corpus_columns(src: Path) -> list[str]:
+    """The corpus file's column names, read from its header alone (a corpus may be large)."""
+    import pyarrow.parquet as pq
+
+    suffix = src.suffix.lower()
+    if suffix == ".parquet":
+        return list(pq.read_schema(src).names)
+    with src.open(encoding="utf-8", errors="replace") as f:
+        first = next((line for line in f if line.strip()), "")
+    if suffix == ".jsonl":
+        try:
+            row = json.loads(first)
+        except json.JSONDecodeError:
+            raise UserError(f"corpus file {src} does not start with a JSON line: fix it or give a folder of documents") from None
+        return list(row) if isinstance(row, dict) else []
+    return [c.strip().strip('"') for c in first.rstrip("\r\n").split("\t" if suffix == ".tsv" else ",")]
 
 
 def _read_labeled(src: Path) -> tuple[pd.DataFrame, list[str] | None]:

@@ -291,11 +291,11 @@ def _eval_split_expectations(config: ValidateConfig, profile: dict, gxe, Column)
         rows, where = profile["rows"].get(split, 0), Column("split") == split
         if not rows:
             continue  # the split-present expectation reports it
-        for label, share in profile["shares"].items():
+        for cls, share in profile["shares"].items():
             low, high = share_bounds(share, rows, config.class_share_tolerance)
             out.append(gxe.ExpectColumnMeanToBeBetween(
-                column=share_column(label), min_value=low, max_value=high, row_condition=where,
-                description=f"share of label {label} in {split} near its train share {share:.3f} (validate.class_share_tolerance)",
+                column=share_column(cls), min_value=low, max_value=high, row_condition=where,
+                description=f"share of label {cls} in {split} near its train share {share:.3f} (validate.class_share_tolerance)",
             ))
         if profile["length_quantiles"]:
             # (GX 1.x's ExpectColumnQuantileValuesToBeBetween cannot store its own result: numpy

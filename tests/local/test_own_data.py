@@ -91,6 +91,21 @@ def test_data_add_copies_tracks_commits_and_writes_the_preset(user_project, lmfo
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [f"error: {root / 'data' / 'news'} already exists: choose another name, or remove it (and its preset) first"]
 
 
+def test_data_add_refuses_what_it_cannot_read_with_one_line_and_changes_nothing(user_project, lmforge, tmp_path):
+    (tmp_path / "corpus.jsonl").write_text('{"body": "a document"}\n')
+    (tmp_path / "odd.csv").write_text("headline,kind\nMarkets rally,business\n")
+    cases = [
+        (["--corpus", str(tmp_path / "corpus.jsonl"), "--labeled", str(user_project["labeled"]), "--text-column", "Text", "--label-column", "Category"],
+         "corpus file " + str(tmp_path / "corpus.jsonl") + " has no 'text' column (columns: body): rename its text column to text"),
+        (["--corpus", str(user_project["docs"]), "--labeled", str(tmp_path / "odd.csv")],
+         "cannot tell which column of " + str(tmp_path / "odd.csv") + " holds the text (columns: headline, kind): name it with --text-column"),
+    ]
+    for args, line in cases:
+        res = lmforge(user_project["root"], "data", "add", "news", *args)
+        assert res.returncode == 2 and res.stderr.strip().splitlines() == [f"error: {line}"], res.stderr
+    assert not (user_project["root"] / "data").exists() and not (user_project["root"] / "pipelines").exists()
+
+
 def test_data_add_reads_a_saved_hugging_face_dataset_with_class_names(user_project, lmforge, tmp_path):
     datasets = pytest.importorskip("datasets")
     rows = news_rows()[:90]
@@ -128,6 +143,11 @@ def test_own_data_runs_end_to_end_with_no_flags_beyond_the_preset(user_project, 
     assert run.data.metrics["clean/labeled_rows"] == len(news_rows())  # long rows kept, nothing lost
     assert run.data.metrics["clean/labeled_long_rows"] >= LONG
     # The served model speaks the dataset's class names.
-    model = mlflow.pyfunc.load_model(f"models:/lmforge-news/1")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+    try:
+        model = mlflow.pyfunc.load_model("models:/lmforge-news/1")
+    finally:
+        mlflow.set_tracking_uri(previous)
     predicted = model.predict(pd.DataFrame({"text": ["the match and the goal in the league", "the market and the bank"]}))
-    assert set(predicted["label"]) <= {"business", "sport", "tech"}, predicted
+    assert len(predicted) == 2 and set(predicted["label"]) <= {"business", "sport", "tech"}, predicted

@@ -334,7 +334,7 @@ def test_a_rule_removing_too_many_labeled_rows_stops_the_run_naming_the_rule_and
 def test_labeled_duplicates_are_removed_within_a_split_and_kept_across_splits(text_files, tmp_path):
     """A copy inside one split is dropped (counted); a text in train and test stays for validate to fail on."""
     rows = pd.read_csv(text_files / "labeled.csv", dtype={"id": str})
-    train, test = rows[rows.split == "train"].iloc[0], rows[rows.split == "test"].iloc[0]
+    train = rows[rows.split == "train"].iloc[0]
     extra = pd.DataFrame([("y1", train.text, train.label, "train"), ("y2", train.text, train.label, "test")], columns=rows.columns)
     pd.concat([rows, extra]).to_csv(tmp_path / "labeled.csv", index=False)
     ingest(tmp_path / "raw", IngestConfig(source="path", corpus_path=str(text_files / "corpus.jsonl"), labeled_path=str(tmp_path / "labeled.csv")))
