@@ -251,8 +251,9 @@ def write_preset(path: Path, base, base_name: str, name: str, corpus_rel: str, n
     if len(names) > 2:
         finetune["select_metric"] = "macro_f1"  # several classes: accuracy hides a class the model never predicts
     data["register"] = {**(data.get("register") or {}), "model_name": f"lmforge-{name}"}
+    data = {"description": data.pop("description"), **data}
     header = (f"# Written by `lmforge data add {name}` from the {Path(base_name).stem} preset. Edit freely; commit it with the data.\n"
-              f"# Labeled train texts: {stats['rows']:,}, characters p50 {stats['chars_p50']:,} / p95 {stats['chars_p95']:,} / p99 {stats['chars_p99']:,} / max {stats['chars_max']:,}, words p95 {stats['words_p95']:,}.\n"
+              f"# Labeled texts ({'train split' if 'split' in frame else 'all rows: no split column'}): {stats['rows']:,}, characters p50 {stats['chars_p50']:,} / p95 {stats['chars_p95']:,} / p99 {stats['chars_p99']:,} / max {stats['chars_max']:,}, words p95 {stats['words_p95']:,}.\n"
               f"# max_seq_len auto: the 95th percentile of the real token lengths at clean_tokenize, at most max_seq_len_cap\n"
               f"# (the model's {cap} positions). max_chars: texts above the 99th percentile count as long (kept, truncated head+tail).\n"
               f"# Classes (finetune.label_names, index = id, the only place they are named): {', '.join(names)}.\n")

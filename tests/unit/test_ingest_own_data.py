@@ -128,3 +128,12 @@ def test_only_labeled_path_set_says_to_use_source_path(tmp_path):
     ingest(tmp_path / "raw", cfg, data_repo=str(repo))
     assert pd.read_parquet(tmp_path / "raw" / artifacts.CORPUS)["doc_id"].tolist()[:2] == ["guide/deep/usage.md", "guide/intro.rst"]
     assert artifacts.read_json(tmp_path / "raw" / artifacts.MANIFEST)["files"]["data/docs"].endswith(".dir")
+
+
+def test_the_classes_are_named_once_in_finetune_label_names():
+    from pipelines.config import load_config
+
+    config = load_config("tiny", ["finetune.label_names=[business, sport, tech]"])
+    assert config.ingest.label_names == ["business", "sport", "tech"] and config.stage("validate").labels == [0, 1, 2]
+    with pytest.raises(UserError, match="name the classes once, in finetune.label_names"):
+        load_config("tiny", ["ingest.label_names=[a, b]"])
