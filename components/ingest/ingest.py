@@ -120,10 +120,8 @@ class _Source:
         """A file on disk that no .dvc file covers (data.dvc tracks data/; a file there that DVC
         cannot find is one whose contents are missing from the cache, a different error)."""
         tracked = Path(self.repo).resolve() / Path(self.config.dvc_file).with_suffix("")
-        for candidate in (Path(path), Path(self.repo) / path):
-            if candidate.exists() and not candidate.resolve().is_relative_to(tracked):
-                return True
-        return False
+        candidate = Path(path) if Path(path).is_absolute() else Path(self.repo) / path  # DVC paths are relative to the repo
+        return candidate.exists() and not candidate.resolve().is_relative_to(tracked)
 
     def is_dir(self, path: str) -> bool:
         if self.fs is None:
