@@ -138,13 +138,20 @@ def presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
+def preset_path(preset: str) -> Path:
+    """A YAML path as given; a name: the shipped presets, then those `lmforge data add` wrote into the project."""
+    from components.shared import settings
+
+    path = Path(preset)
+    if path.suffix:
+        return path
+    found = [d / f"{preset}.yaml" for d in (PRESETS_DIR, settings.project_dir() / "pipelines" / "configs") if (d / f"{preset}.yaml").is_file()]
+    return found[0] if found else PRESETS_DIR / f"{preset}.yaml"
+
+
 def load_config(preset: str = "demo", overrides: list[str] | tuple = ()) -> PipelineConfig:
     """Read a preset (a name in configs/ or a YAML path), apply overrides, validate everything."""
-    path = Path(preset)
-    if not path.suffix:  # a name: the shipped presets, then those `lmforge data add` wrote into the project
-        from components.shared import settings
-
-        path = next((d / f"{preset}.yaml" for d in (PRESETS_DIR, settings.project_dir() / "pipelines" / "configs") if (d / f"{preset}.yaml").is_file()), PRESETS_DIR / f"{preset}.yaml")
+    path = preset_path(preset)
     if not path.is_file():
         raise UserError(f"preset {preset!r} not found: use one of {', '.join(presets())} or a path to a YAML file")
     try:

@@ -273,10 +273,9 @@ def load_config_path(path: Path):
 
 
 def _preset_file(preset: str) -> Path:
-    from pipelines.config import PRESETS_DIR
+    from pipelines.config import preset_path
 
-    path = Path(preset)
-    return path if path.suffix else PRESETS_DIR / f"{preset}.yaml"
+    return preset_path(preset)
 
 
 def _commit(project: Path, paths: list[Path], message: str) -> None:

@@ -33,7 +33,7 @@ from components.shared.splits import SPLITS, split_of
 class IngestConfig(StageConfig):
     source: Literal["dvc", "path"] = Field("dvc", description="read through DVC at a git rev, or plain local paths")
     corpus_path: str = Field("data/corpus/enwiki.jsonl", description="pretraining corpus: a .jsonl/.csv/.parquet file with a text column, or a folder of .txt/.md/.rst/.jsonl files (one document per file or line)")
-    labeled_path: str = Field("data/labeled/rt_sentences.csv", description="labeled sentences (.csv/.tsv/.jsonl/.parquet)")
+    labeled_path: str = Field("data/labeled/rt_sentences.csv", description="labeled set (.csv/.tsv/.jsonl/.parquet) with a text and a label column (split and id optional)")
     dvc_file: str = Field("data.dvc", description="the .dvc file that tracks the data; its md5 is the data's identity")
     text_column: str = Field("text", description="text column in both files")
     id_column: str = Field("id", description="stable row id in both files (used for the hash split when no split column); a labeled file without it gets ids from a hash of its text")

@@ -1,6 +1,6 @@
 """Validate the cleaned data with great-expectations suites before any training spends time on it.
 
-`validate(cleaned_dir, out_dir, config)` runs four suites over the clean_tokenize output:
+`validate(cleaned_dir, out_dir, config)` runs five suites over the clean_tokenize output:
 
 - corpus: the cleaned Wikipedia documents (ids, non-empty and de-duplicated text);
 - labeled: the labeled sentences (ids, blank texts, lengths, labels, splits, token ids), with
