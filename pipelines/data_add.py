@@ -195,8 +195,11 @@ def _canonical(df: pd.DataFrame, text: str, label: str, split: str, row_id: str,
     if row_id:
         out.insert(0, "id", df[_pick(cols, row_id, (), "ids", "--id-column", path)].astype(str))
     labels = df[label]
-    if labels.isna().any():
-        raise UserError(f"labeled set {path} has {int(labels.isna().sum())} rows without a label in column {label!r}: label or remove them")
+    unlabeled = labels.isna() | (labels.astype(str).str.strip() == "")
+    if pd.api.types.is_numeric_dtype(labels):
+        unlabeled |= labels < 0
+    if unlabeled.any():  # (a datasets ClassLabel marks a missing label -1)
+        raise UserError(f"labeled set {path} has {int(unlabeled.sum())} rows without a label in column {label!r}: label or remove them")
     out["label"] = labels if pd.api.types.is_numeric_dtype(labels) else labels.astype(str).str.strip()
     if split:
         values = df[_pick(cols, split, (), "splits", "--split-column", path)].astype(str).str.strip().str.lower()
