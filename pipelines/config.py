@@ -59,6 +59,24 @@ class PipelineConfig(BaseModel):
             data = {**data, "clean_tokenize": {**(data.get("clean_tokenize") or {}), "tokenizer_from": init_from}}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_label_list(cls, data):
+        """The classes are named once, in finetune.label_names: ingest maps string labels by them
+        and validate allows their ids (validate.labels, when set, must agree: checked below)."""
+        if not isinstance(data, dict) or not all(isinstance(data.get(k) or {}, dict) for k in ("ingest", "finetune", "validate")):
+            return data
+        names = (data.get("finetune") or {}).get("label_names", FinetuneConfig.model_fields["label_names"].default)
+        ingest, val = dict(data.get("ingest") or {}), dict(data.get("validate") or {})
+        if ingest.get("label_names") not in (None, names):
+            raise ValueError("ingest.label_names differs from finetune.label_names: name the classes once, in finetune.label_names")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            return data  # finetune.label_names itself is wrong: its own validation names the key
+        ingest["label_names"] = names
+        if val.get("labels") is None:
+            val["labels"] = list(range(len(names)))
+        return {**data, "ingest": ingest, "validate": val}
+
     @model_validator(mode="after")
     def _sections_agree(self):
         """Checks that span sections: caught here, before any stage runs, not three stages in."""
@@ -120,11 +138,20 @@ def presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
+def preset_path(preset: str) -> Path:
+    """A YAML path as given; a name: the shipped presets, then those `lmforge data add` wrote into the project."""
+    from components.shared import settings
+
+    path = Path(preset)
+    if path.suffix:
+        return path
+    found = [d / f"{preset}.yaml" for d in (PRESETS_DIR, settings.project_dir() / "pipelines" / "configs") if (d / f"{preset}.yaml").is_file()]
+    return found[0] if found else PRESETS_DIR / f"{preset}.yaml"
+
+
 def load_config(preset: str = "demo", overrides: list[str] | tuple = ()) -> PipelineConfig:
     """Read a preset (a name in configs/ or a YAML path), apply overrides, validate everything."""
-    path = Path(preset)
-    if not path.suffix:
-        path = PRESETS_DIR / f"{preset}.yaml"
+    path = preset_path(preset)
     if not path.is_file():
         raise UserError(f"preset {preset!r} not found: use one of {', '.join(presets())} or a path to a YAML file")
     try:

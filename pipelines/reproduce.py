@@ -9,6 +9,7 @@ with the original: every deterministic metric and the sha256 of every weight ten
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import tempfile
@@ -59,6 +60,13 @@ def check_reproducible(mv, allow_dirty: bool = False) -> dict:
     """The lineage of `mv` if it can be reproduced exactly here, else one clear error."""
     tags, ref = mv.tags, f"{mv.name}/{mv.version}"
     missing = [t for t in REQUIRED_TAGS if not tags.get(t)]
+    if missing == ["lmforge.data_rev"] and tags.get("lmforge.pipeline_run_name"):
+        # Registered by LMForge, from plain paths (ingest.source=path): the files have no revision.
+        files = ", ".join(json.loads(tags.get("lmforge.data_files_md5") or "{}")) or "plain files"
+        raise UserError(
+            f"{ref} was trained on plain paths (ingest.source=path: {files}), which have no data revision to return to: "
+            "track the data with DVC (`lmforge data add`, or `dvc add` and commit) and train again to get a reproducible version"
+        )
     if missing:
         raise UserError(f"{ref} lacks lineage ({', '.join(missing)}): it was not registered by LMForge's register stage, so it cannot be reproduced")
     commit = tags["lmforge.git_commit"]

@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 from components.clean_tokenize.cleaning import clean_corpus, clean_table, clean_text, iter_chunks
 from components.clean_tokenize.labeled import tokenize_labeled
 from components.clean_tokenize.packing import BlockPacker, encode, special_ids
+from components.clean_tokenize.removals import check_removals, removal_line
 from components.clean_tokenize.task_adaptive import eval_index, task_adaptive_texts
 from components.shared import artifacts
 from components.shared.config import StageConfig
@@ -62,6 +63,8 @@ class CleanTokenizeConfig(StageConfig):
     heldout_pct: int = Field(5, ge=1, le=50, description="percent of corpus documents (by id hash) held out for perplexity")
     chunk_chars: int = Field(4_000_000, ge=1, description="corpus characters read, cleaned and tokenized at a time (memory is about 100 bytes per character)")
     shard_blocks: int = Field(65536, ge=1, description="blocks per .npy shard on disk (65536 x 128 int32 tokens = 32 MiB)")
+    max_labeled_removed: float = Field(0.05, ge=0, le=1, description="stop the run when one cleaning rule removes more than this share of the labeled rows (no silent loss)")
+    max_corpus_removed: float = Field(0.25, ge=0, le=1, description="stop the run when one cleaning rule removes more than this share of the corpus documents")
 
     @field_validator("max_seq_len", mode="before")
     @classmethod
@@ -97,14 +100,20 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
             raise UserError(f"{raw_dir / name} is missing: run the ingest stage first")
     clock = _Clock()
     with artifacts.staged_dir(out_dir) as tmp:
-        labeled, labeled_removed = clean_table(pd.read_parquet(raw_dir / artifacts.LABELED), config.normalization, config.min_chars)
+        raw_labeled = pd.read_parquet(raw_dir / artifacts.LABELED)
+        labeled, labeled_removed = clean_table(raw_labeled, config.normalization, config.min_chars, scope="split")
+        clock.say(removal_line("labeled", labeled_removed, len(raw_labeled)), timed=False)
         if labeled.empty:
             raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars and the labeled file")
+        check_removals("labeled", labeled_removed, len(raw_labeled), config.max_labeled_removed, "clean_tokenize.max_labeled_removed")
         index = eval_index(labeled, config.decontaminate_ngram or None)
         corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index)
         clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
+        corpus_in = corpus["rows"] + sum(corpus["removed"].values())
+        clock.say(removal_line("corpus", corpus["removed"], corpus_in), timed=False)
         if corpus["rows"] == 0:
             raise UserError(f"no corpus document survived cleaning (removed: {corpus['removed']}): lower clean_tokenize.min_doc_chars or check the corpus")
+        check_removals("corpus", corpus["removed"], corpus_in, config.max_corpus_removed, "clean_tokenize.max_corpus_removed")
         adaptive, adaptive_removed = task_adaptive_texts(labeled, index) if config.task_adaptive else (None, 0)
         decontamination = _decontamination(index, corpus, adaptive_removed, clock)
         extra = [] if adaptive is None else adaptive["text"].tolist()

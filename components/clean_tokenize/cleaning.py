@@ -4,7 +4,8 @@ Rules run in a fixed order and each reports how many rows it removed, so a surpr
 data is visible in the run's metrics rather than discovered in a worse model. Corpus documents
 have one more rule, "contaminated": sharing a word n-gram with a validation or test text
 (components/shared/decontamination.py). A labeled text is never dropped for its length: it is
-kept whole here and its token ids are truncated later (labeled.py). The corpus may be
+kept whole here and its token ids are truncated later (labeled.py); labeled duplicates are
+duplicates within one split (one text in two splits is a leak that validate fails on). The corpus may be
 far larger than memory allows to hold twice, so it is read, cleaned and written chunk by chunk;
 the labeled set is small and goes through pandas with the same rules.
 """
@@ -56,16 +57,17 @@ class RuleFilter:
         self.removed = dict.fromkeys(RULES if index is not None else RULES[:-1], 0)
         self._seen: set[bytes] = set()
 
-    def keep(self, text: str) -> bool:
-        rule = self._failed_rule(text)
+    def keep(self, text: str, scope: str = "") -> bool:
+        """`scope` limits the duplicate rule to texts of one scope (a labeled split)."""
+        rule = self._failed_rule(text, scope)
         if rule:
             self.removed[rule] += 1
         return rule is None
 
-    def _failed_rule(self, text: str) -> str | None:
+    def _failed_rule(self, text: str, scope: str = "") -> str | None:
         if not text:
             return "empty"
-        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        digest = hashlib.blake2b(f"{scope}\0{text}".encode() if scope else text.encode(), digest_size=16).digest()
         if digest in self._seen:
             return "duplicate"
         self._seen.add(digest)
@@ -76,11 +78,16 @@ class RuleFilter:
         return None
 
 
-def clean_table(df: pd.DataFrame, normalization: str, min_chars: int, index: EvalIndex | None = None) -> tuple[pd.DataFrame, dict]:
-    """Clean the `text` column and apply the rules; return the kept rows and {rule: rows removed}."""
+def clean_table(df: pd.DataFrame, normalization: str, min_chars: int, index: EvalIndex | None = None, scope: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """Clean the `text` column and apply the rules; return the kept rows and {rule: rows removed}.
+
+    With `scope` (a column: the labeled set's `split`), duplicates count within one value of it:
+    a text in both train and test is a leak for validate to report, not a row to drop quietly.
+    """
     rules = RuleFilter(min_chars, index)
     df = df.assign(text=[clean_text(t, normalization) for t in df["text"]])
-    df = df[np.fromiter((rules.keep(t) for t in df["text"]), dtype=bool, count=len(df))]
+    scopes = df[scope].astype(str) if scope else [""] * len(df)
+    df = df[np.fromiter((rules.keep(t, s) for t, s in zip(df["text"], scopes)), dtype=bool, count=len(df))]
     return df.reset_index(drop=True), rules.removed
 
 
