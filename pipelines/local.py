@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from components.shared import settings, tracking
+from components.shared import locks, settings, tracking
 from components.shared.errors import UserError
+from pipelines import run_names
 from pipelines.config import STAGES, PipelineConfig
 from pipelines.console import filtered_console, plain
 
@@ -29,19 +29,47 @@ SUMMARY_METRICS = [
 
 
 def new_run_name(preset: str) -> str:
-    return f"lmforge-{Path(preset).stem}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    """`lmforge-PRESET-TIMESTAMP-RANDOM`: two runs started in the same second get two names."""
+    return run_names.new_run_name(f"lmforge-{Path(preset).stem}")
 
 
 def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo: str = "", run_name: str = "", verbose: bool = False) -> dict:
-    """Run the whole DAG locally; return {'run_name', 'model_uri', 'metrics', 'seconds'}."""
-    from kfp import local
+    """Run the whole DAG locally; return {'run_name', 'model_uri', 'metrics', 'seconds'}.
 
-    from pipelines.pipeline import arguments, lmforge_pipeline
+    The run name, and every argument kfp.local would rewrite, is checked first; the name is held
+    by this process for the run (a second live run of it is refused)."""
+    from pipelines.pipeline import arguments
 
     project = settings.project_dir()
-    run_name = run_name or new_run_name(preset)
+    run_name = run_names.check_run_name(run_name) if run_name else new_run_name(preset)
     lineage = config.lineage(preset)
     repo = data_repo or (str(project) if config.ingest.source == "dvc" else "")
+    args = arguments(config, run_name, repo, data_rev, lineage)
+    run_names.kfp_local_safe(args, project / "local_outputs")
+    lock = project / "local_outputs" / "locks" / f"run-{run_name}.lock"
+    with locks.owned(lock, f"run name {run_name}", "wait for it to finish, or choose another --run-name"):
+        _same_recipe(run_name, lineage["config_hash"])
+        return _run(config, project, run_name, args, lineage, verbose)
+
+
+def _same_recipe(run_name: str, config_hash: str) -> None:
+    """An existing run name may resume only the same recipe: under another config, register would
+    find the first run's version and report it as this run's model."""
+    with tracking.reported_errors():
+        found = tracking.find_pipeline_run(run_name)
+    recorded = found.data.tags.get("lmforge.config_hash", "") if found else ""
+    if recorded and recorded != config_hash:
+        raise UserError(
+            f"run name {run_name} already exists with another configuration (config hash {recorded[:12]}, this one {config_hash[:12]}): "
+            "choose a new --run-name, or give the same preset and --set values to resume that run"
+        )
+
+
+def _run(config: PipelineConfig, project: Path, run_name: str, args: dict, lineage: dict, verbose: bool) -> dict:
+    from kfp import local
+
+    from pipelines.pipeline import lmforge_pipeline
+
     parent = tracking.open_pipeline_run(run_name, config.resolved(), lineage)
     print(f"LMForge run {run_name}: tracking at {settings.display_uri(settings.tracking_uri())} (MLflow run {parent[:8]})", flush=True)
 
@@ -51,7 +79,7 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
     start = time.perf_counter()
     with tempfile.NamedTemporaryFile("r", prefix="lmforge-error-", suffix=".txt") as err, settings.task_environment(err.name), filtered_console(log_path, verbose):
         try:
-            task = lmforge_pipeline(**arguments(config, run_name, repo, data_rev, lineage))
+            task = lmforge_pipeline(**args)
         except KeyboardInterrupt:
             tracking.finish(run_name, "KILLED")  # not left RUNNING in MLflow forever
             raise
