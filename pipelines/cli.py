@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from components.shared.errors import UserError
@@ -92,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE:
+            raise  # anything else is a bug and keeps its traceback
+        where = exc.filename or "an output folder"
+        print(f"error: cannot write {where} ({exc.strerror}): make it writable, or write elsewhere (--output, LMFORGE_PROJECT_DIR)", file=sys.stderr)
+        return 2
+
+
+# A read-only or full output folder is the user's environment, not a bug: one line, not a traceback.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def cmd_run(args) -> int:
