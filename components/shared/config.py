@@ -55,6 +55,7 @@ def explain(exc: ValidationError, prefix: str = "") -> str:
     """One line for the first problem pydantic found, naming the dotted key and what to do."""
     err = exc.errors()[0]
     key = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+    key = key if key.isprintable() else key.encode("unicode_escape").decode()  # a typed key may hold a newline
     if err["type"] == "extra_forbidden":
         return f"unknown config key '{key}': check the spelling against the preset (lmforge config show)"
     msg = " ".join(str(err["msg"]).split())  # one line, whatever the message holds
