@@ -92,3 +92,22 @@ def test_a_huge_word_and_a_huge_single_line_document_are_cut_and_counted(tmp_pat
     assert len(pieces) >= 15 and corpus["doc_id"].is_unique and "line#1" in set(pieces["doc_id"])
     assert " ".join(pieces["text"]).split() == docs[-1]["text"].split()  # cut at spaces: no word lost or broken
     assert re.search(r"bounds: 2 words over 100 characters cut into pieces \(1 in labeled texts\), 2 documents over 20,000 characters split into \d+", capsys.readouterr().out)
+
+
+def test_a_huge_labeled_text_is_encoded_from_its_head_and_tail_with_the_same_ids(cleaned_dir):
+    import pandas as pd
+
+    from components.clean_tokenize.labeled import cut, head_and_tail, tokenize_labeled
+    from components.shared.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(str(cleaned_dir / artifacts.TOKENIZER_DIR))
+    words = labeled_sentences(400)
+    huge = " ".join(r["text"] for r in words) * 40  # ~1 MB of ordinary words
+    config = CleanTokenizeConfig.from_params(CLEAN, "clean_tokenize")
+    window = (config.longest_seq_len + 2) * (config.max_word_chars + 1)
+    assert len(head_and_tail(huge, window)) <= 2 * window + 1 < len(huge) // 50
+    frame = pd.DataFrame({"id": ["a", "b"], "text": [huge, "a fine film"], "label": [1, 1], "split": ["train", "test"]})
+    whole = tokenizer.backend_tokenizer.encode(huge, add_special_tokens=False).ids  # before tokenize_labeled sets truncation
+    out, stats = tokenize_labeled(tokenizer, frame, config)
+    assert out["input_ids"][0][1:-1].tolist() == cut(whole, config.max_seq_len - 2, config.truncation)
+    assert stats["labeled_truncated"] == 1 and stats["labeled_long_rows"] == 1
