@@ -46,9 +46,10 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
     repo = data_repo or (str(project) if config.ingest.source == "dvc" else "")
     args = arguments(config, run_name, repo, data_rev, lineage)
     run_names.kfp_local_safe(args, project / "local_outputs")
+    _same_recipe(run_name, lineage["config_hash"])  # before writing anything: a dead server is one line here
     lock = project / "local_outputs" / "locks" / f"run-{run_name}.lock"
     with locks.owned(lock, f"run name {run_name}", "wait for it to finish, or choose another --run-name"):
-        _same_recipe(run_name, lineage["config_hash"])
+        _same_recipe(run_name, lineage["config_hash"])  # again, now that no other run of this name can start
         return _run(config, project, run_name, args, lineage, verbose)
 
 

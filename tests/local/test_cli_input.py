@@ -130,7 +130,9 @@ def test_a_run_name_a_live_run_holds_is_refused(project, capsys):
         assert holder.stdout.readline().strip() == "held"
         rc, errors, _ = lmforge(capsys, "run", "--config", "tiny", "--run-name", "sentiment-v1")
         assert rc == 2 and errors == [f"error: run name sentiment-v1 is in use by a live run (pid {holder.pid} on {os.uname().nodename}): wait for it to finish, or choose another --run-name"]
-        assert not (project / "mlflow.db").exists()
+        from components.shared import tracking
+
+        assert tracking.find_pipeline_run("sentiment-v1") is None  # no MLflow run opened for it
     finally:
         holder.kill()
         holder.wait()
