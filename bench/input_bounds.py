@@ -62,7 +62,7 @@ def build(tmp: Path, case: str, chars: int) -> None:
 def measure(case: str, scale: float = 1.0, unbounded: bool = False, timeout: float = 3600) -> dict:
     clean = {"vocab_size": 2000, "block_size": 128, "min_doc_chars": 50, "decontaminate_ngram": None}
     if unbounded:
-        clean |= {"max_word_chars": 10**12, "max_doc_chars": 10**12}
+        clean |= {"max_word_chars": 10_000_000, "max_doc_chars": 1_000_000_000}  # the largest the config allows
     with tempfile.TemporaryDirectory(prefix="lmforge-bounds-") as tmp:
         build(Path(tmp), case, int(SIZES[case] * scale))
         proc = subprocess.run([sys.executable, "-c", CHILD, tmp, json.dumps(clean)], cwd=ROOT, capture_output=True, text=True, timeout=timeout)

@@ -62,10 +62,10 @@ class CleanTokenizeConfig(StageConfig):
     truncation: Literal["head", "head_tail"] = Field("head_tail", description="a labeled text over max_seq_len keeps its first tokens, or a quarter head and three quarters tail (Sun et al. 2019)")
     heldout_pct: int = Field(5, ge=1, le=50, description="percent of corpus documents (by id hash) held out for perplexity")
     max_word_chars: int = Field(
-        100, ge=8, description="a run of non-space characters longer than this is cut into pieces of this length before tokenizer training and tokenization (counted as bounds.*.words_split)"
+        100, ge=8, le=10_000_000, description="a run of non-space characters longer than this is cut into pieces of this length before tokenizer training and tokenization (counted as bounds.*.words_split)"
     )
     max_doc_chars: int = Field(
-        1_000_000, ge=1000, description="a corpus document longer than this becomes several, cut at a paragraph, line or space break, so memory stays bounded (counted as bounds.corpus.docs_split)"
+        1_000_000, ge=1000, le=1_000_000_000, description="a corpus document longer than this becomes several, cut at a paragraph, line or space break, so memory stays bounded (counted as bounds.corpus.docs_split)"
     )
     chunk_chars: int = Field(4_000_000, ge=1, description="corpus characters read, cleaned and tokenized at a time (memory is about 100 bytes per character)")
     shard_blocks: int = Field(65536, ge=1, description="blocks per .npy shard on disk (65536 x 128 int32 tokens = 32 MiB)")

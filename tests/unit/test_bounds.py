@@ -48,6 +48,14 @@ def test_a_long_document_is_cut_at_the_last_break_and_loses_nothing():
     assert Bounds(100, 1000).document("y" * 2500) == ["y" * 1000, "y" * 1000, "y" * 500]  # no break: cut at the limit
 
 
+def test_the_largest_bounds_the_config_allows_still_work():
+    fields = CleanTokenizeConfig.model_fields
+    largest = {k: next(m.le for m in fields[k].metadata if getattr(m, "le", None)) for k in ("max_word_chars", "max_doc_chars")}
+    config = CleanTokenizeConfig.from_params(largest, "clean_tokenize")  # beyond them: one line, not an OverflowError in re
+    bounds = Bounds(config.max_word_chars, config.max_doc_chars)
+    assert bounds.words("x" * 200) == "x" * 200 and bounds.document("y " * 600) == ["y " * 600]
+
+
 def test_a_table_of_short_texts_passes_unchanged():
     table = pa.table({"doc_id": ["1", "2"], "title": ["", ""], "text": ["a b c", "d e"]})
     bounds = Bounds(100, 1000)
