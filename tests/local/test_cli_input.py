@@ -79,6 +79,12 @@ def test_a_bad_run_name_is_one_line_and_writes_nothing(project, capsys, name, ne
     assert not list(project.parent.glob("x.log")) and not list(project.parent.parent.glob("x.log"))
 
 
+def test_submit_checks_the_run_name_before_connecting(project, capsys, monkeypatch):
+    monkeypatch.setenv("KFP_HOST", "http://127.0.0.1:9")  # nothing listens: a check after connecting would say so
+    rc, errors, _ = lmforge(capsys, "submit", "--config", "tiny", "--run-name", "../x")
+    assert rc == 2 and len(errors) == 1 and "run name '../x' is not allowed" in errors[0]
+
+
 def test_a_data_path_kfp_local_would_rewrite_is_one_line(project, capsys):
     rc, errors, _ = lmforge(capsys, "run", "--config", "tiny", "--set", "ingest.source=path", "--set", "ingest.corpus_path=/data/python3/c.jsonl", "--set", "ingest.labeled_path=/data/l.csv")
     assert rc == 2 and errors == ["error: ingest.corpus_path '/data/python3/c.jsonl' contains 'python3', which kfp.local rewrites into the interpreter's path: "
