@@ -91,7 +91,8 @@ def clean_corpus(src: Path, dst: Path, normalization: str, min_chars: int, chunk
     Returns {"removed": {rule: n}, "rows": kept rows, "chars": kept characters}. Memory holds one
     chunk (about `chunk_chars` characters) at a time, plus `index` (the evaluation n-grams, when
     decontaminating); each chunk becomes one row group of `dst`. With `bounds`, long words and
-    documents are cut first (bounds.py), so no row of `dst` exceeds its length limits.
+    documents are cut first (bounds.py), so rows of `dst` keep to its length limits (up to what
+    NFKC adds: a few compatibility characters expand to several).
     """
     rules = RuleFilter(min_chars, index)
     rows = chars = 0
