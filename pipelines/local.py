@@ -46,32 +46,58 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
     repo = data_repo or (str(project) if config.ingest.source == "dvc" else "")
     args = arguments(config, run_name, repo, data_rev, lineage)
     run_names.kfp_local_safe(args, project / "local_outputs")
-    _same_recipe(run_name, lineage["config_hash"])  # before writing anything: a dead server is one line here
+    recipe = {"lmforge.config_hash": lineage["config_hash"], DATA_TAG: data_request(config, repo, data_rev)}
+    _same_recipe(run_name, recipe)  # before writing anything: a dead server is one line here
     lock = project / "local_outputs" / "locks" / f"run-{run_name}.lock"
     with locks.owned(lock, f"run name {run_name}", "wait for it to finish, or choose another --run-name"):
-        _same_recipe(run_name, lineage["config_hash"])  # again, now that no other run of this name can start
-        return _run(config, project, run_name, args, lineage, verbose)
+        _same_recipe(run_name, recipe)  # again, now that no other run of this name can start
+        return _run(config, project, run_name, args, lineage, verbose, recipe[DATA_TAG])
 
 
-def _same_recipe(run_name: str, config_hash: str) -> None:
-    """An existing run name may resume only the same recipe: under another config, register would
-    find the first run's version and report it as this run's model."""
+DATA_TAG = "lmforge.data_request"  # the data a pipeline run was asked for: repo@commit, or the paths
+
+
+def data_request(config: PipelineConfig, repo: str, data_rev: str) -> str:
+    """The data this run reads, as it can be known before ingest: the DVC repo at the commit its
+    revision names today (HEAD moves), or the two paths."""
+    from components.ingest.ingest import resolve_rev
+
+    if config.ingest.source != "dvc":
+        return f"{config.ingest.corpus_path} {config.ingest.labeled_path}"
+    try:
+        rev = resolve_rev(repo, data_rev or "HEAD")
+    except UserError:
+        rev = data_rev or "HEAD"  # ingest reports a revision that does not exist, as before
+    return f"{repo}@{rev}"
+
+
+def _same_recipe(run_name: str, recipe: dict) -> None:
+    """An existing run name may resume only the same recipe (config and data): under another,
+    register would find the first run's version and report it as this run's model."""
     with tracking.reported_errors():
         found = tracking.find_pipeline_run(run_name)
-    recorded = found.data.tags.get("lmforge.config_hash", "") if found else ""
-    if recorded and recorded != config_hash:
+    tags = found.data.tags if found else {}
+    config, data = (tags.get(t, "") for t in ("lmforge.config_hash", DATA_TAG))
+    if config and config != recipe["lmforge.config_hash"]:
         raise UserError(
-            f"run name {run_name} already exists with another configuration (config hash {recorded[:12]}, this one {config_hash[:12]}): "
+            f"run name {run_name} already exists with another configuration (config hash {config[:12]}, this one {recipe['lmforge.config_hash'][:12]}): "
             "choose a new --run-name, or give the same preset and --set values to resume that run"
+        )
+    if data and data != recipe[DATA_TAG]:
+        raise UserError(
+            f"run name {run_name} already exists reading other data ({data}; this run: {recipe[DATA_TAG]}): "
+            "choose a new --run-name, or give the same --data-rev and data paths to resume that run"
         )
 
 
-def _run(config: PipelineConfig, project: Path, run_name: str, args: dict, lineage: dict, verbose: bool) -> dict:
+def _run(config: PipelineConfig, project: Path, run_name: str, args: dict, lineage: dict, verbose: bool, data: str) -> dict:
     from kfp import local
 
     from pipelines.pipeline import lmforge_pipeline
 
     parent = tracking.open_pipeline_run(run_name, config.resolved(), lineage)
+    with tracking.reported_errors():
+        tracking.connect().MlflowClient().set_tag(parent, DATA_TAG, data)  # what a resume of this name must match
     print(f"LMForge run {run_name}: tracking at {settings.display_uri(settings.tracking_uri())} (MLflow run {parent[:8]})", flush=True)
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(project / "local_outputs"), raise_on_error=True)

@@ -118,15 +118,30 @@ def test_an_unwritable_project_folder_is_one_line(tmp_path, monkeypatch, capsys)
 def test_an_existing_run_name_with_another_config_is_refused(project, capsys):
     from components.shared import tracking
     from pipelines.config import load_config
-    from pipelines.local import _same_recipe
+    from pipelines.local import DATA_TAG, _same_recipe
 
     first = load_config("tiny")
     tracking.open_pipeline_run("sentiment-v1", first.resolved(), first.lineage("tiny"))
     rc, errors, _ = lmforge(capsys, "run", "--config", "tiny", "--set", "pretrain.max_steps=7", "--run-name", "sentiment-v1")
     assert rc == 2 and len(errors) == 1
     assert errors[0].startswith(f"error: run name sentiment-v1 already exists with another configuration (config hash {first.hash()[:12]}")
-    _same_recipe("sentiment-v1", first.hash())  # the same recipe may resume: no error
+    _same_recipe("sentiment-v1", {"lmforge.config_hash": first.hash(), DATA_TAG: f"{project}@HEAD"})  # the same recipe may resume: no error
     assert not (project / "local_outputs" / "logs").exists()
+
+
+def test_an_existing_run_name_on_other_data_is_refused(project, capsys):
+    from components.shared import tracking
+    from pipelines.config import load_config
+    from pipelines.local import DATA_TAG
+
+    config = load_config("tiny")
+    run_id = tracking.open_pipeline_run("sentiment-v1", config.resolved(), config.lineage("tiny"))
+    tracking.connect().MlflowClient().set_tag(run_id, DATA_TAG, f"{project}@0123abcd")  # same recipe, another data revision
+    rc, errors, _ = lmforge(capsys, "run", "--config", "tiny", "--run-name", "sentiment-v1", "--data-rev", "feedbeef")
+    assert rc == 2 and errors == [
+        f"error: run name sentiment-v1 already exists reading other data ({project}@0123abcd; this run: {project}@feedbeef): "
+        "choose a new --run-name, or give the same --data-rev and data paths to resume that run"
+    ]
 
 
 def test_a_run_name_a_live_run_holds_is_refused(project, capsys):
