@@ -13,7 +13,6 @@ import json
 import re
 import subprocess
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from components.ingest.ingest import resolve_rev
@@ -119,11 +118,12 @@ def original_config(mv):
 def reproduce(ref: str, allow_dirty: bool = False, verbose: bool = False) -> dict:
     """Re-run the version's recipe on its data revision and compare. Returns the comparison."""
     from pipelines.local import run_local
+    from pipelines.run_names import new_run_name
 
     mv = find_version(ref)
     lineage = check_reproducible(mv, allow_dirty)
     config = original_config(mv)
-    run_name = f"reproduce-{mv.name}-v{mv.version}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    run_name = new_run_name(f"reproduce-{mv.name}-v{mv.version}")
     print(f"reproducing {mv.name}/{mv.version} from data revision {lineage['data_rev'][:12]} of {settings.display_uri(lineage['data_repo'])}", flush=True)
     result = run_local(config, mv.tags["lmforge.preset"], data_rev=lineage["data_rev"], data_repo=lineage["data_repo"], run_name=run_name, verbose=verbose)
     return {"ref": f"{mv.name}/{mv.version}", "run_name": run_name, **lineage, **compare_runs(mv.run_id, result["run_id"])}

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from components.shared.config import StrictModel
 from components.shared.errors import UserError
 
 Metric = Literal["accuracy", "macro_f1"]
@@ -22,9 +23,7 @@ Baseline = Literal["majority", "tfidf", "control", "strongest"]
 BASELINES = {"majority": ("vs_majority", "majority baseline"), "tfidf": ("vs_tfidf", "TF-IDF + LR baseline"), "control": ("vs_control", "random-init control")}
 
 
-class GateConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class GateConfig(StrictModel):
     metrics: list[Metric] = Field(["accuracy", "macro_f1"], min_length=1, description="gated metrics; the first is the one that must improve")
     min_improvement: float = Field(0.0, description="the first metric must beat the champion by at least this (point estimate; 0 = not worse)")
     tolerance: dict[str, float] = Field({"accuracy": 0.01, "macro_f1": 0.01}, description="no gated metric may fall more than this below the champion's")

@@ -32,10 +32,20 @@ def parent_run_id(run_name: str) -> str:
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(EXPERIMENT)
     exp_id = exp.experiment_id if exp else client.create_experiment(EXPERIMENT, artifact_location=settings.artifact_location())
-    found = client.search_runs([exp_id], f"tags.`{RUN_NAME_TAG}` = '{run_name}' and tags.`lmforge.stage` = 'pipeline'", max_results=1)
+    found = find_pipeline_run(run_name)
     if found:
-        return found[0].info.run_id
+        return found.info.run_id
     return client.create_run(exp_id, run_name=run_name, tags={RUN_NAME_TAG: run_name, "lmforge.stage": "pipeline"}).info.run_id
+
+
+def find_pipeline_run(run_name: str):
+    """The pipeline run's MLflow run if one exists (run names are checked: no quote to escape)."""
+    client = connect().MlflowClient()
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return None
+    found = client.search_runs([exp.experiment_id], f"tags.`{RUN_NAME_TAG}` = '{run_name}' and tags.`lmforge.stage` = 'pipeline'", max_results=1)
+    return found[0] if found else None
 
 
 def log_stage(run_name: str, stage: str, metrics: dict, params: dict | None = None, files: Iterable[Path] = (), history: list[dict] | None = None) -> None:
