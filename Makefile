@@ -6,7 +6,7 @@ STAMP := $(VENV)/.lmforge-installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo data test test-fast compile bench bench-quick bench-quality clean
+.PHONY: setup demo data test test-fast test-load compile bench bench-quick bench-quality clean
 
 setup: $(STAMP)
 
@@ -40,7 +40,12 @@ bench-quality: data
 	$(PY) -m bench.quality $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not load"
+
+# 8 whole tiny runs at once against one real MLflow server, registering one model: every version
+# complete and a strict alias history; prints the reliability table's figures (many minutes on 2 cores).
+test-load: setup
+	$(PY) -m pytest -q -s -m load tests/local/test_load.py
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not network"
