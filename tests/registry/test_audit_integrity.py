@@ -78,6 +78,17 @@ def test_a_removed_ledger_pointer_is_reported(make_version, backend, model_name)
         registry.promote(model_name, make_version())
 
 
+def test_a_ledger_pointer_moved_to_another_run_leaves_the_aliases_unexplained(make_version, backend, model_name):
+    v1, _ = three_moves(make_version, model_name)
+    client = mlflow.MlflowClient(backend)
+    pointer = client.get_experiment_by_name(audit_ledger.pointer_name(model_name))
+    empty = client.create_run(pointer.experiment_id).info.run_id
+    audit_ledger.quiet_terminate(client, empty, "FINISHED")
+    client.set_experiment_tag(pointer.experiment_id, audit_ledger.LEDGER_TAG, empty)  # a "clean" history swapped in
+    records, problems = registry.audit(model_name)
+    assert records == [] and problems == [f"@champion points at version {v1} but the history records no move of it (set outside LMForge, or the history was replaced)"]
+
+
 def test_an_alias_moved_off_record_is_reported(make_version, backend, model_name):
     v1, v2 = three_moves(make_version, model_name)
     v3 = make_version()
