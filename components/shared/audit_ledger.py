@@ -117,10 +117,10 @@ def read(client, model_name: str) -> Ledger:
     chained to the one before, the ledger run neither deleted nor marked failed."""
     from mlflow.exceptions import MlflowException
 
-    run_id = ledger_run_id(client, model_name, create=False)
     pointer = client.get_experiment_by_name(pointer_name(model_name))
     if pointer is None:
-        return Ledger(None)
+        return Ledger(None)  # no move recorded yet
+    run_id = pointer.tags.get(LEDGER_TAG)
     ledger = Ledger(run_id)
     if pointer.lifecycle_stage != "active":
         ledger.problems.append(f"the history's pointer experiment {pointer.name!r} was deleted outside LMForge: restore it with mlflow experiments restore --experiment-id {pointer.experiment_id}")

@@ -30,9 +30,9 @@ import uuid
 from datetime import datetime, timezone
 
 from components.shared import audit_ledger, settings, tracking
-from components.shared.audit_ledger import AUDIT_EXPERIMENT
 from components.shared.errors import UserError
 
+AUDIT_EXPERIMENT = audit_ledger.AUDIT_EXPERIMENT  # where the history lives
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 GATE_TAG = "lmforge.gate"
