@@ -62,7 +62,12 @@ def move_alias(model_name: str, alias: str, version, *, reason: str, gate: str, 
     if gate not in GATES:
         raise UserError(f"gate result {gate!r} is not one of {', '.join(GATES)}")
     reason = _check_reason(reason)
-    return _move(model_name, alias, lambda records, current, client: (version, gate, reason), forced=forced, actor=actor, action=action)
+
+    def plan(records: list[dict], current: str | None, client) -> tuple[str, str, str]:
+        _model_version(client, model_name, version)  # an unknown version is refused before anything is written
+        return version, gate, reason
+
+    return _move(model_name, alias, plan, forced=forced, actor=actor, action=action)
 
 
 def promote(model_name: str, version, *, force: bool = False, reason: str | None = None, actor: str | None = None, action: str = "promote") -> dict:

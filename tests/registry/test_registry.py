@@ -148,6 +148,9 @@ def test_unknown_model_or_version_names_it_and_how_to_list(make_version, model_n
         registry.promote(model_name, "abc")
     with pytest.raises(UserError, match="registered model 'no-such-model' not found"):
         registry.history("no-such-model")
+    with pytest.raises(UserError, match=f"{model_name} has no version 42"):
+        registry.move_alias(model_name, "challenger", 42, reason="x", gate="passed")
+    assert registry.history(model_name) == [], "nothing recorded for a version that does not exist"
 
 
 def test_list_shows_versions_aliases_gate_and_metrics(make_version, model_name):
