@@ -100,7 +100,11 @@ def _version_for_run(client, config: RegisterConfig, run_name: str, parent: str,
     try:
         client.get_registered_model(config.model_name)
     except mlflow.exceptions.MlflowException:
-        client.create_registered_model(config.model_name, description="LMForge text classifier (BERT-style encoder pretrained by LMForge)")
+        try:
+            client.create_registered_model(config.model_name, description="LMForge text classifier (BERT-style encoder pretrained by LMForge)")
+        except mlflow.exceptions.MlflowException as exc:  # a concurrent run created it first
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
     found = client.search_model_versions(f"name = '{config.model_name}' and tags.`lmforge.pipeline_run_name` = '{run_name}'")
     if found:
         return str(min(int(v.version) for v in found)), False
