@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {settings.redact(str(exc))}", file=sys.stderr)  # no credential, whatever the message quotes
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

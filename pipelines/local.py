@@ -53,17 +53,21 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
         try:
             task = lmforge_pipeline(**arguments(config, run_name, repo, data_rev, lineage))
         except KeyboardInterrupt:
-            tracking.finish(run_name, "KILLED")  # not left RUNNING in MLflow forever
+            tracking.finish_quietly(parent, "KILLED")  # not left RUNNING in MLflow forever
             raise
         except Exception as exc:
-            tracking.finish(run_name, "FAILED")
+            # The reason first: a stage that failed on a dead tracking server says so in the
+            # error file, and marking the run FAILED must not replace it with a second error.
             reason = Path(err.name).read_text().strip()
+            tracking.finish_quietly(parent, "FAILED")
             raise UserError(reason or f"the pipeline failed ({plain(str(exc))}): see the task log in {log_path}") from None
-    tracking.finish(run_name)
-    run = tracking.connect().get_run(parent)
+    with tracking.reported_errors():
+        settings.fault_point("pipeline.finish")
+        tracking.finish(parent)
+        run = tracking.connect().get_run(parent)
     return {
         "run_name": run_name, "run_id": parent, "model_uri": task.output, "alias": config.stage("register").alias,
-"metrics": run.data.metrics,
+        "metrics": run.data.metrics,
         "gate": run.data.tags.get("lmforge.gate_summary", ""), "seconds": time.perf_counter() - start,
     }
 
