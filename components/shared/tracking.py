@@ -83,13 +83,36 @@ def finish(run_id: str, status: str = "FINISHED") -> None:
 
 
 def finish_quietly(run_id: str, status: str) -> bool:
-    """`finish` on a failure path: one bounded attempt, never a second error on top of the
-    first (a dead server cannot be told; the run then stays RUNNING there). True if recorded."""
+    """`finish` on a failure path: one attempt without retries or retry warnings, never a second
+    error on top of the first (a dead server cannot be told, and is not kept waiting for; the run
+    then stays RUNNING there, never FINISHED). True if recorded."""
     try:
-        finish(run_id, status)
+        with one_attempt():
+            finish(run_id, status)
         return True
     except Exception:
         return False
+
+
+@contextlib.contextmanager
+def one_attempt() -> Iterator[None]:
+    """MLflow calls inside make one HTTP attempt each (MLflow reads the retry count per call) and
+    urllib3 prints no "Retrying ..." warnings."""
+    import logging
+    import os
+
+    saved, log = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES"), logging.getLogger("urllib3")
+    level = log.level
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+        if saved is None:
+            os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
+        else:
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = saved
 
 
 def is_tracking_failure(exc: BaseException) -> bool:
