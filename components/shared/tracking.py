@@ -7,6 +7,7 @@ DAG and a re-run of one stage logs into the same parent instead of starting a ne
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -52,9 +53,13 @@ def log_stage(run_name: str, stage: str, metrics: dict, params: dict | None = No
     parent = parent_run_id(run_name)
     client = mlflow.MlflowClient()
     exp_id = client.get_run(parent).info.experiment_id
-    numeric = [Metric(k, float(v), 0, 0) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    # Real timestamps: a pipeline run resumed under its name logs a stage again into the same
+    # parent, and two values of one metric at the same (timestamp, step) collide when MLflow
+    # copies the run's metrics onto the logged model (a UNIQUE constraint on a server).
+    now = int(time.time() * 1000)
+    numeric = [Metric(k, float(v), now, 0) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     flat = [Param(k, str(v)[:6000]) for k, v in flatten(params or {}, stage).items()]
-    steps = [Metric(f"{stage}/{key}", float(h[key]), 0, int(h["step"])) for h in history or [] for key in ("loss", "lr", "eval_loss", "eval_accuracy") if key in h]
+    steps = [Metric(f"{stage}/{key}", float(h[key]), now, int(h["step"])) for h in history or [] for key in ("loss", "lr", "eval_loss", "eval_accuracy") if key in h]
     child = client.create_run(exp_id, run_name=stage, tags={RUN_NAME_TAG: run_name, "lmforge.stage": stage, MLFLOW_PARENT_RUN_ID: parent}).info.run_id
     status = "FAILED"
     try:
