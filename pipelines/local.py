@@ -7,10 +7,13 @@ file) reaches every task.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from components.shared import settings, tracking
 from components.shared.errors import UserError
@@ -49,7 +52,7 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
     log_path = project / "local_outputs" / "logs" / f"{run_name}.log"
     print(f"full log: {log_path}", flush=True)
     start = time.perf_counter()
-    with tempfile.NamedTemporaryFile("r", prefix="lmforge-error-", suffix=".txt") as err, settings.task_environment(err.name), filtered_console(log_path, verbose):
+    with tempfile.NamedTemporaryFile("r", prefix="lmforge-error-", suffix=".txt") as err, settings.task_environment(err.name), filtered_console(log_path, verbose), _sigterm_interrupts():
         try:
             task = lmforge_pipeline(**arguments(config, run_name, repo, data_rev, lineage))
         except KeyboardInterrupt:
@@ -62,7 +65,6 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
             tracking.finish_quietly(parent, "FAILED")
             raise UserError(reason or f"the pipeline failed ({plain(str(exc))}): see the task log in {log_path}") from None
     with tracking.reported_errors():
-        settings.fault_point("pipeline.finish")
         tracking.finish(parent)
         run = tracking.connect().get_run(parent)
     return {
@@ -70,6 +72,20 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
         "metrics": run.data.metrics,
         "gate": run.data.tags.get("lmforge.gate_summary", ""), "seconds": time.perf_counter() - start,
     }
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (`kill`, a container stopping) ends the run as Ctrl-C does: marked KILLED, not left
+    RUNNING. Only kill -9 cannot be seen."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def summary(result: dict) -> str:

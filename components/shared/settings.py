@@ -154,10 +154,11 @@ def quiet_environment() -> None:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
-# Fault injection for tests (tests/unit/test_faults.py): `fault_point(name)` is a no-op unless
-# $LMFORGE_FAULT_AT names it; then it creates $LMFORGE_FAULT_FILE and waits until the test has
-# done its harm (killed the tracking server) and removed the file. The points are real places in
-# the code, so what the test breaks is what a real outage would break there.
+# Fault injection for tests (tests/registry/test_register_faults.py, tests/local/test_faults_cli.py):
+# `fault_point(name)` is a no-op unless $LMFORGE_FAULT_AT names it; then it creates
+# $LMFORGE_FAULT_FILE and waits until the test has done its harm (killed the tracking server) and
+# removed the file. The points are real places in the code ("<stage>.log" before a stage logs,
+# "register.*" inside register), so what the test breaks is what a real outage would break there.
 FAULT_AT_ENV, FAULT_FILE_ENV = "LMFORGE_FAULT_AT", "LMFORGE_FAULT_FILE"
 FAULT_WAIT_S = 300
 

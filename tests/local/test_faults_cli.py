@@ -61,7 +61,8 @@ def test_server_killed_during_a_stage_is_one_line_and_exit_2(text_files, tmp_pat
 
 
 @pytest.mark.slow  # real servers started and killed: a minute or more on 2 cores
-def test_interrupted_run_ends_killed_in_mlflow(text_files, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_run_ends_killed_in_mlflow(text_files, tmp_path, signum):
     import mlflow
 
     files = {"corpus": text_files / "corpus.jsonl", "labeled": text_files / "labeled.csv"}
@@ -69,7 +70,7 @@ def test_interrupted_run_ends_killed_in_mlflow(text_files, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = start_cli(project, path_args(files), uri, "clean_tokenize.log", signal_file)
     wait_for(signal_file, proc)
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, to the CLI and its task alike
+    os.killpg(proc.pid, signum)  # to the CLI and its task alike, as a terminal or a container stop sends it
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     client = mlflow.MlflowClient(uri)
