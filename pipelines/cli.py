@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)  # one line, whatever it quotes
+        print(f"error: {settings.redact(' '.join(str(exc).splitlines()))}", file=sys.stderr)  # one line, no credential, whatever it quotes
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

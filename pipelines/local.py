@@ -7,9 +7,12 @@ file) reaches every task.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 from components.shared import locks, settings, tracking
 from components.shared.errors import UserError
@@ -104,23 +107,40 @@ def _run(config: PipelineConfig, project: Path, run_name: str, args: dict, linea
     log_path = project / "local_outputs" / "logs" / f"{run_name}.log"
     print(f"full log: {log_path}", flush=True)
     start = time.perf_counter()
-    with tempfile.NamedTemporaryFile("r", prefix="lmforge-error-", suffix=".txt") as err, settings.task_environment(err.name), filtered_console(log_path, verbose):
+    with tempfile.NamedTemporaryFile("r", prefix="lmforge-error-", suffix=".txt") as err, settings.task_environment(err.name), filtered_console(log_path, verbose), _sigterm_interrupts():
         try:
             task = lmforge_pipeline(**args)
         except KeyboardInterrupt:
-            tracking.finish(run_name, "KILLED")  # not left RUNNING in MLflow forever
+            tracking.finish_quietly(parent, "KILLED")  # not left RUNNING in MLflow forever
             raise
         except Exception as exc:
-            tracking.finish(run_name, "FAILED")
+            # The reason first: a stage that failed on a dead tracking server says so in the
+            # error file, and marking the run FAILED must not replace it with a second error.
             reason = Path(err.name).read_text().strip()
+            tracking.finish_quietly(parent, "FAILED")
             raise UserError(reason or f"the pipeline failed ({plain(str(exc))}): see the task log in {log_path}") from None
-    tracking.finish(run_name)
-    run = tracking.connect().get_run(parent)
+    with tracking.reported_errors():
+        tracking.finish(parent)
+        run = tracking.connect().get_run(parent)
     return {
         "run_name": run_name, "run_id": parent, "model_uri": task.output, "alias": config.stage("register").alias,
-"metrics": run.data.metrics,
+        "metrics": run.data.metrics,
         "gate": run.data.tags.get("lmforge.gate_summary", ""), "seconds": time.perf_counter() - start,
     }
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (`kill`, a container stopping) ends the run as Ctrl-C does: marked KILLED, not left
+    RUNNING. Only kill -9 cannot be seen."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def summary(result: dict) -> str:

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from components.ingest.ingest import resolve_rev
-from components.shared import artifacts, settings, tracking
+from components.shared import artifacts, registry, settings, tracking
 from components.shared.errors import UserError
 
 # Lineage a version must carry to be reproducible.
@@ -58,6 +58,8 @@ def find_version(ref: str):
 def check_reproducible(mv, allow_dirty: bool = False) -> dict:
     """The lineage of `mv` if it can be reproduced exactly here, else one clear error."""
     tags, ref = mv.tags, f"{mv.name}/{mv.version}"
+    if not registry.is_complete(tags):
+        raise UserError(f"{ref} is incomplete (its registration was interrupted), so there is nothing trusted to reproduce: re-run its pipeline run ({tags.get('lmforge.pipeline_run_name', '?')}) to complete it")
     missing = [t for t in REQUIRED_TAGS if not tags.get(t)]
     if missing == ["lmforge.data_rev"] and tags.get("lmforge.pipeline_run_name"):
         # Registered by LMForge, from plain paths (ingest.source=path): the files have no revision.

@@ -122,10 +122,10 @@ def decide(config: GateConfig, champion: dict | None, vs_champion: dict | None, 
 def champion_predictions(model_name: str, alias: str, texts: list[str], batch_size: int) -> tuple[dict, np.ndarray] | None:
     """The current holder of `alias` and its predictions on `texts`, tokenized with its own
     tokenizer (a champion trained on another data revision has another vocabulary). None when
-    the model or the alias does not exist yet."""
+    the model or the alias does not exist yet, or its holder is an incomplete version."""
     import torch
 
-    from components.shared import tracking
+    from components.shared import registry, tracking
 
     mlflow = tracking.connect()
     client = mlflow.MlflowClient()
@@ -136,6 +136,8 @@ def champion_predictions(model_name: str, alias: str, texts: list[str], batch_si
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 return None
             raise
+        if not registry.is_complete(version.tags):
+            return None  # a registration cut short is nobody's champion
         parts = mlflow.transformers.load_model(f"models:/{model_name}/{version.version}", return_type="components")
     model, tokenizer = parts["model"].eval(), parts["tokenizer"]
     limit = min(getattr(model.config, "max_position_embeddings", 512), 512)

@@ -38,6 +38,10 @@ CHALLENGER = "challenger"
 GATE_TAG = "lmforge.gate"
 GATE_SUMMARY_TAG = "lmforge.gate_summary"
 GATES = ("passed", "failed", "none")
+# A version's registration state (components/register): "incomplete" from its creation until its
+# card, alias and record are in place, then "complete"; versions from before the tag have none
+# and count as complete. Every command here ignores or refuses an incomplete version.
+STATE_TAG, INCOMPLETE, COMPLETE = "lmforge.state", "incomplete", "complete"
 METRIC_TAGS = ("accuracy", "macro_f1", "baseline_majority_accuracy", "baseline_tfidf_accuracy", "perplexity")  # metric.<key> on versions
 MAX_REASON = 1000  # characters; the whole record stays well under MLflow's 6000-character param value
 LEASE_S = 120.0  # a move takes well under a second; a record pending longer is from a writer that died
@@ -78,7 +82,7 @@ def promote(model_name: str, version, *, force: bool = False, reason: str | None
     if force and not (reason or "").strip():
         raise UserError('--force needs --reason "why": a forced promotion is recorded in the model\'s history with its reason')
     with tracking.reported_errors():
-        tags = _model_version(_client(), model_name, version).tags
+        tags = _complete_version(_client(), model_name, version).tags
     gate, summary = gate_of(tags), tags.get(GATE_SUMMARY_TAG, "").strip()
     if gate != "passed" and not force:
         why = f"its gate {gate}" if gate != "none" else "it has no gate result (tag lmforge.gate)"
@@ -111,7 +115,7 @@ def rollback(model_name: str, alias: str = CHAMPION, *, reason: str | None = Non
         if len(stack) < 2:
             raise UserError(f"{model_name}@{alias} (version {current}) has no previous holder to roll back to: {hint}")
         target = stack[-2]
-        return target, gate_of(_model_version(client, model_name, target).tags), _check_reason(reason) or f"rollback from version {current}"
+        return target, gate_of(_complete_version(client, model_name, target).tags), _check_reason(reason) or f"rollback from version {current}"
 
     return _move(model_name, alias, plan, forced=False, actor=actor, action="rollback")
 
@@ -253,6 +257,11 @@ def champion(model_name: str) -> str | None:
     return alias_holders(model_name).get(CHAMPION)
 
 
+def is_complete(tags: dict) -> bool:
+    """False for a version whose registration never finished (see STATE_TAG)."""
+    return (tags or {}).get(STATE_TAG, COMPLETE) != INCOMPLETE
+
+
 def gate_of(tags: dict) -> str:
     """A version's gate result from its tags: passed, failed, or none (missing or unknown)."""
     value = (tags or {}).get(GATE_TAG, "none").strip().lower()
@@ -274,6 +283,8 @@ def list_versions(model_name: str | None = None) -> list[dict]:
                 holders.setdefault(version, []).append(alias)
             for mv in _paged(client.search_model_versions, f"name = '{name}'"):
                 tags = mv.tags or {}
+                if not is_complete(tags):
+                    continue  # a registration cut short: not a version anyone should use
                 rows.append({
                     "model": name, "version": str(mv.version), "aliases": sorted(holders.get(str(mv.version), [])),
                     "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
@@ -311,6 +322,16 @@ def _model_version(client, name: str, version: str):
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise UserError(f"{name} has no version {version}: list its versions with lmforge models list {name}") from None
         raise
+
+
+def _complete_version(client, name: str, version: str):
+    """The model version, refused when its registration never finished."""
+    mv = _model_version(client, name, version)
+    if not is_complete(mv.tags):
+        run = (mv.tags or {}).get("lmforge.pipeline_run_name", "")
+        again = f"lmforge run --run-name {run} with the same config" if run else "its pipeline run again"
+        raise UserError(f"{name} version {version} is incomplete (its registration was interrupted): run {again} to complete it, or use another version")
+    return mv
 
 
 def _restore_alias(client, model_name: str, alias: str, version: str | None) -> None:
