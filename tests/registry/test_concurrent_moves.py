@@ -25,7 +25,9 @@ def test_eight_concurrent_promotes_and_rollbacks_leave_a_strict_history(make_ver
     refused = [r["error"] for r in results if not r["ok"]]
     assert all("has no previous holder to roll back to" in e for e in refused), refused  # the one refusal an interleaving may earn
     moved = [r for r in results if r["ok"] and r["moved"]]
-    assert len(moved) >= 4, results  # each promote moves unless the alias already points at its version
+    # Promotes to v3 and v4 always move, and at least one of the two to v2; every rollback may come
+    # first and be refused (seen on a loaded machine), so 3 is the least any interleaving gives.
+    assert len(moved) >= 3, results
     figures = history_figures(model_name, expected_moves=1 + len(moved))
     assert figures == {"records": 1 + len(moved), "duplicated": 0, "gaps": 0, "pending": 0, "problems": [], "alias_is_last_record": True, "broken_links": 0, "lost": 0}
     assert sorted(r["seq"] for r in moved) == list(range(2, 2 + len(moved))), "each move holds its own number"
