@@ -13,12 +13,16 @@ line in `OBJECTIVES`; the module provides:
 - `micro_batch(inputs, labels, fixed)` and `fixed_shapes(block_size, micro, config)`: the tensors
   one micro-batch feeds to the step module (fixed shapes for a compiled step)
 - `heldout_loss(model, tokenizer, ids, seed)`: mean loss per target on held-out blocks (perplexity = exp)
+- `heldout_perplexity(pretrained_dir, blocks, batch_size, mlm_probability, seed)`: evaluate's score
+- `MODEL_TYPES`: the `model_type`s of the models it saves (how evaluate finds the objective)
 - `train_flops(tokens, targets, seq_len, model_config)`: model FLOPs of the steps (for MFU)
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 from types import ModuleType
 
 from components.shared.errors import UserError
@@ -40,3 +44,12 @@ def get(name: str) -> ModuleType:
     if name not in OBJECTIVES:
         raise UserError(unknown(name))
     return importlib.import_module(OBJECTIVES[name])
+
+
+def of_pretrained(pretrained_dir: Path) -> ModuleType:
+    """The objective whose model is saved in `pretrained_dir` (by its config's model_type)."""
+    model_type = json.loads((Path(pretrained_dir) / "config.json").read_text()).get("model_type")
+    for name in NAMES:
+        if model_type in get(name).MODEL_TYPES:
+            return get(name)
+    raise UserError(f"the pretrained model at {pretrained_dir} is a {model_type!r}, which no objective ({', '.join(NAMES)}) trains: rerun pretrain")

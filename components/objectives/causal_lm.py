@@ -15,6 +15,7 @@ time and again in the backward pass, so only one chunk's logits ever exist at on
 from __future__ import annotations
 
 DESCRIPTION = "causal-LM pretraining"
+MODEL_TYPES = ("gpt2",)  # the saved models' config.model_type: how evaluate finds the objective
 # The same packing as masked LM: [SEP] separates documents, [CLS] opens a block (a BOS token here).
 PACKING = {"block_prefix": "[CLS]", "doc_separator": "[SEP]"}
 CHUNK_LOGITS = 2**24  # logits per chunk (64 MiB in float32): rows = CHUNK_LOGITS // vocab, at least 128
@@ -136,6 +137,19 @@ def heldout_loss(model, tokenizer, ids, seed: int, blocks_per_pass: int = 32) ->
             total += float(module(part, part[:, 1:].flatten()))
             count += part[:, 1:].numel()
     return total / count
+
+
+def heldout_perplexity(pretrained_dir, blocks, batch_size: int, mlm_probability: float, seed: int) -> float:
+    """evaluate's score: exp(mean next-token cross-entropy) on int64 held-out `blocks`; nothing
+    is drawn, so the masking rate and seed are unused."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(pretrained_dir)
+    loss = heldout_loss(model, None, torch.from_numpy(blocks), seed, blocks_per_pass=batch_size)
+    return float(math.exp(loss))
 
 
 def train_flops(tokens: int, targets: int, seq_len: int, model_config) -> float:

@@ -14,6 +14,7 @@ from components.shared.modeling import build_mlm as build_model  # noqa: F401 (p
 from components.shared.modeling import load_mlm as load_model  # noqa: F401
 
 DESCRIPTION = "masked-LM pretraining"
+MODEL_TYPES = ("bert",)  # the saved models' config.model_type: how evaluate finds the objective
 # Blocks open with [CLS] and every document ends with [SEP] (clean_tokenize.packing does this).
 PACKING = {"block_prefix": "[CLS]", "doc_separator": "[SEP]"}
 
@@ -58,6 +59,30 @@ def heldout_loss(model, tokenizer, ids, seed: int, p: float = 0.15) -> float:
     with torch.no_grad():
         inputs, labels = Masker(tokenizer, p, seed)(ids)
         return float(masked_lm_loss(model, inputs, labels))
+
+
+def heldout_perplexity(pretrained_dir, blocks, batch_size: int, mlm_probability: float, seed: int) -> float:
+    """evaluate's score: exp(mean cross-entropy over masked positions) on int64 held-out `blocks`,
+    masked by transformers' collator under `seed` (the numbers evaluate has always reported)."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
+
+    model = AutoModelForMaskedLM.from_pretrained(pretrained_dir).eval()
+    collator = DataCollatorForLanguageModeling(AutoTokenizer.from_pretrained(pretrained_dir), mlm_probability=mlm_probability)
+    torch.manual_seed(seed)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(blocks), batch_size):
+            inputs, labels = collator.torch_mask_tokens(torch.from_numpy(blocks[start : start + batch_size]))
+            n = int((labels != -100).sum())
+            if n:
+                total += model(input_ids=inputs, labels=labels).loss.item() * n
+                count += n
+    if count == 0:
+        from components.shared.errors import UserError
+
+        raise UserError("no held-out token was masked, so perplexity is undefined: raise evaluate.mlm_probability or max_heldout_blocks")
+    return float(math.exp(total / count))
 
 
 def train_flops(tokens: int, targets: int, seq_len: int, model_config) -> float:

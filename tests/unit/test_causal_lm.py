@@ -121,3 +121,28 @@ def test_two_gloo_processes_and_accumulation_match_one_process(cleaned_dir, tmp_
     assert max_diff(one, weights(tmp_path / "two")) < 1e-4 and max_diff(one, weights(tmp_path / "accum")) < 1e-4
     losses = [[h["loss"] for h in artifacts.read_json(tmp_path / n / artifacts.HISTORY)] for n in runs]
     assert max(abs(x - y) for x, y in zip(losses[0], losses[1])) < 1e-4
+
+
+def test_the_decoder_fine_tunes_into_a_last_token_classifier_and_evaluate_scores_it(cleaned_dir, tmp_path):
+    """finetune's classifier from the decoder pools the last non-pad token (right padding changes
+    nothing), and evaluate's held-out perplexity is the objective's, the one pretrain reported."""
+    import torch
+
+    from components.evaluate.evaluate import EvaluateConfig, heldout_perplexity
+    from components.finetune.finetune import FinetuneConfig, build_classifier
+    from components.shared.modeling import load_tokenizer
+
+    metrics = pretrain(cleaned_dir, tmp_path / "clm", config(max_steps=5), checkpoint_dir=tmp_path / "ckpt")
+    model = build_classifier(tmp_path / "clm", FinetuneConfig.from_params({}, "finetune")).eval()
+    assert type(model).__name__ == "GPT2ForSequenceClassification"
+    tok = load_tokenizer(str(tmp_path / "clm"))
+    ids = tok("a wonderful and moving film")["input_ids"]
+    pad = tok.pad_token_id
+    assert model.config.pad_token_id == pad and pad not in ids
+    batch = torch.tensor([ids + [pad] * 3, ids[:-2] + [ids[-1]] + [pad] * 4])
+    with torch.no_grad():
+        padded = model(input_ids=batch, attention_mask=(batch != pad).long()).logits
+        alone = model(input_ids=torch.tensor([ids])).logits
+    assert torch.allclose(padded[0], alone[0], atol=1e-5) and not torch.allclose(padded[1], alone[0], atol=1e-5)
+    ppl = heldout_perplexity(tmp_path / "clm", cleaned_dir, EvaluateConfig(max_heldout_blocks=256, threads=1))
+    assert ppl == pytest.approx(metrics["pretrain/heldout_perplexity"], rel=1e-4)
