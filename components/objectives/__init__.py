@@ -14,6 +14,7 @@ line in `OBJECTIVES`; the module provides:
   one micro-batch feeds to the step module (fixed shapes for a compiled step)
 - `heldout_loss(model, tokenizer, ids, seed)`: mean loss per target on held-out blocks (perplexity = exp)
 - `heldout_perplexity(pretrained_dir, blocks, batch_size, mlm_probability, seed)`: evaluate's score
+- `CARD`: the model card's words for the architecture, the pretraining and the perplexity
 - `MODEL_TYPES`: the `model_type`s of the models it saves (how evaluate finds the objective)
 - `train_flops(tokens, targets, seq_len, model_config)`: model FLOPs of the steps (for MFU)
 """

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 DESCRIPTION = "causal-LM pretraining"
 MODEL_TYPES = ("gpt2",)  # the saved models' config.model_type: how evaluate finds the objective
+CARD = {"architecture": "GPT-2-style decoder (classifier pools the last non-pad token)", "pretraining": "causal-language-model (next-token) pretraining", "perplexity": "next-token"}  # model-card text
 # The same packing as masked LM: [SEP] separates documents, [CLS] opens a block (a BOS token here).
 PACKING = {"block_prefix": "[CLS]", "doc_separator": "[SEP]"}
-CHUNK_LOGITS = 2**24  # logits per chunk (64 MiB in float32): rows = CHUNK_LOGITS // vocab, at least 128
+# Logits per chunk (128 MiB in float32): rows = CHUNK_LOGITS // vocab, at least 128. The demo's
+# micro-batch (32 x 127 rows, 8k vocabulary) fits in one chunk, computed without recomputation;
+# BERT-base sizes (16k rows of 512-token blocks, 30k vocabulary: 2 GB of logits) take 15.
+CHUNK_LOGITS = 2**25
 
 
 def build_model(sizes, tokenizer):
@@ -38,7 +42,6 @@ def build_model(sizes, tokenizer):
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
         pad_token_id=tokenizer.pad_token_id,  # a fine-tuned classifier pools the last non-pad token
-        use_cache=False,
         attn_implementation="sdpa",
     )
     return GPT2LMHeadModel(config)
@@ -98,12 +101,14 @@ def chunked_cross_entropy(hidden, weight, targets, rows: int | None = None):
     Each chunk runs under activation checkpointing: its float32 logits are freed after the forward
     and recomputed in the backward, so peak memory holds one chunk of logits instead of all of
     them, for one extra head matmul per step (Liger-Kernel's fused linear cross-entropy does the
-    same in one kernel). Targets of -100 are ignored.
+    same in one kernel). A batch that fits in one chunk is computed directly. Targets of -100 are ignored.
     """
     import torch
     from torch.utils.checkpoint import checkpoint
 
     rows = rows or max(128, CHUNK_LOGITS // weight.shape[0])
+    if hidden.shape[0] <= rows:  # one chunk: nothing to save by recomputing it
+        return _summed_ce(hidden, weight, targets)
     total = torch.zeros((), device=hidden.device)
     for i in range(0, hidden.shape[0], rows):
         total = total + checkpoint(_summed_ce, hidden[i : i + rows], weight, targets[i : i + rows], use_reentrant=False)

@@ -15,6 +15,7 @@ from components.shared.modeling import load_mlm as load_model  # noqa: F401
 
 DESCRIPTION = "masked-LM pretraining"
 MODEL_TYPES = ("bert",)  # the saved models' config.model_type: how evaluate finds the objective
+CARD = {"architecture": "BERT-style encoder", "pretraining": "masked-language-model pretraining", "perplexity": "masked-LM"}  # model-card text
 # Blocks open with [CLS] and every document ends with [SEP] (clean_tokenize.packing does this).
 PACKING = {"block_prefix": "[CLS]", "doc_separator": "[SEP]"}
 

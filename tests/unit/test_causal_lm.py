@@ -146,3 +146,12 @@ def test_the_decoder_fine_tunes_into_a_last_token_classifier_and_evaluate_scores
     assert torch.allclose(padded[0], alone[0], atol=1e-5) and not torch.allclose(padded[1], alone[0], atol=1e-5)
     ppl = heldout_perplexity(tmp_path / "clm", cleaned_dir, EvaluateConfig(max_heldout_blocks=256, threads=1))
     assert ppl == pytest.approx(metrics["pretrain/heldout_perplexity"], rel=1e-4)
+
+
+def test_bf16_autocast_trains_with_the_chunked_loss(cleaned_dir, tmp_path):
+    """bf16 autocast (a GPU's default, here on the CPU): the checkpointed chunks recompute under the
+    same autocast, and the loss stays close to float32's."""
+    runs = {p: pretrain(cleaned_dir, tmp_path / p, config(max_steps=4, precision=p), checkpoint_dir=tmp_path / f"ck-{p}") for p in ("fp32", "bf16")}
+    fp32, bf16 = ([h["loss"] for h in artifacts.read_json(tmp_path / p / artifacts.HISTORY)] for p in runs)
+    assert all(math.isfinite(x) for x in bf16) and fp32 != bf16
+    assert max(abs(a - b) for a, b in zip(fp32, bf16)) < 0.1
