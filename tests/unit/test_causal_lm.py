@@ -155,3 +155,18 @@ def test_bf16_autocast_trains_with_the_chunked_loss(cleaned_dir, tmp_path):
     fp32, bf16 = ([h["loss"] for h in artifacts.read_json(tmp_path / p / artifacts.HISTORY)] for p in runs)
     assert all(math.isfinite(x) for x in bf16) and fp32 != bf16
     assert max(abs(a - b) for a, b in zip(fp32, bf16)) < 0.1
+
+
+def test_layer_decay_reaches_the_decoder_layers(cleaned_dir):
+    """finetune.layer_decay on a GPT-2 classifier: embeddings lowest, layer i of L at L - i, the head on top."""
+    from transformers import AutoTokenizer
+
+    from components.objectives import causal_lm
+    from components.shared.modeling import ModelSizes
+    from components.shared.training import layer_depth
+
+    model = causal_lm.build_model(ModelSizes.model_validate(TINY), AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR))
+    depths = {name: layer_depth(name, 2) for name, _ in model.named_parameters()}
+    assert depths["transformer.wte.weight"] == depths["transformer.wpe.weight"] == 3
+    assert depths["transformer.h.0.attn.c_attn.weight"] == 2 and depths["transformer.h.1.mlp.c_fc.weight"] == 1
+    assert depths["transformer.ln_f.weight"] == 0
