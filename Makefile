@@ -6,7 +6,7 @@ STAMP := $(VENV)/.lmforge-installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo data test test-fast compile bench bench-quick bench-quality clean
+.PHONY: setup demo data test test-fast test-load compile bench bench-quick bench-quality clean
 
 setup: $(STAMP)
 
@@ -44,10 +44,15 @@ bench-quality: data
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal
 
 test: setup
-	$(PYTEST)
+	$(PYTEST) -m "not load"
+
+# 8 whole tiny runs at once against one real MLflow server, registering one model: every version
+# complete and a strict alias history; prints the reliability table's figures (many minutes on 2 cores).
+test-load: setup
+	$(PY) -m pytest -q -s -m load tests/local/test_load.py
 
 test-fast: setup
-	$(PYTEST) -m "not slow and not network"
+	$(PYTEST) -m "not slow and not network and not load"
 
 compile: setup
 	$(VENV)/bin/lmforge compile --output build/lmforge-pipeline.yaml

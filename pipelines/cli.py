@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from components.shared.errors import UserError
@@ -34,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     _add_config_args(run)
     run.add_argument("--data-rev", default="", help="git revision of the data (default: the checked-out commit)")
     run.add_argument("--data-repo", default="", help="DVC repository to read data from (default: this project)")
-    run.add_argument("--run-name", default="", help="name of this pipeline run (default: lmforge-PRESET-TIMESTAMP)")
+    run.add_argument("--run-name", default="", help="name of this pipeline run: letters, digits, . _ - (default: lmforge-PRESET-TIMESTAMP-RANDOM); an existing name resumes that run, with the same config only")
     run.add_argument("--verbose", "-v", action="store_true", help="show kfp.local's full output (it always goes to the log file)")
 
     comp = sub.add_parser("compile", help="write the KFP IR YAML with every image pinned")
@@ -46,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     _add_config_args(sub_)
     sub_.add_argument("--host", default="", help="KFP API endpoint, e.g. http://localhost:8080 (default: $KFP_HOST)")
     sub_.add_argument("--experiment", default="", help="KFP experiment (default: the preset's cluster.experiment)")
-    sub_.add_argument("--run-name", default="", help="name of this pipeline run (default: lmforge-PRESET-TIMESTAMP)")
+    sub_.add_argument("--run-name", default="", help="name of this pipeline run: letters, digits, . _ - (default: lmforge-PRESET-TIMESTAMP-RANDOM); an existing name resumes that run, with the same config only")
     sub_.add_argument("--data-rev", default="", help="git revision of the data (default: the checked-out commit)")
     sub_.add_argument("--data-repo", default="", help="git URL of the DVC data repository (default: the preset's cluster.data_repo)")
 
@@ -99,11 +100,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {settings.redact(' '.join(str(exc).splitlines()))}", file=sys.stderr)  # one line, no credential, whatever it quotes
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE:
+            raise  # anything else is a bug and keeps its traceback
+        where = exc.filename or "an output folder"
+        print(f"error: cannot write {where} ({exc.strerror}): make it writable, or write elsewhere (--output, LMFORGE_PROJECT_DIR)", file=sys.stderr)
+        return 2
+
+
+# A read-only or full output folder is the user's environment, not a bug: one line, not a traceback.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def cmd_run(args) -> int:

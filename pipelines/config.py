@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig
 from components.evaluate.evaluate import EvaluateConfig
@@ -19,7 +19,7 @@ from components.finetune.finetune import FinetuneConfig
 from components.ingest.ingest import IngestConfig
 from components.pretrain.pretrain import PretrainConfig
 from components.register.register import RegisterConfig
-from components.shared.config import explain
+from components.shared.config import StrictModel, explain
 from components.shared.errors import UserError
 from components.validate.validate import ValidateConfig
 from pipelines.cluster import ClusterConfig
@@ -28,10 +28,8 @@ PRESETS_DIR = Path(__file__).parent / "configs"
 STAGES = ("ingest", "clean_tokenize", "validate", "pretrain", "finetune", "evaluate", "register")
 
 
-class PipelineConfig(BaseModel):
+class PipelineConfig(StrictModel):
     """One section per stage; each stage receives only its own section."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = Field("", description="what this preset is for")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
@@ -158,6 +156,8 @@ def load_config(preset: str = "demo", overrides: list[str] | tuple = ()) -> Pipe
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"preset {path} is not valid YAML ({exc.__class__.__name__}): fix the file") from None
+    if not isinstance(data, dict):
+        raise UserError(f"preset {path} holds a YAML {type(data).__name__}, not a mapping of sections: write it as `pretrain:` / `  max_steps: 50` lines")
     for item in overrides:
         apply_override(data, item)
     try:
@@ -177,4 +177,7 @@ def apply_override(data: dict, item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"override {item!r}: {part!r} is a value, not a section")
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise UserError(f"override {item!r}: the value is not valid YAML ({exc.__class__.__name__}): quote it, e.g. --set 'key=\"text\"'") from None

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
+from components.clean_tokenize.bounds import Bounds
 from components.clean_tokenize.cleaning import clean_corpus, clean_table, clean_text, iter_chunks
 from components.clean_tokenize.labeled import tokenize_labeled
 from components.clean_tokenize.packing import BlockPacker, encode, special_ids
@@ -61,6 +62,12 @@ class CleanTokenizeConfig(StageConfig):
     max_seq_len_cap: int = Field(256, ge=8, description="the longest max_seq_len 'auto' may choose (at most pretrain.model.max_position)")
     truncation: Literal["head", "head_tail"] = Field("head_tail", description="a labeled text over max_seq_len keeps its first tokens, or a quarter head and three quarters tail (Sun et al. 2019)")
     heldout_pct: int = Field(5, ge=1, le=50, description="percent of corpus documents (by id hash) held out for perplexity")
+    max_word_chars: int = Field(
+        100, ge=8, le=10_000_000, description="a run of non-space characters longer than this is cut into pieces of this length before tokenizer training and tokenization (counted as bounds.*.words_split)"
+    )
+    max_doc_chars: int = Field(
+        1_000_000, ge=1000, le=1_000_000_000, description="a corpus document longer than this becomes several, cut at a paragraph, line or space break, so memory stays bounded (counted as bounds.corpus.docs_split)"
+    )
     chunk_chars: int = Field(4_000_000, ge=1, description="corpus characters read, cleaned and tokenized at a time (memory is about 100 bytes per character)")
     shard_blocks: int = Field(65536, ge=1, description="blocks per .npy shard on disk (65536 x 128 int32 tokens = 32 MiB)")
     max_labeled_removed: float = Field(0.05, ge=0, le=1, description="stop the run when one cleaning rule removes more than this share of the labeled rows (no silent loss)")
@@ -100,17 +107,20 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
             raise UserError(f"{raw_dir / name} is missing: run the ingest stage first")
     clock = _Clock()
     with artifacts.staged_dir(out_dir) as tmp:
+        bounds = {name: Bounds(config.max_word_chars, config.max_doc_chars) for name in ("corpus", "labeled")}
         raw_labeled = pd.read_parquet(raw_dir / artifacts.LABELED)
+        raw_labeled = raw_labeled.assign(text=[bounds["labeled"].words(t) for t in raw_labeled["text"]])  # rows stay whole: ids and labels
         labeled, labeled_removed = clean_table(raw_labeled, config.normalization, config.min_chars, scope="split")
         clock.say(removal_line("labeled", labeled_removed, len(raw_labeled)), timed=False)
         if labeled.empty:
             raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars and the labeled file")
         check_removals("labeled", labeled_removed, len(raw_labeled), config.max_labeled_removed, "clean_tokenize.max_labeled_removed")
         index = eval_index(labeled, config.decontaminate_ngram or None)
-        corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index)
+        corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index, bounds["corpus"])
         clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
         corpus_in = corpus["rows"] + sum(corpus["removed"].values())
         clock.say(removal_line("corpus", corpus["removed"], corpus_in), timed=False)
+        clock.say(_bounds_line(bounds, config), timed=False)
         if corpus["rows"] == 0:
             raise UserError(f"no corpus document survived cleaning (removed: {corpus['removed']}): lower clean_tokenize.min_doc_chars or check the corpus")
         check_removals("corpus", corpus["removed"], corpus_in, config.max_corpus_removed, "clean_tokenize.max_corpus_removed")
@@ -139,6 +149,7 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
             "removed": {"corpus": corpus["removed"], "labeled": labeled_removed},
             "rows": {"corpus": corpus["rows"], "labeled": len(labeled)},
             "decontamination": decontamination,
+            "bounds": {"max_word_chars": config.max_word_chars, "max_doc_chars": config.max_doc_chars, **{k: b.counts.as_dict() for k, b in bounds.items()}},
             "task_adaptive": {"enabled": config.task_adaptive, "texts": len(extra), "removed_contaminated": adaptive_removed, "tokens": train["extra_tokens"]},
             "tokenizer_hash": tokenizer_hash(tmp / artifacts.TOKENIZER_DIR),
             "tokens": {
@@ -155,6 +166,15 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
         }
         artifacts.write_json(tmp / artifacts.CLEAN_REPORT, report)
     return _metrics(report)
+
+
+def _bounds_line(bounds: dict, config: CleanTokenizeConfig) -> str:
+    """What the length bounds cut (bounds.py), for the task log."""
+    corpus, labeled = bounds["corpus"].counts, bounds["labeled"].counts
+    return (
+        f"bounds: {corpus.words_split + labeled.words_split:,} words over {config.max_word_chars:,} characters cut into pieces "
+        f"({labeled.words_split:,} in labeled texts), {corpus.docs_split:,} documents over {config.max_doc_chars:,} characters split into {corpus.doc_pieces:,}"
+    )
 
 
 def _decontamination(index, corpus: dict, adaptive_removed: int, clock: "_Clock") -> dict:
@@ -175,8 +195,9 @@ def _decontamination(index, corpus: dict, adaptive_removed: int, clock: "_Clock"
 def _metrics(report: dict) -> dict:
     removed = {f"clean/{t}_removed_{rule}": n for t, rules in report["removed"].items() for rule, n in rules.items()}
     tokens = {f"clean/{k}": v for k, v in report["tokens"].items() if isinstance(v, (int, float))}
+    bounds = {f"clean/corpus_{n}": v for n, v in report["bounds"]["corpus"].items()} | {"clean/labeled_words_split": report["bounds"]["labeled"]["words_split"]}
     adaptive = {"clean/task_adaptive_texts": report["task_adaptive"]["texts"], "clean/task_adaptive_tokens": report["task_adaptive"]["tokens"]}
-    return {**removed, **tokens, **adaptive, "clean/eval_ngrams": report["decontamination"].get("eval_ngrams", 0),
+    return {**removed, **tokens, **adaptive, **bounds, "clean/eval_ngrams": report["decontamination"].get("eval_ngrams", 0),
             "clean/corpus_docs": report["rows"]["corpus"], "clean/labeled_rows": report["rows"]["labeled"]}
 
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from components.clean_tokenize.bounds import Bounds
 from components.shared.decontamination import EvalIndex
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
@@ -91,18 +92,21 @@ def clean_table(df: pd.DataFrame, normalization: str, min_chars: int, index: Eva
     return df.reset_index(drop=True), rules.removed
 
 
-def clean_corpus(src: Path, dst: Path, normalization: str, min_chars: int, chunk_chars: int, index: EvalIndex | None = None) -> dict:
+def clean_corpus(src: Path, dst: Path, normalization: str, min_chars: int, chunk_chars: int, index: EvalIndex | None = None, bounds: Bounds | None = None) -> dict:
     """Stream the corpus Parquet `src` through clean_text and the rules into `dst`.
 
     Returns {"removed": {rule: n}, "rows": kept rows, "chars": kept characters}. Memory holds one
     chunk (about `chunk_chars` characters) at a time, plus `index` (the evaluation n-grams, when
-    decontaminating); each chunk becomes one row group of `dst`.
+    decontaminating); each chunk becomes one row group of `dst`. With `bounds`, long words and
+    documents are cut first (bounds.py), so rows of `dst` keep to its length limits (up to what
+    NFKC adds: a few compatibility characters expand to several).
     """
     rules = RuleFilter(min_chars, index)
     rows = chars = 0
     schema = pq.read_schema(src)
+    chunks = iter_chunks(src, chunk_chars)
     with pq.ParquetWriter(dst, schema) as writer:
-        for table in iter_chunks(src, chunk_chars):
+        for table in bounds.tables(chunks) if bounds else chunks:
             texts = [clean_text(t, normalization) for t in table.column("text").to_pylist()]
             keep = [rules.keep(t) for t in texts]
             kept = [t for t, k in zip(texts, keep) if k]

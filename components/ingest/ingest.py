@@ -257,7 +257,8 @@ def _canonical_labeled(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
 
 def label_ids(values: pd.Series, names: list[str] | None, path: str) -> pd.Series:
     """Class ids (int64) from integer labels or from class names (`names`, index = id)."""
-    as_text = values.astype(str).str.strip()
+    # Plain str per cell: an Arrow-backed column keeps None as NA through astype(str), and names must sort
+    as_text = pd.Series(["" if _missing(v) else str(v).strip() for v in values], index=values.index, dtype=object)
     named = as_text.isin(names or [])
     if names and named.all():
         return as_text.map({n: i for i, n in enumerate(names)}).astype("int64")
@@ -279,6 +280,10 @@ def label_ids(values: pd.Series, names: list[str] | None, path: str) -> pd.Serie
     if names and (numbers.min() < 0 or numbers.max() >= len(names)):
         raise UserError(f"labeled file {path} has label ids from {numbers.min()} to {numbers.max()} but finetune.label_names names {len(names)} classes (ids 0-{len(names) - 1}): name every class")
     return numbers
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
 
 
 def text_id(text: str) -> str:
