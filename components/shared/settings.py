@@ -119,8 +119,15 @@ def kfp_token() -> str:
 @contextlib.contextmanager
 def task_environment(error_file: str) -> Iterator[None]:
     """What local child tasks inherit: this process's tracking URI and the CLI's error file."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", ERROR_FILE_ENV)}
-    os.environ.update({"MLFLOW_TRACKING_URI": tracking_uri(), ERROR_FILE_ENV: error_file})
+    with environment({"MLFLOW_TRACKING_URI": tracking_uri(), ERROR_FILE_ENV: error_file}):
+        yield
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set `values` in the environment for the block, then put back what was there."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
