@@ -23,7 +23,9 @@ from pydantic import Field, field_validator
 
 from components.clean_tokenize.cleaning import clean_corpus, clean_table, clean_text, iter_chunks
 from components.clean_tokenize.labeled import tokenize_labeled
+from components.clean_tokenize.near_dup import NearDupConfig
 from components.clean_tokenize.packing import BlockPacker, encode, special_ids
+from components.clean_tokenize.quality import QualityConfig
 from components.clean_tokenize.task_adaptive import eval_index, task_adaptive_texts
 from components.shared import artifacts
 from components.shared.config import StageConfig
@@ -42,6 +44,8 @@ class CleanTokenizeConfig(StageConfig):
     lowercase: bool = Field(True, description="uncased WordPiece, as bert-base-uncased")
     min_doc_chars: int = Field(200, ge=1, description="drop corpus documents shorter than this after cleaning")
     min_chars: int = Field(3, ge=1, description="drop labeled sentences shorter than this")
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="heuristic quality rules for corpus documents (Gopher/C4 style), off by default")
+    near_dup: NearDupConfig = Field(default_factory=NearDupConfig, description="MinHash LSH near-duplicate removal of corpus documents, off by default")
     max_chars: int = Field(1000, ge=1, description="labeled texts longer than this are kept (their tokens truncated) and counted as tokens.labeled_long_rows")
     decontaminate_ngram: int = Field(
         DEFAULT_NGRAM, description="drop pretraining text sharing a word n-gram of this length with a validation/test text (shorter eval texts of 8+ words count whole); null or 0: off"
@@ -101,8 +105,9 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
         if labeled.empty:
             raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars and the labeled file")
         index = eval_index(labeled, config.decontaminate_ngram or None)
-        corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index)
+        corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index, config.quality, config.near_dup)
         clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
+        clock.say("removed from the corpus: " + ", ".join(f"{rule} {n:,}" for rule, n in corpus["removed"].items()), timed=False)
         if corpus["rows"] == 0:
             raise UserError(f"no corpus document survived cleaning (removed: {corpus['removed']}): lower clean_tokenize.min_doc_chars or check the corpus")
         adaptive, adaptive_removed = task_adaptive_texts(labeled, index) if config.task_adaptive else (None, 0)
