@@ -94,63 +94,108 @@ class CleanTokenizeConfig(StageConfig):
 
 
 def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) -> dict:
-    """Clean CORPUS and LABELED from `raw_dir`; write cleaned tables, tokenizer, block shards, report."""
-    raw_dir = Path(raw_dir)
-    for name in (artifacts.CORPUS, artifacts.LABELED):
-        if not (raw_dir / name).is_file():
-            raise UserError(f"{raw_dir / name} is missing: run the ingest stage first")
+    """Clean CORPUS and LABELED from `raw_dir`; write cleaned tables, tokenizer, block shards, report.
+
+    Two phases, which the cluster target runs as separate tasks (sharded.py): `prepare` (clean,
+    train the tokenizer, tokenize the labeled set) and packing the corpus into blocks.
+    """
+    check_inputs(raw_dir)
     clock = _Clock()
     with artifacts.staged_dir(out_dir) as tmp:
-        labeled, labeled_removed = clean_table(pd.read_parquet(raw_dir / artifacts.LABELED), config.normalization, config.min_chars)
-        if labeled.empty:
-            raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars and the labeled file")
-        index = eval_index(labeled, config.decontaminate_ngram or None)
-        corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index, config.quality, config.near_dup)
-        clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
-        clock.say("removed from the corpus: " + ", ".join(f"{rule} {n:,}" for rule, n in corpus["removed"].items()), timed=False)
-        if corpus["rows"] == 0:
-            raise UserError(f"no corpus document survived cleaning (removed: {corpus['removed']}): lower clean_tokenize.min_doc_chars or check the corpus")
-        adaptive, adaptive_removed = task_adaptive_texts(labeled, index) if config.task_adaptive else (None, 0)
-        decontamination = _decontamination(index, corpus, adaptive_removed, clock)
-        extra = [] if adaptive is None else adaptive["text"].tolist()
-        if adaptive is not None:
-            adaptive.to_parquet(tmp / artifacts.TASK_ADAPTIVE, index=False)
-
-        sample = TrainingSample(tmp / artifacts.CORPUS, config.tokenizer_train_chars / corpus["chars"], config.chunk_chars, extra)
-        if config.tokenizer_from:  # continued pretraining: the checkpoint's embeddings only know its own vocabulary
-            tokenizer = load_tokenizer(config.tokenizer_from)
-        else:
-            tokenizer = train_wordpiece(sample, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
-        clock.say(f"loaded the tokenizer of {config.tokenizer_from}" if config.tokenizer_from else f"trained the tokenizer on {sample.chars:,} characters")
-        train, heldout = pack_corpus(tokenizer.backend_tokenizer, tmp, heldout_rows(tmp / artifacts.CORPUS, config.heldout_pct), config, extra)
+        partial = prepare(raw_dir, tmp, config, clock)
+        backend = corpus_backend(tmp)
+        train, heldout = pack_corpus(backend, tmp, heldout_rows(tmp / artifacts.CORPUS, config.heldout_pct), config, extra_texts(tmp))
         clock.say(f"packed {train['tokens'] + heldout['tokens']:,} tokens into {train['n_blocks'] + heldout['n_blocks']:,} blocks", rate=train["tokens"] + heldout["tokens"])
-        if train["n_blocks"] == 0 or heldout["n_blocks"] == 0:
-            raise UserError(f"corpus too small for one block of {config.block_size} tokens: lower clean_tokenize.block_size or add text")
-
-        labeled, lengths = tokenize_labeled(tokenizer, labeled, config)
-        clock.say(f"tokenized {len(labeled):,} labeled texts at max_seq_len {lengths['max_seq_len']} ({config.max_seq_len}): {lengths['labeled_truncated']:,} truncated ({config.truncation})")
-        labeled.to_parquet(tmp / artifacts.LABELED, index=False)
-        tokenizer.save_pretrained(tmp / artifacts.TOKENIZER_DIR)
-        report = {
-            "removed": {"corpus": corpus["removed"], "labeled": labeled_removed},
-            "rows": {"corpus": corpus["rows"], "labeled": len(labeled)},
-            "decontamination": decontamination,
-            "task_adaptive": {"enabled": config.task_adaptive, "texts": len(extra), "removed_contaminated": adaptive_removed, "tokens": train["extra_tokens"]},
-            "tokenizer_hash": tokenizer_hash(tmp / artifacts.TOKENIZER_DIR),
-            "tokens": {
-                "vocab_size": len(tokenizer),
-                "tokenizer_train_chars": 0 if config.tokenizer_from else sample.chars,
-                "corpus_tokens": train["tokens"],
-                "heldout_tokens": heldout["tokens"],
-                "unk_rate": train["unk"] / max(train["tokens"], 1),
-                "block_size": config.block_size,
-                "n_blocks_train": train["n_blocks"],
-                "n_blocks_heldout": heldout["n_blocks"],
-                **lengths,
-            },
-        }
+        report = finish_report(partial, train, heldout, config)
         artifacts.write_json(tmp / artifacts.CLEAN_REPORT, report)
     return _metrics(report)
+
+
+def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: "_Clock") -> dict:
+    """Everything but the packed blocks into `tmp`: the cleaned corpus and labeled set (with
+    input_ids), the task-adaptive texts, the tokenizer. Returns the report without its block counts."""
+    raw_dir = Path(raw_dir)
+    labeled, labeled_removed = clean_table(pd.read_parquet(raw_dir / artifacts.LABELED), config.normalization, config.min_chars)
+    if labeled.empty:
+        raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars and the labeled file")
+    index = eval_index(labeled, config.decontaminate_ngram or None)
+    corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index, config.quality, config.near_dup)
+    clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
+    clock.say("removed from the corpus: " + ", ".join(f"{rule} {n:,}" for rule, n in corpus["removed"].items()), timed=False)
+    if corpus["rows"] == 0:
+        raise UserError(f"no corpus document survived cleaning (removed: {corpus['removed']}): lower clean_tokenize.min_doc_chars or check the corpus")
+    adaptive, adaptive_removed = task_adaptive_texts(labeled, index) if config.task_adaptive else (None, 0)
+    decontamination = _decontamination(index, corpus, adaptive_removed, clock)
+    extra = [] if adaptive is None else adaptive["text"].tolist()
+    if adaptive is not None:
+        adaptive.to_parquet(tmp / artifacts.TASK_ADAPTIVE, index=False)
+
+    sample = TrainingSample(tmp / artifacts.CORPUS, config.tokenizer_train_chars / corpus["chars"], config.chunk_chars, extra)
+    if config.tokenizer_from:  # continued pretraining: the checkpoint's embeddings only know its own vocabulary
+        tokenizer = load_tokenizer(config.tokenizer_from)
+    else:
+        tokenizer = train_wordpiece(sample, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
+    clock.say(f"loaded the tokenizer of {config.tokenizer_from}" if config.tokenizer_from else f"trained the tokenizer on {sample.chars:,} characters")
+
+    labeled, lengths = tokenize_labeled(tokenizer, labeled, config)
+    clock.say(f"tokenized {len(labeled):,} labeled texts at max_seq_len {lengths['max_seq_len']} ({config.max_seq_len}): {lengths['labeled_truncated']:,} truncated ({config.truncation})")
+    labeled.to_parquet(tmp / artifacts.LABELED, index=False)
+    tokenizer.save_pretrained(tmp / artifacts.TOKENIZER_DIR)
+    return {
+        "removed": {"corpus": corpus["removed"], "labeled": labeled_removed},
+        "rows": {"corpus": corpus["rows"], "labeled": len(labeled)},
+        "decontamination": decontamination,
+        "task_adaptive": {"enabled": config.task_adaptive, "texts": len(extra), "removed_contaminated": adaptive_removed},
+        "tokenizer_hash": tokenizer_hash(tmp / artifacts.TOKENIZER_DIR),
+        "tokens": {"vocab_size": len(tokenizer), "tokenizer_train_chars": 0 if config.tokenizer_from else sample.chars, **lengths},
+    }
+
+
+def check_inputs(raw_dir: Path) -> None:
+    """Before any output folder exists: ingest's two tables are there."""
+    for name in (artifacts.CORPUS, artifacts.LABELED):
+        if not (Path(raw_dir) / name).is_file():
+            raise UserError(f"{Path(raw_dir) / name} is missing: run the ingest stage first")
+
+
+def corpus_backend(cleaned: Path):
+    """The saved tokenizer as the corpus packer uses it: without the labeled set's truncation.
+
+    Packing always reads tokenizer.json back (one task or many, sharded.py), so every path
+    tokenizes the corpus with exactly the same tokenizer."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_file(str(Path(cleaned) / artifacts.TOKENIZER_DIR / "tokenizer.json"))
+    backend.no_truncation()
+    return backend
+
+
+def extra_texts(cleaned: Path) -> list[str]:
+    """The task-adaptive texts clean_tokenize packs after the corpus (none without task_adaptive)."""
+    path = Path(cleaned) / artifacts.TASK_ADAPTIVE
+    return pq.read_table(path, columns=["text"]).column("text").to_pylist() if path.is_file() else []
+
+
+def finish_report(partial: dict, train: dict, heldout: dict, config: CleanTokenizeConfig) -> dict:
+    """`prepare`'s report completed with the packed splits' counts (the same from one task or shards)."""
+    if train["n_blocks"] == 0 or heldout["n_blocks"] == 0:
+        raise UserError(f"corpus too small for one block of {config.block_size} tokens: lower clean_tokenize.block_size or add text")
+    tokens = partial["tokens"]
+    return {
+        **partial,
+        "task_adaptive": {**partial["task_adaptive"], "tokens": train["extra_tokens"]},
+        "tokens": {
+            "vocab_size": tokens["vocab_size"],
+            "tokenizer_train_chars": tokens["tokenizer_train_chars"],
+            "corpus_tokens": train["tokens"],
+            "heldout_tokens": heldout["tokens"],
+            "unk_rate": train["unk"] / max(train["tokens"], 1),
+            "block_size": config.block_size,
+            "n_blocks_train": train["n_blocks"],
+            "n_blocks_heldout": heldout["n_blocks"],
+            **{k: v for k, v in tokens.items() if k not in ("vocab_size", "tokenizer_train_chars")},
+        },
+    }
 
 
 def _decontamination(index, corpus: dict, adaptive_removed: int, clock: "_Clock") -> dict:
