@@ -1,6 +1,8 @@
 """clean_tokenize: clean the text, train a WordPiece tokenizer on the corpus, pack and tokenize.
 
-The corpus is streamed: read, cleaned and written back chunk by chunk (cleaning.py), a capped
+The corpus is streamed: read, cleaned and written back chunk by chunk (cleaning.py: exact
+duplicates, lengths, the optional quality rules of quality.py, decontamination, and the optional
+MinHash near-duplicate rule of near_dup.py, each counted), a capped
 deterministic sample of it trains the tokenizer, and a second pass tokenizes and packs it into
 memory-mappable shards (packing.py). Peak memory is bounded by the chunk, shard and sample sizes,
 not by the corpus. The labeled set is small and is cleaned and tokenized in memory (labeled.py),

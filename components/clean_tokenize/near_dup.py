@@ -73,9 +73,12 @@ class NearDupIndex:
         from rensa import RMinHash
 
         sets = [shingles(t, self.config.shingle_size) for t in texts]
-        sig = np.asarray(RMinHash.digests_from_token_sets(sets, self.config.num_perm, self.config.seed), dtype=np.uint64)
-        bands = sig[:, : self.bands * self.rows].reshape(len(texts), self.bands, self.rows)
-        key = np.zeros((len(texts), self.bands), dtype=np.uint64)
+        self.add_signatures(np.asarray(RMinHash.digests_from_token_sets(sets, self.config.num_perm, self.config.seed), dtype=np.uint64))
+
+    def add_signatures(self, sig: np.ndarray) -> None:
+        """Add documents by their [n, num_perm] MinHash signatures (any library's, as uint64)."""
+        bands = sig[:, : self.bands * self.rows].reshape(len(sig), self.bands, self.rows)
+        key = np.zeros((len(sig), self.bands), dtype=np.uint64)
         with np.errstate(over="ignore"):  # wrap-around multiplication is the point of the mix
             for j in range(self.rows):
                 key = (key ^ bands[:, :, j]) * _MIX
