@@ -4,8 +4,9 @@ Rules run in a fixed order and each reports how many rows it removed, so a surpr
 data is visible in the run's metrics rather than discovered in a worse model. Corpus documents
 have more rules: the heuristic quality rules when switched on (quality.py), "contaminated":
 sharing a word n-gram with a validation or test text (components/shared/decontamination.py), and
-last "near_duplicate", MinHash LSH near-copies of an earlier document (near_dup.py). A labeled text is never dropped for its length: it is
-kept whole here and its token ids are truncated later (labeled.py). The corpus may be
+last "near_duplicate", MinHash LSH near-copies of an earlier document (near_dup.py). A labeled
+text is never dropped for its length: it is kept whole here and its token ids are truncated
+later (labeled.py). The corpus may be
 far larger than memory allows to hold twice, so it is read, cleaned and written chunk by chunk;
 the labeled set is small and goes through pandas with the same rules.
 """
