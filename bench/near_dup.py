@@ -128,8 +128,8 @@ def markdown(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.near_dup", description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--docs", type=int, default=10000)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "near-dup")
     args = parser.parse_args(argv)
     if not DEMO_CORPUS.is_file():
