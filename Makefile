@@ -6,7 +6,7 @@ STAMP := $(VENV)/.lmforge-installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo data test test-fast compile bench bench-quick bench-quality bench-data clean
+.PHONY: setup demo data test test-fast test-load compile bench bench-quick bench-quality bench-data clean
 
 setup: $(STAMP)
 
@@ -45,11 +45,20 @@ bench-quality: data
 bench-data: data
 	nice -n 19 $(PY) -m bench.data_scale $(ARGS)
 
+# Two workers on the two cores (pytest-xdist; worksteal evens out the few whole-pipeline tests), one
+# torch thread each: two processes of two threads on two cores spin at OpenMP barriers.
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal
+
 test: setup
-	$(PY) -m pytest -q
+	$(PYTEST) -m "not load"
+
+# 8 whole tiny runs at once against one real MLflow server, registering one model: every version
+# complete and a strict alias history; prints the reliability table's figures (many minutes on 2 cores).
+test-load: setup
+	$(PY) -m pytest -q -s -m load tests/local/test_load.py
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not network"
+	$(PYTEST) -m "not slow and not network and not load"
 
 compile: setup
 	$(VENV)/bin/lmforge compile --output build/lmforge-pipeline.yaml

@@ -18,7 +18,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from components.shared.config import StrictModel
 
 # KFP 2.17's kubernetes extension cannot set a pod's priorityClassName; the class travels as this
 # pod label, which Kueue (or an admission policy of the cluster's admins) maps to the real class.
@@ -36,8 +38,8 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DURATION = re.compile(r"^[0-9]+(s|m|h)$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(StrictModel):
+    """Unknown keys refused, no yes/no value for a number (components/shared/config.py)."""
 
 
 class Toleration(_Strict):

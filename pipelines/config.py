@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig
 from components.evaluate.evaluate import EvaluateConfig
@@ -19,7 +19,7 @@ from components.finetune.finetune import FinetuneConfig
 from components.ingest.ingest import IngestConfig
 from components.pretrain.pretrain import PretrainConfig
 from components.register.register import RegisterConfig
-from components.shared.config import explain
+from components.shared.config import StrictModel, explain
 from components.shared.errors import UserError
 from components.validate.validate import ValidateConfig
 from pipelines.cluster import ClusterConfig
@@ -28,10 +28,8 @@ PRESETS_DIR = Path(__file__).parent / "configs"
 STAGES = ("ingest", "clean_tokenize", "validate", "pretrain", "finetune", "evaluate", "register")
 
 
-class PipelineConfig(BaseModel):
+class PipelineConfig(StrictModel):
     """One section per stage; each stage receives only its own section."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = Field("", description="what this preset is for")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
@@ -58,6 +56,24 @@ class PipelineConfig(BaseModel):
         if init_from and (clean is None or isinstance(clean, dict)) and not (clean or {}).get("tokenizer_from"):
             data = {**data, "clean_tokenize": {**(data.get("clean_tokenize") or {}), "tokenizer_from": init_from}}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_label_list(cls, data):
+        """The classes are named once, in finetune.label_names: ingest maps string labels by them
+        and validate allows their ids (validate.labels, when set, must agree: checked below)."""
+        if not isinstance(data, dict) or not all(isinstance(data.get(k) or {}, dict) for k in ("ingest", "finetune", "validate")):
+            return data
+        names = (data.get("finetune") or {}).get("label_names", FinetuneConfig.model_fields["label_names"].default)
+        ingest, val = dict(data.get("ingest") or {}), dict(data.get("validate") or {})
+        if ingest.get("label_names") not in (None, names):
+            raise ValueError("ingest.label_names differs from finetune.label_names: name the classes once, in finetune.label_names")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            return data  # finetune.label_names itself is wrong: its own validation names the key
+        ingest["label_names"] = names
+        if val.get("labels") is None:
+            val["labels"] = list(range(len(names)))
+        return {**data, "ingest": ingest, "validate": val}
 
     @model_validator(mode="after")
     def _sections_agree(self):
@@ -120,17 +136,28 @@ def presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
+def preset_path(preset: str) -> Path:
+    """A YAML path as given; a name: the shipped presets, then those `lmforge data add` wrote into the project."""
+    from components.shared import settings
+
+    path = Path(preset)
+    if path.suffix:
+        return path
+    found = [d / f"{preset}.yaml" for d in (PRESETS_DIR, settings.project_dir() / "pipelines" / "configs") if (d / f"{preset}.yaml").is_file()]
+    return found[0] if found else PRESETS_DIR / f"{preset}.yaml"
+
+
 def load_config(preset: str = "demo", overrides: list[str] | tuple = ()) -> PipelineConfig:
     """Read a preset (a name in configs/ or a YAML path), apply overrides, validate everything."""
-    path = Path(preset)
-    if not path.suffix:
-        path = PRESETS_DIR / f"{preset}.yaml"
+    path = preset_path(preset)
     if not path.is_file():
         raise UserError(f"preset {preset!r} not found: use one of {', '.join(presets())} or a path to a YAML file")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"preset {path} is not valid YAML ({exc.__class__.__name__}): fix the file") from None
+    if not isinstance(data, dict):
+        raise UserError(f"preset {path} holds a YAML {type(data).__name__}, not a mapping of sections: write it as `pretrain:` / `  max_steps: 50` lines")
     for item in overrides:
         apply_override(data, item)
     try:
@@ -150,4 +177,7 @@ def apply_override(data: dict, item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"override {item!r}: {part!r} is a value, not a section")
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise UserError(f"override {item!r}: the value is not valid YAML ({exc.__class__.__name__}): quote it, e.g. --set 'key=\"text\"'") from None

@@ -15,6 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
+from components.shared import settings
+
 _DROP = re.compile(
     r"\[KFP Executor|Streamed logs:|_warn_local_only_noops|warnings\.warn\(|have no effect in the current local runner"
     r"|non-Python base image|mlflow\.store\.db\.utils|Writing model shards|Loading weights|model card could not be retrieved"
@@ -29,24 +31,30 @@ def plain(text: str) -> str:
 
 
 class FilteredConsole(io.TextIOBase):
-    """A stdout stand-in: whole lines to the log file, the useful ones to the real console."""
+    """A stdout stand-in: whole lines to the log file, the useful ones to the real console (all
+    of them when verbose), every credential from the environment masked in both (MLflow and
+    the stages may print a tracking URI with user:password, or a token in an error)."""
 
-    def __init__(self, console, log_file):
-        self.console, self.log, self.buf, self.skip_until = console, log_file, "", None
+    def __init__(self, console, log_file, verbose: bool = False):
+        self.console, self.log, self.buf, self.skip_until, self.verbose = console, log_file, "", None, verbose
+        self.secrets = settings.secrets()  # read once: the environment does not change during a run
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        self.log.write(text)
         self.buf += text
         while "\n" in self.buf:
             line, self.buf = self.buf.split("\n", 1)
+            line = settings.redact(line, self.secrets)
+            self.log.write(line + "\n")
             if self.keep(line):
                 self.console.write(line + "\n")
         return len(text)
 
     def keep(self, line: str) -> bool:
+        if self.verbose:
+            return True
         plain = _ANSI.sub("", line)
         if self.skip_until is not None:  # inside a JSON dump or an outputs listing
             if self.skip_until.match(plain):
@@ -64,17 +72,23 @@ class FilteredConsole(io.TextIOBase):
         self.console.flush()
         self.log.flush()
 
+    def close_line(self) -> None:
+        """Write out a last line that has no newline."""
+        if self.buf:
+            self.write("\n")
+
 
 @contextlib.contextmanager
 def filtered_console(log_path: Path, verbose: bool = False) -> Iterator[None]:
-    """Route stdout through FilteredConsole (unless verbose) and keep the full log at `log_path`."""
+    """Route stdout through FilteredConsole (everything when verbose) and keep the full log at
+    `log_path`, credentials masked in both."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*(have no effect in the current local runner|non-Python base image).*")
-        if verbose:
-            yield
-            return
-        stream = FilteredConsole(sys.stdout, log)
-        with contextlib.redirect_stdout(stream):
-            yield
-        stream.flush()
+        stream = FilteredConsole(sys.stdout, log, verbose)
+        try:
+            with contextlib.redirect_stdout(stream):
+                yield
+        finally:
+            stream.close_line()
+            stream.flush()

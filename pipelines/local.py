@@ -7,13 +7,16 @@ file) reaches every task.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
-from components.shared import settings, tracking
+from components.shared import locks, settings, tracking
 from components.shared.errors import UserError
+from pipelines import run_names
 from pipelines.config import STAGES, PipelineConfig
 from pipelines.console import filtered_console, plain
 
@@ -29,43 +32,115 @@ SUMMARY_METRICS = [
 
 
 def new_run_name(preset: str) -> str:
-    return f"lmforge-{Path(preset).stem}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    """`lmforge-PRESET-TIMESTAMP-RANDOM`: two runs started in the same second get two names."""
+    return run_names.new_run_name(f"lmforge-{Path(preset).stem}")
 
 
 def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo: str = "", run_name: str = "", verbose: bool = False) -> dict:
-    """Run the whole DAG locally; return {'run_name', 'model_uri', 'metrics', 'seconds'}."""
-    from kfp import local
+    """Run the whole DAG locally; return {'run_name', 'model_uri', 'metrics', 'seconds'}.
 
-    from pipelines.pipeline import arguments, lmforge_pipeline
+    The run name, and every argument kfp.local would rewrite, is checked first; the name is held
+    by this process for the run (a second live run of it is refused)."""
+    from pipelines.pipeline import arguments
 
     project = settings.project_dir()
-    run_name = run_name or new_run_name(preset)
+    run_name = run_names.check_run_name(run_name) if run_name else new_run_name(preset)
     lineage = config.lineage(preset)
     repo = data_repo or (str(project) if config.ingest.source == "dvc" else "")
+    args = arguments(config, run_name, repo, data_rev, lineage)
+    run_names.kfp_local_safe(args, project / "local_outputs")
+    recipe = {"lmforge.config_hash": lineage["config_hash"], DATA_TAG: data_request(config, repo, data_rev)}
+    _same_recipe(run_name, recipe)  # before writing anything: a dead server is one line here
+    lock = project / "local_outputs" / "locks" / f"run-{run_name}.lock"
+    with locks.owned(lock, f"run name {run_name}", "wait for it to finish, or choose another --run-name"):
+        _same_recipe(run_name, recipe)  # again, now that no other run of this name can start
+        return _run(config, project, run_name, args, lineage, verbose, recipe[DATA_TAG])
+
+
+DATA_TAG = "lmforge.data_request"  # the data a pipeline run was asked for: repo@commit, or the paths
+
+
+def data_request(config: PipelineConfig, repo: str, data_rev: str) -> str:
+    """The data this run reads, as it can be known before ingest: the DVC repo at the commit its
+    revision names today (HEAD moves), or the two paths."""
+    from components.ingest.ingest import resolve_rev
+
+    if config.ingest.source != "dvc":
+        return f"{config.ingest.corpus_path} {config.ingest.labeled_path}"
+    try:
+        rev = resolve_rev(repo, data_rev or "HEAD")
+    except UserError:
+        rev = data_rev or "HEAD"  # ingest reports a revision that does not exist, as before
+    return f"{repo}@{rev}"
+
+
+def _same_recipe(run_name: str, recipe: dict) -> None:
+    """An existing run name may resume only the same recipe (config and data): under another,
+    register would find the first run's version and report it as this run's model."""
+    with tracking.reported_errors():
+        found = tracking.find_pipeline_run(run_name)
+    tags = found.data.tags if found else {}
+    config, data = (tags.get(t, "") for t in ("lmforge.config_hash", DATA_TAG))
+    if config and config != recipe["lmforge.config_hash"]:
+        raise UserError(
+            f"run name {run_name} already exists with another configuration (config hash {config[:12]}, this one {recipe['lmforge.config_hash'][:12]}): "
+            "choose a new --run-name, or give the same preset and --set values to resume that run"
+        )
+    if data and data != recipe[DATA_TAG]:
+        raise UserError(
+            f"run name {run_name} already exists reading other data ({data}; this run: {recipe[DATA_TAG]}): "
+            "choose a new --run-name, or give the same --data-rev and data paths to resume that run"
+        )
+
+
+def _run(config: PipelineConfig, project: Path, run_name: str, args: dict, lineage: dict, verbose: bool, data: str) -> dict:
+    from kfp import local
+
+    from pipelines.pipeline import lmforge_pipeline
+
     parent = tracking.open_pipeline_run(run_name, config.resolved(), lineage)
+    with tracking.reported_errors():
+        tracking.connect().MlflowClient().set_tag(parent, DATA_TAG, data)  # what a resume of this name must match
     print(f"LMForge run {run_name}: tracking at {settings.display_uri(settings.tracking_uri())} (MLflow run {parent[:8]})", flush=True)
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(project / "local_outputs"), raise_on_error=True)
     log_path = project / "local_outputs" / "logs" / f"{run_name}.log"
     print(f"full log: {log_path}", flush=True)
     start = time.perf_counter()
-    with tempfile.NamedTemporaryFile("r", prefix="lmforge-error-", suffix=".txt") as err, settings.task_environment(err.name), filtered_console(log_path, verbose):
+    with tempfile.NamedTemporaryFile("r", prefix="lmforge-error-", suffix=".txt") as err, settings.task_environment(err.name), filtered_console(log_path, verbose), _sigterm_interrupts():
         try:
-            task = lmforge_pipeline(**arguments(config, run_name, repo, data_rev, lineage))
+            task = lmforge_pipeline(**args)
         except KeyboardInterrupt:
-            tracking.finish(run_name, "KILLED")  # not left RUNNING in MLflow forever
+            tracking.finish_quietly(parent, "KILLED")  # not left RUNNING in MLflow forever
             raise
         except Exception as exc:
-            tracking.finish(run_name, "FAILED")
+            # The reason first: a stage that failed on a dead tracking server says so in the
+            # error file, and marking the run FAILED must not replace it with a second error.
             reason = Path(err.name).read_text().strip()
+            tracking.finish_quietly(parent, "FAILED")
             raise UserError(reason or f"the pipeline failed ({plain(str(exc))}): see the task log in {log_path}") from None
-    tracking.finish(run_name)
-    run = tracking.connect().get_run(parent)
+    with tracking.reported_errors():
+        tracking.finish(parent)
+        run = tracking.connect().get_run(parent)
     return {
         "run_name": run_name, "run_id": parent, "model_uri": task.output, "alias": config.stage("register").alias,
-"metrics": run.data.metrics,
+        "metrics": run.data.metrics,
         "gate": run.data.tags.get("lmforge.gate_summary", ""), "seconds": time.perf_counter() - start,
     }
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (`kill`, a container stopping) ends the run as Ctrl-C does: marked KILLED, not left
+    RUNNING. Only kill -9 cannot be seen."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def summary(result: dict) -> str:

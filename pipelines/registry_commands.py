@@ -7,6 +7,7 @@ components.shared.registry, which records it.
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_parsers(sub) -> None:
@@ -51,8 +52,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows = registry.list_versions(args.model)
         print(versions_table(rows) if rows else "no registered model versions yet (lmforge run registers one)")
     else:
-        records = registry.history(args.model)
+        records, problems = registry.audit(args.model)
         print(history_table(records) if records else f"{args.model}: no alias moves recorded yet")
+        if problems:  # loudly, on stderr and in the exit status: a damaged history is not a quiet one
+            print(f"error: the alias history of {args.model} is damaged or was tampered with:", file=sys.stderr)
+            for line in problems:
+                print(f"  - {line}", file=sys.stderr)
+            return 3
     return 0
 
 
@@ -83,13 +89,15 @@ def versions_table(rows: list[dict]) -> str:
 def history_table(records: list[dict]) -> str:
     header = ["#", "time (UTC)", "alias", "action", "from", "to", "gate", "forced", "actor", "reason"]
     body = [
-        [str(r["seq"]) + ("?" if r["state"] != "done" else ""), r["time"], r["alias"], r["action"], r["from_version"] or "-", r["to_version"],
+        [str(r["seq"]) + {"done": "", "failed": "!"}.get(r["state"], "?"), r["time"], r["alias"], r["action"], r["from_version"] or "-", r["to_version"],
          r["gate"], "FORCED" if r["forced"] else "no", r["actor"], r["reason"] or "-"]
         for r in records
     ]  # fmt: skip
     text = table(header, body, right={"#", "from", "to"})
-    if any(r["state"] != "done" for r in records):
-        text += "\n? unconfirmed: the tracking server failed while this move was made; check the alias with lmforge models list"
+    if any(r["state"] == "failed" for r in records):
+        text += "\n! failed: the move was attempted and the alias did not move (kept so the numbers have no gaps)"
+    if any(r["state"] == "unconfirmed" for r in records):
+        text += "\n? unconfirmed: in flight, or the tracking server failed while this move was made (the next move settles it from the alias)"
     return text
 
 

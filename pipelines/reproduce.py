@@ -9,14 +9,14 @@ with the original: every deterministic metric and the sha256 of every weight ten
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from components.ingest.ingest import resolve_rev
-from components.shared import artifacts, settings, tracking
+from components.shared import artifacts, registry, settings, tracking
 from components.shared.errors import UserError
 
 # Lineage a version must carry to be reproducible.
@@ -58,7 +58,16 @@ def find_version(ref: str):
 def check_reproducible(mv, allow_dirty: bool = False) -> dict:
     """The lineage of `mv` if it can be reproduced exactly here, else one clear error."""
     tags, ref = mv.tags, f"{mv.name}/{mv.version}"
+    if not registry.is_complete(tags):
+        raise UserError(f"{ref} is incomplete (its registration was interrupted), so there is nothing trusted to reproduce: re-run its pipeline run ({tags.get('lmforge.pipeline_run_name', '?')}) to complete it")
     missing = [t for t in REQUIRED_TAGS if not tags.get(t)]
+    if missing == ["lmforge.data_rev"] and tags.get("lmforge.pipeline_run_name"):
+        # Registered by LMForge, from plain paths (ingest.source=path): the files have no revision.
+        files = ", ".join(json.loads(tags.get("lmforge.data_files_md5") or "{}")) or "plain files"
+        raise UserError(
+            f"{ref} was trained on plain paths (ingest.source=path: {files}), which have no data revision to return to: "
+            "track the data with DVC (`lmforge data add`, or `dvc add` and commit) and train again to get a reproducible version"
+        )
     if missing:
         raise UserError(f"{ref} lacks lineage ({', '.join(missing)}): it was not registered by LMForge's register stage, so it cannot be reproduced")
     commit = tags["lmforge.git_commit"]
@@ -111,11 +120,12 @@ def original_config(mv):
 def reproduce(ref: str, allow_dirty: bool = False, verbose: bool = False) -> dict:
     """Re-run the version's recipe on its data revision and compare. Returns the comparison."""
     from pipelines.local import run_local
+    from pipelines.run_names import new_run_name
 
     mv = find_version(ref)
     lineage = check_reproducible(mv, allow_dirty)
     config = original_config(mv)
-    run_name = f"reproduce-{mv.name}-v{mv.version}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    run_name = new_run_name(f"reproduce-{mv.name}-v{mv.version}")
     print(f"reproducing {mv.name}/{mv.version} from data revision {lineage['data_rev'][:12]} of {settings.display_uri(lineage['data_repo'])}", flush=True)
     result = run_local(config, mv.tags["lmforge.preset"], data_rev=lineage["data_rev"], data_repo=lineage["data_repo"], run_name=run_name, verbose=verbose)
     return {"ref": f"{mv.name}/{mv.version}", "run_name": run_name, **lineage, **compare_runs(mv.run_id, result["run_id"])}

@@ -26,7 +26,9 @@ def submit(config: PipelineConfig, preset: str, host: str = "", experiment: str 
     from pipelines.compile import compile_pipeline
     from pipelines.local import new_run_name
     from pipelines.pipeline import arguments
+    from pipelines.run_names import check_run_name
 
+    run_name = check_run_name(run_name, local=False) if run_name else new_run_name(preset)  # before any connection
     host = (host or settings.kfp_host()).rstrip("/")
     if not host:
         raise UserError("no KFP host: pass --host URL (e.g. http://localhost:8080 after kubectl port-forward) or set KFP_HOST")
@@ -36,7 +38,6 @@ def submit(config: PipelineConfig, preset: str, host: str = "", experiment: str 
     data_repo = data_repo or config.cluster.data_repo
     if config.ingest.source == "dvc" and not data_repo:
         raise UserError("no data repository for the cluster (its pods have no checkout): set cluster.data_repo to the data's git URL or pass --data-repo")
-    run_name = run_name or new_run_name(preset)
     experiment = experiment or config.cluster.experiment
     lineage = config.lineage(preset)
     # The data revision defaults to this checkout's commit: its data.dvc names the data.

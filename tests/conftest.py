@@ -7,10 +7,12 @@ steps run once per session (about ten seconds on 2 CPU cores, validate and its G
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,14 @@ ENV = {
     "GIT_COMMITTER_EMAIL": "tests@lmforge.invalid",
 }
 os.environ.update(ENV)
+# Checkpoints, fine-tuning attempt markers and owner locks go to the project folder (by default the
+# checkout): each test process gets its own, so two xdist workers training the same tiny fixture
+# never meet on one checkpoint lock, and a developer's real runs never meet the tests'.
+# xdist workers inherit the controller's environment: the marker tells them to make their own.
+if "LMFORGE_PROJECT_DIR" not in os.environ or os.environ.get("LMFORGE_TEST_PROJECT_PID") not in (None, str(os.getpid())):
+    os.environ["LMFORGE_PROJECT_DIR"] = tempfile.mkdtemp(prefix="lmforge-test-project-")
+    os.environ["LMFORGE_TEST_PROJECT_PID"] = str(os.getpid())
+    atexit.register(shutil.rmtree, os.environ["LMFORGE_PROJECT_DIR"], ignore_errors=True)
 
 
 

@@ -33,8 +33,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_mlflow_server(folder: Path) -> MlflowServer:
-    """`mlflow server` with a sqlite store and an artifact folder under `folder`, healthy."""
+def start_mlflow_server(folder: Path, admin_password: str | None = None) -> MlflowServer:
+    """`mlflow server` with a sqlite store and an artifact folder under `folder`, healthy.
+    With `admin_password`, MLflow's basic-auth app as infra/ runs it (user `admin`, READ by default)."""
     folder.mkdir(parents=True, exist_ok=True)
     port, log = free_port(), folder / "server.log"
     cmd = [
@@ -43,6 +44,11 @@ def start_mlflow_server(folder: Path) -> MlflowServer:
     ]  # fmt: skip
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    if admin_password is not None:
+        ini = folder / "basic_auth.ini"
+        ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{folder / 'auth.db'}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        cmd += ["--app-name", "basic-auth"]
+        env |= {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_USERNAME": "admin", "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password, "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key-for-tests-only"}
     # Its own process group: the server forks workers, and teardown ends the whole group.
     process = subprocess.Popen(cmd, cwd=folder, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     server = MlflowServer(f"http://127.0.0.1:{port}", process, log)

@@ -23,11 +23,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
+from components.clean_tokenize.bounds import Bounds
 from components.clean_tokenize.cleaning import clean_corpus, clean_table, clean_text, iter_chunks
 from components.clean_tokenize.labeled import tokenize_labeled
 from components.clean_tokenize.near_dup import NearDupConfig
 from components.clean_tokenize.packing import BlockPacker, encode, special_ids
 from components.clean_tokenize.quality import QualityConfig
+from components.clean_tokenize.removals import check_removals, removal_line
 from components.clean_tokenize.task_adaptive import eval_index, task_adaptive_texts
 from components.shared import artifacts
 from components.shared.config import StageConfig
@@ -66,8 +68,16 @@ class CleanTokenizeConfig(StageConfig):
     max_seq_len_cap: int = Field(256, ge=8, description="the longest max_seq_len 'auto' may choose (at most pretrain.model.max_position)")
     truncation: Literal["head", "head_tail"] = Field("head_tail", description="a labeled text over max_seq_len keeps its first tokens, or a quarter head and three quarters tail (Sun et al. 2019)")
     heldout_pct: int = Field(5, ge=1, le=50, description="percent of corpus documents (by id hash) held out for perplexity")
+    max_word_chars: int = Field(
+        100, ge=8, le=10_000_000, description="a run of non-space characters longer than this is cut into pieces of this length before tokenizer training and tokenization (counted as bounds.*.words_split)"
+    )
+    max_doc_chars: int = Field(
+        1_000_000, ge=1000, le=1_000_000_000, description="a corpus document longer than this becomes several, cut at a paragraph, line or space break, so memory stays bounded (counted as bounds.corpus.docs_split)"
+    )
     chunk_chars: int = Field(4_000_000, ge=1, description="corpus characters read, cleaned and tokenized at a time (memory is about 100 bytes per character)")
     shard_blocks: int = Field(65536, ge=1, description="blocks per .npy shard on disk (65536 x 128 int32 tokens = 32 MiB)")
+    max_labeled_removed: float = Field(0.05, ge=0, le=1, description="stop the run when one cleaning rule removes more than this share of the labeled rows (no silent loss)")
+    max_corpus_removed: float = Field(0.25, ge=0, le=1, description="stop the run when one cleaning rule removes more than this share of the corpus documents")
 
     @field_validator("max_seq_len", mode="before")
     @classmethod
@@ -117,15 +127,26 @@ def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: "_Cloc
     """Everything but the packed blocks into `tmp`: the cleaned corpus and labeled set (with
     input_ids), the task-adaptive texts, the tokenizer. Returns the report without its block counts."""
     raw_dir = Path(raw_dir)
-    labeled, labeled_removed = clean_table(pd.read_parquet(raw_dir / artifacts.LABELED), config.normalization, config.min_chars)
+    bounds = {name: Bounds(config.max_word_chars, config.max_doc_chars) for name in ("corpus", "labeled")}
+    raw_labeled = pd.read_parquet(raw_dir / artifacts.LABELED)
+    raw_labeled = raw_labeled.assign(text=[bounds["labeled"].words(t) for t in raw_labeled["text"]])  # rows stay whole: ids and labels
+    labeled, labeled_removed = clean_table(raw_labeled, config.normalization, config.min_chars, scope="split")
+    clock.say(removal_line("labeled", labeled_removed, len(raw_labeled)), timed=False)
     if labeled.empty:
         raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars and the labeled file")
+    check_removals("labeled", labeled_removed, len(raw_labeled), config.max_labeled_removed, "clean_tokenize.max_labeled_removed")
     index = eval_index(labeled, config.decontaminate_ngram or None)
-    corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index, config.quality, config.near_dup)
+    corpus = clean_corpus(
+        raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index,
+        quality_rules=config.quality, near_dups=config.near_dup, bounds=bounds["corpus"],
+    )
     clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
-    clock.say("removed from the corpus: " + ", ".join(f"{rule} {n:,}" for rule, n in corpus["removed"].items()), timed=False)
+    corpus_in = corpus["rows"] + sum(corpus["removed"].values())  # after the bounds' splits: the rows the rules saw
+    clock.say(removal_line("corpus", corpus["removed"], corpus_in), timed=False)
+    clock.say(_bounds_line(bounds, config), timed=False)
     if corpus["rows"] == 0:
         raise UserError(f"no corpus document survived cleaning (removed: {corpus['removed']}): lower clean_tokenize.min_doc_chars or check the corpus")
+    check_removals("corpus", corpus["removed"], corpus_in, config.max_corpus_removed, "clean_tokenize.max_corpus_removed")
     adaptive, adaptive_removed = task_adaptive_texts(labeled, index) if config.task_adaptive else (None, 0)
     decontamination = _decontamination(index, corpus, adaptive_removed, clock)
     extra = [] if adaptive is None else adaptive["text"].tolist()
@@ -147,6 +168,7 @@ def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: "_Cloc
         "removed": {"corpus": corpus["removed"], "labeled": labeled_removed},
         "rows": {"corpus": corpus["rows"], "labeled": len(labeled)},
         "decontamination": decontamination,
+        "bounds": {"max_word_chars": config.max_word_chars, "max_doc_chars": config.max_doc_chars, **{k: b.counts.as_dict() for k, b in bounds.items()}},
         "task_adaptive": {"enabled": config.task_adaptive, "texts": len(extra), "removed_contaminated": adaptive_removed},
         "tokenizer_hash": tokenizer_hash(tmp / artifacts.TOKENIZER_DIR),
         "tokens": {"vocab_size": len(tokenizer), "tokenizer_train_chars": 0 if config.tokenizer_from else sample.chars, **lengths},
@@ -200,6 +222,15 @@ def finish_report(partial: dict, train: dict, heldout: dict, config: CleanTokeni
     }
 
 
+def _bounds_line(bounds: dict, config: CleanTokenizeConfig) -> str:
+    """What the length bounds cut (bounds.py), for the task log."""
+    corpus, labeled = bounds["corpus"].counts, bounds["labeled"].counts
+    return (
+        f"bounds: {corpus.words_split + labeled.words_split:,} words over {config.max_word_chars:,} characters cut into pieces "
+        f"({labeled.words_split:,} in labeled texts), {corpus.docs_split:,} documents over {config.max_doc_chars:,} characters split into {corpus.doc_pieces:,}"
+    )
+
+
 def _decontamination(index, corpus: dict, adaptive_removed: int, clock: "_Clock") -> dict:
     """The clean_report section (and one console line) saying what decontamination did."""
     if index is None:
@@ -218,8 +249,9 @@ def _decontamination(index, corpus: dict, adaptive_removed: int, clock: "_Clock"
 def _metrics(report: dict) -> dict:
     removed = {f"clean/{t}_removed_{rule}": n for t, rules in report["removed"].items() for rule, n in rules.items()}
     tokens = {f"clean/{k}": v for k, v in report["tokens"].items() if isinstance(v, (int, float))}
+    bounds = {f"clean/corpus_{n}": v for n, v in report["bounds"]["corpus"].items()} | {"clean/labeled_words_split": report["bounds"]["labeled"]["words_split"]}
     adaptive = {"clean/task_adaptive_texts": report["task_adaptive"]["texts"], "clean/task_adaptive_tokens": report["task_adaptive"]["tokens"]}
-    return {**removed, **tokens, **adaptive, "clean/eval_ngrams": report["decontamination"].get("eval_ngrams", 0),
+    return {**removed, **tokens, **adaptive, **bounds, "clean/eval_ngrams": report["decontamination"].get("eval_ngrams", 0),
             "clean/corpus_docs": report["rows"]["corpus"], "clean/labeled_rows": report["rows"]["labeled"]}
 
 

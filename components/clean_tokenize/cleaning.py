@@ -6,7 +6,8 @@ have more rules: the heuristic quality rules when switched on (quality.py), "con
 sharing a word n-gram with a validation or test text (components/shared/decontamination.py), and
 last "near_duplicate", MinHash LSH near-copies of an earlier document (near_dup.py). A labeled
 text is never dropped for its length: it is kept whole here and its token ids are truncated
-later (labeled.py). The corpus may be
+later (labeled.py); labeled duplicates are duplicates within one split (one text in two splits
+is a leak that validate fails on). The corpus may be
 far larger than memory allows to hold twice, so it is read, cleaned and written chunk by chunk;
 the labeled set is small and goes through pandas with the same rules.
 """
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.clean_tokenize import near_dup, quality
+from components.clean_tokenize.bounds import Bounds
 from components.shared.decontamination import EvalIndex
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
@@ -61,16 +63,17 @@ class RuleFilter:
         self.removed = dict.fromkeys(names if index is not None else names[:-1], 0)
         self._seen: set[bytes] = set()
 
-    def keep(self, text: str) -> bool:
-        rule = self._failed_rule(text)
+    def keep(self, text: str, scope: str = "") -> bool:
+        """`scope` limits the duplicate rule to texts of one scope (a labeled split)."""
+        rule = self._failed_rule(text, scope)
         if rule:
             self.removed[rule] += 1
         return rule is None
 
-    def _failed_rule(self, text: str) -> str | None:
+    def _failed_rule(self, text: str, scope: str = "") -> str | None:
         if not text:
             return "empty"
-        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        digest = hashlib.blake2b(f"{scope}\0{text}".encode() if scope else text.encode(), digest_size=16).digest()
         if digest in self._seen:
             return "duplicate"
         self._seen.add(digest)
@@ -83,11 +86,16 @@ class RuleFilter:
         return None
 
 
-def clean_table(df: pd.DataFrame, normalization: str, min_chars: int, index: EvalIndex | None = None) -> tuple[pd.DataFrame, dict]:
-    """Clean the `text` column and apply the rules; return the kept rows and {rule: rows removed}."""
+def clean_table(df: pd.DataFrame, normalization: str, min_chars: int, index: EvalIndex | None = None, scope: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """Clean the `text` column and apply the rules; return the kept rows and {rule: rows removed}.
+
+    With `scope` (a column: the labeled set's `split`), duplicates count within one value of it:
+    a text in both train and test is a leak for validate to report, not a row to drop quietly.
+    """
     rules = RuleFilter(min_chars, index)
     df = df.assign(text=[clean_text(t, normalization) for t in df["text"]])
-    df = df[np.fromiter((rules.keep(t) for t in df["text"]), dtype=bool, count=len(df))]
+    scopes = df[scope].astype(str) if scope else [""] * len(df)
+    df = df[np.fromiter((rules.keep(t, s) for t, s in zip(df["text"], scopes)), dtype=bool, count=len(df))]
     return df.reset_index(drop=True), rules.removed
 
 
@@ -100,13 +108,16 @@ def clean_corpus(
     index: EvalIndex | None = None,
     quality_rules: quality.QualityConfig | None = None,
     near_dups: near_dup.NearDupConfig | None = None,
+    bounds: Bounds | None = None,
 ) -> dict:
     """Stream the corpus Parquet `src` through clean_text and the rules into `dst`.
 
     Returns {"removed": {rule: n}, "rows": kept rows, "chars": kept characters}. Memory holds one
     chunk (about `chunk_chars` characters) at a time, plus `index` (the evaluation n-grams, when
     decontaminating) and ~80 bytes per document for near-duplicates; each chunk becomes one row
-    group of `dst`. Near-duplicates need every document's MinHash first, so with them on the kept
+    group of `dst`. With `bounds`, long words and documents are cut first (bounds.py), so rows of
+    `dst` keep to its length limits (up to what NFKC adds: a few compatibility characters expand
+    to several). Near-duplicates need every document's MinHash first, so with them on the kept
     rows go to a first file and a second pass (Parquet only, no text processing) drops the copies.
     """
     rules = RuleFilter(min_chars, index, quality_rules)
@@ -114,8 +125,9 @@ def clean_corpus(
     first = dst if sketch is None else dst.with_name(f".{dst.name}.before-near-dup")
     rows = chars = 0
     schema = pq.read_schema(src)
+    chunks = iter_chunks(src, chunk_chars)
     with pq.ParquetWriter(first, schema) as writer:
-        for table in iter_chunks(src, chunk_chars):
+        for table in bounds.tables(chunks) if bounds else chunks:
             texts = [clean_text(t, normalization) for t in table.column("text").to_pylist()]
             keep = [rules.keep(t) for t in texts]
             kept = [t for t, k in zip(texts, keep) if k]

@@ -29,6 +29,19 @@ def cut(ids: list[int], body: int, truncation: str) -> list[int]:
     return ids[:head] + ids[len(ids) - (body - head) :]
 
 
+def head_and_tail(text: str, window: int) -> str:
+    """A text far longer than any sequence, reduced to its first and last `window` characters
+    (cut at whitespace) before encoding: the tokenizer holds ~100 bytes per character it encodes,
+    so one 51 MB review would take GBs. Every word is at most max_word_chars long (bounds.py), so
+    a window of (longest_seq_len + 2) * (max_word_chars + 1) characters holds more words, hence
+    tokens, than any cut keeps: the ids kept are exactly those of the whole text."""
+    if len(text) <= 2 * window:
+        return text
+    head = max(text.rfind(" ", 0, window), text.rfind("\n", 0, window))
+    tails = [i for i in (text.find(" ", len(text) - window), text.find("\n", len(text) - window)) if i >= 0]
+    return text[: head if head > 0 else window] + " " + text[min(tails) + 1 if tails else len(text) - window :]
+
+
 def auto_seq_len(lengths: list[int], cap: int) -> int:
     """The smallest multiple of SEQ_MULTIPLE >= the AUTO_QUANTILE of `lengths`, at most `cap`.
 
@@ -43,7 +56,8 @@ def tokenize_labeled(tokenizer, labeled: pd.DataFrame, config) -> tuple[pd.DataF
     """`labeled` with `input_ids` (int32 arrays), and its length statistics for clean_report."""
     backend = tokenizer.backend_tokenizer
     cls, sep = backend.token_to_id(tokenizer.cls_token), backend.token_to_id(tokenizer.sep_token)
-    raw = [e.ids for e in backend.encode_batch_fast(labeled["text"].tolist(), add_special_tokens=False)]
+    window = (config.longest_seq_len + 2) * (config.max_word_chars + 1)
+    raw = [e.ids for e in backend.encode_batch_fast([head_and_tail(t, window) for t in labeled["text"]], add_special_tokens=False)]
     full = np.array([len(ids) + 2 for ids in raw])  # with [CLS] and [SEP]
     train = full[(labeled["split"] == "train").to_numpy()]
     if config.max_seq_len == "auto":

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from components.shared.config import StrictModel
 from components.shared.errors import UserError
 
 Metric = Literal["accuracy", "macro_f1"]
@@ -22,9 +23,7 @@ Baseline = Literal["majority", "tfidf", "control", "strongest"]
 BASELINES = {"majority": ("vs_majority", "majority baseline"), "tfidf": ("vs_tfidf", "TF-IDF + LR baseline"), "control": ("vs_control", "random-init control")}
 
 
-class GateConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class GateConfig(StrictModel):
     metrics: list[Metric] = Field(["accuracy", "macro_f1"], min_length=1, description="gated metrics; the first is the one that must improve")
     min_improvement: float = Field(0.0, description="the first metric must beat the champion by at least this (point estimate; 0 = not worse)")
     tolerance: dict[str, float] = Field({"accuracy": 0.01, "macro_f1": 0.01}, description="no gated metric may fall more than this below the champion's")
@@ -123,10 +122,10 @@ def decide(config: GateConfig, champion: dict | None, vs_champion: dict | None, 
 def champion_predictions(model_name: str, alias: str, texts: list[str], batch_size: int) -> tuple[dict, np.ndarray] | None:
     """The current holder of `alias` and its predictions on `texts`, tokenized with its own
     tokenizer (a champion trained on another data revision has another vocabulary). None when
-    the model or the alias does not exist yet."""
+    the model or the alias does not exist yet, or its holder is an incomplete version."""
     import torch
 
-    from components.shared import tracking
+    from components.shared import registry, tracking
 
     mlflow = tracking.connect()
     client = mlflow.MlflowClient()
@@ -137,6 +136,8 @@ def champion_predictions(model_name: str, alias: str, texts: list[str], batch_si
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 return None
             raise
+        if not registry.is_complete(version.tags):
+            return None  # a registration cut short is nobody's champion
         parts = mlflow.transformers.load_model(f"models:/{model_name}/{version.version}", return_type="components")
     model, tokenizer = parts["model"].eval(), parts["tokenizer"]
     limit = min(getattr(model.config, "max_position_embeddings", 512), 512)

@@ -82,12 +82,19 @@ def finetune(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Fin
 
     With config.nproc > 1 (and no outer torchrun) this re-launches itself on nproc processes and
     returns rank 0's metrics."""
+    from components.finetune.attempt import attempt, marker_path
+    from components.shared import settings
+
     cleaned_dir = require_dir(cleaned_dir, "cleaned data", "clean_tokenize")
     pretrained_dir = require_dir(pretrained_dir, "pretrained model", "pretrain")
-    if config.nproc > 1 and not distributed.under_torchrun():
-        request = {"cleaned_dir": str(cleaned_dir), "pretrained_dir": str(pretrained_dir), "out_dir": str(out_dir), "config": config.model_dump()}
-        return distributed.launch("components.finetune.worker", request, config.nproc)
-    return run(cleaned_dir, pretrained_dir, Path(out_dir), config)
+    if distributed.under_torchrun():  # a rank of an outer launch: the launching process marks the attempt
+        return run(cleaned_dir, pretrained_dir, Path(out_dir), config)
+    # A kill -9 leaves the marker: the next attempt on the same inputs says it restarts (attempt.py).
+    with attempt(marker_path(settings.project_dir(), config.model_dump(), cleaned_dir, pretrained_dir)):
+        if config.nproc > 1:
+            request = {"cleaned_dir": str(cleaned_dir), "pretrained_dir": str(pretrained_dir), "out_dir": str(out_dir), "config": config.model_dump()}
+            return distributed.launch("components.finetune.worker", request, config.nproc)
+        return run(cleaned_dir, pretrained_dir, Path(out_dir), config)
 
 
 def run(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: FinetuneConfig) -> dict:

@@ -4,6 +4,11 @@ Two sources: a DVC repository at a git revision (the default: the project's own 
 through `dvc.api` from the cache or the remote, so an old revision stays readable after the
 working copy has moved on), or plain local paths. Either way the manifest records where the
 data came from, its md5s and row counts, which `register` turns into lineage tags.
+
+The corpus is one file or a folder of documents (folder.py). The labeled set's labels are
+integers or the class names of `label_names` (finetune.label_names: the one place a preset names
+its classes), stored as ids; a file without an id column gets ids from a hash of each text, so
+the hash split does not follow the order of the rows.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import Field
 
+from components.ingest.folder import FolderStats, document_files, folder_documents
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
@@ -30,6 +36,7 @@ from components.shared.splits import SPLITS, split_of
 BATCH_BYTES = 8 << 20  # raw bytes per corpus batch: a JSONL batch as a DataFrame is a few times that
 CSV_ROWS = 4096  # rows per CSV/TSV batch
 PARQUET_ROWS = 1024  # rows per Parquet batch
+FOLDER_DOCS = 1024  # documents per batch of a folder corpus (fewer when they reach BATCH_BYTES)
 CORPUS_SCHEMA = pa.schema([("doc_id", pa.string()), ("title", pa.string()), ("text", pa.string())])
 
 
@@ -71,13 +78,14 @@ READERS = {
 
 class IngestConfig(StageConfig):
     source: Literal["dvc", "path"] = Field("dvc", description="read through DVC at a git rev, or plain local paths")
-    corpus_path: str = Field("data/corpus/enwiki.jsonl", description="pretraining corpus (.jsonl/.csv/.parquet) with a text column")
-    labeled_path: str = Field("data/labeled/rt_sentences.csv", description="labeled sentences (.csv/.tsv/.jsonl/.parquet)")
+    corpus_path: str = Field("data/corpus/enwiki.jsonl", description="pretraining corpus: a .jsonl/.csv/.parquet file with a text column, or a folder of .txt/.md/.rst/.jsonl files (one document per file or line)")
+    labeled_path: str = Field("data/labeled/rt_sentences.csv", description="labeled set (.csv/.tsv/.jsonl/.parquet) with a text and a label column (split and id optional)")
     dvc_file: str = Field("data.dvc", description="the .dvc file that tracks the data; its md5 is the data's identity")
     text_column: str = Field("text", description="text column in both files")
-    id_column: str = Field("id", description="stable row id in both files (used for the hash split when no split column)")
+    id_column: str = Field("id", description="stable row id in both files (used for the hash split when no split column); a labeled file without it gets ids from a hash of its text")
     title_column: str = Field("title", description="document title in the corpus (optional)")
-    label_column: str = Field("label", description="integer class label in the labeled file")
+    label_column: str = Field("label", description="class label in the labeled file: an integer id, or one of label_names")
+    label_names: list[str] | None = Field(None, description="class names, index = id; filled from finetune.label_names (name the classes there, once)")
     split_column: str = Field("split", description="train/validation/test column; missing -> split by a hash of the id")
     max_docs: int | None = Field(None, ge=1, description="keep only the first N corpus documents (tiny runs)")
     max_labeled: int | None = Field(None, ge=3, description="keep about N labeled rows, chosen by id hash (tiny runs)")
@@ -86,13 +94,14 @@ class IngestConfig(StageConfig):
 def ingest(out_dir: Path, config: IngestConfig, data_repo: str = "", data_rev: str = "") -> dict:
     """Read both inputs, check their columns, write CORPUS, LABELED and MANIFEST into `out_dir`.
 
-    The corpus is streamed: read in batches of about BATCH_BYTES and written one Parquet row group
-    per batch, so memory is bounded by the batch, not the corpus. The labeled set is read whole.
+    The corpus is streamed: read in batches of about BATCH_BYTES (a folder: of at most FOLDER_DOCS
+    documents) and written one Parquet row group per batch, so memory is bounded by the batch, not
+    the corpus. The labeled set is read whole.
     """
     source = _Source(config, data_repo, data_rev)
-    labeled = _canonical_labeled(source.read_table(config.labeled_path), config)
+    labeled = _canonical_labeled(source.read_table(config.labeled_path, "labeled_path"), config)
     with artifacts.staged_dir(out_dir) as tmp:
-        docs = write_corpus(source.iter_table(config.corpus_path), tmp / artifacts.CORPUS, config)
+        docs = write_corpus(source.iter_corpus(config.corpus_path), tmp / artifacts.CORPUS, config)
         labeled.to_parquet(tmp / artifacts.LABELED, index=False)
         manifest = {
             "source": config.source,
@@ -141,6 +150,7 @@ class _Source:
         self.repo = repo or "."
         self.rev = ""
         self.fs = None
+        self.folders: dict[str, list[str]] = {}  # corpus folder -> its document files (what its md5 covers)
         if config.source == "dvc":
             from dvc.api import DVCFileSystem
 
@@ -151,7 +161,7 @@ class _Source:
                 raise UserError(f"cannot open DVC repo {self.repo!r} at {self.rev}: {exc}") from None
 
     @contextlib.contextmanager
-    def open(self, path: str) -> Iterator[BinaryIO]:
+    def open(self, path: str, key: str = "corpus_path/labeled_path") -> Iterator[BinaryIO]:
         """The file as a binary stream, from disk or from DVC (its cache or the remote)."""
         if self.fs is None:
             if not Path(path).is_file():
@@ -161,6 +171,12 @@ class _Source:
             return
         if not self.fs.exists(path):
             where = f"{self.repo!r} at rev {self.rev[:12]}"
+            if self._plain_file_outside_dvc(path):
+                # A plain file outside the tracked data: what the user meant is a plain path.
+                raise UserError(
+                    f"ingest.{key} {path} is a local file that DVC does not track in {where}: set ingest.source=path "
+                    "to read plain files (no data revision, so no `lmforge reproduce`), or track it with `lmforge data add`"
+                )
             if self.fs.exists(self.config.dvc_file):  # tracked, but the contents are nowhere local
                 raise UserError(
                     f"data file {path!r} of {where} is in neither the DVC cache nor the remote "
@@ -177,12 +193,12 @@ class _Source:
         with f:
             yield f
 
-    def iter_table(self, path: str) -> Iterator[pd.DataFrame]:
+    def iter_table(self, path: str, key: str = "corpus_path/labeled_path") -> Iterator[pd.DataFrame]:
         """The rows of a .jsonl/.csv/.tsv/.parquet file in batches of about BATCH_BYTES (.json whole)."""
         suffix = Path(path).suffix.lower()
         if suffix not in READERS:
             raise UserError(f"unsupported data file type {suffix!r} for {path}: use .jsonl, .csv, .tsv or .parquet")
-        with self.open(path) as f:
+        with self.open(path, key) as f:
             any_rows = False
             try:
                 for batch in READERS[suffix](f):
@@ -196,11 +212,63 @@ class _Source:
         if not any_rows:
             raise UserError(f"data file {path} is empty: point ingest at a file with rows")
 
-    def read_table(self, path: str) -> pd.DataFrame:
+    def read_table(self, path: str, key: str = "corpus_path/labeled_path") -> pd.DataFrame:
         """A whole (small) file as one frame: the labeled set."""
-        return pd.concat(list(self.iter_table(path)), ignore_index=True)
+        return pd.concat(list(self.iter_table(path, key)), ignore_index=True)
+
+    def _plain_file_outside_dvc(self, path: str) -> bool:
+        """A file on disk that no .dvc file covers (data.dvc tracks data/; a file there that DVC
+        cannot find is one whose contents are missing from the cache, a different error)."""
+        tracked = Path(self.repo).resolve() / Path(self.config.dvc_file).with_suffix("")
+        candidate = Path(path) if Path(path).is_absolute() else Path(self.repo) / path  # DVC paths are relative to the repo
+        return candidate.exists() and not candidate.resolve().is_relative_to(tracked)
+
+    def is_dir(self, path: str) -> bool:
+        if self.fs is None:
+            return Path(path).is_dir()
+        try:
+            return self.fs.isdir(path)
+        except Exception:  # e.g. the tracked folder's listing is in neither cache nor remote: open() says so
+            return False
+
+    def iter_corpus(self, path: str) -> Iterator[pd.DataFrame]:
+        """The corpus file's batches, or a folder's documents (read one by one, in path order) in
+        batches of at most FOLDER_DOCS documents or about BATCH_BYTES of text."""
+        if not self.is_dir(path):
+            yield from self.iter_table(path, "corpus_path")
+            return
+        files = [str(p) for p in Path(path).rglob("*") if p.is_file()] if self.fs is None else self.fs.find(path)
+        # The folder's identity is all its documents, even when ingest.max_docs stops the read early.
+        self.folders[path] = [f for f, _ in document_files(files, path)[0]]
+        stats, docs, size = FolderStats(), [], 0
+
+        def read_file(file: str) -> bytes:
+            with self.open(file, "corpus_path") as f:
+                return f.read()
+
+        c = self.config
+        columns = {"doc_id": c.id_column, "title": c.title_column, "text": c.text_column}
+        try:
+            for doc in folder_documents(files, read_file, path, stats, c.text_column, c.id_column, c.title_column):
+                docs.append(doc)
+                size += len(doc["text"])
+                if len(docs) >= FOLDER_DOCS or size >= BATCH_BYTES:
+                    yield pd.DataFrame(docs, columns=list(columns)).rename(columns=columns)
+                    docs, size = [], 0
+        except GeneratorExit:  # write_corpus stopped at ingest.max_docs: the counts cover what was read
+            if c.max_docs:
+                print(f"[ingest] {stats.line(path)} read before ingest.max_docs={c.max_docs} was reached", flush=True)
+            raise
+        if docs:
+            yield pd.DataFrame(docs, columns=list(columns)).rename(columns=columns)
+        print(f"[ingest] {stats.line(path)}", flush=True)
+        if stats.documents == 0:
+            raise UserError(f"{stats.line(path)}: put .txt/.md/.rst/.jsonl files in it or point ingest.corpus_path at a corpus file")
 
     def md5(self, path: str) -> str:
+        if path in self.folders:  # a folder: md5 over its files' paths and md5s, as DVC's .dir hash does
+            listing = "".join(f"{Path(f).relative_to(path).as_posix()} {self.md5(f)}\n" for f in self.folders[path])
+            return hashlib.md5(listing.encode()).hexdigest() + ".dir"
         if self.fs is not None:
             return self.fs.info(path).get("md5") or ""
         digest = hashlib.md5()
@@ -216,6 +284,11 @@ class _Source:
         with self.fs.open(dvc_file, "r") as f:
             outs = yaml.safe_load(f).get("outs") or [{}]
         return outs[0].get("md5", "")
+
+
+def read_table(path: str) -> pd.DataFrame:
+    """A local .jsonl/.json/.csv/.tsv/.parquet file as ingest reads it (`lmforge data add` uses it)."""
+    return _Source(IngestConfig(source="path"), "", "").read_table(path, "labeled_path")
 
 
 def resolve_rev(repo: str, rev: str) -> str:
@@ -253,14 +326,19 @@ def _canonical_labeled(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
     path = config.labeled_path
     _require(df, config.text_column, "labeled", path, "text_column")
     _require(df, config.label_column, "labeled", path, "label_column")
-    ids = df[config.id_column].astype(str) if config.id_column in df else df.index.astype(str)
-    labels = pd.to_numeric(df[config.label_column], errors="coerce")
-    bad_rows = labels.isna() | (labels != labels.round())  # 0.5 must not be cut down to 0
-    if bad_rows.any():
-        bad = df[config.label_column][bad_rows].iloc[0]
-        raise UserError(f"labeled file {path} has a non-integer label {bad!r}: labels must be integers such as 0/1")
-    split = df[config.split_column].astype(str) if config.split_column in df else ids.map(split_of)
-    out = pd.DataFrame({"id": ids, "text": df[config.text_column].fillna("").astype(str), "label": labels.astype("int64"), "split": split})
+    texts = df[config.text_column].fillna("").astype(str)
+    if config.id_column in df:
+        ids = df[config.id_column].astype(str)
+        split_keys = ids
+    else:
+        # No id column: a hash of the text, so reordering the file moves no row between splits.
+        # Copies of one text share the split (the k-th copy's id gets "-k"), so they cannot leak.
+        split_keys = texts.map(text_id)
+        ids = split_keys + split_keys.groupby(split_keys).cumcount().map(lambda k: f"-{k}" if k else "")
+        print(f"[ingest] labeled file {path} has no {config.id_column!r} column: ids and the split come from a hash of each text (row order does not matter)", flush=True)
+    labels = label_ids(df[config.label_column], config.label_names, path)
+    split = df[config.split_column].astype(str).str.strip().str.lower() if config.split_column in df else split_keys.map(split_of)
+    out = pd.DataFrame({"id": ids, "text": texts, "label": labels, "split": split})
     unknown = sorted(set(out["split"]) - set(SPLITS))
     if unknown:
         raise UserError(f"labeled file {path} has unknown split values {unknown}: use train, validation and test")
@@ -271,6 +349,42 @@ def _canonical_labeled(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
     if out.empty:
         raise UserError(f"labeled file {path} has no rows: point ingest.labeled_path at a labeled set")
     return out.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+def label_ids(values: pd.Series, names: list[str] | None, path: str) -> pd.Series:
+    """Class ids (int64) from integer labels or from class names (`names`, index = id)."""
+    # Plain str per cell: an Arrow-backed column keeps None as NA through astype(str), and names must sort
+    as_text = pd.Series(["" if _missing(v) else str(v).strip() for v in values], index=values.index, dtype=object)
+    named = as_text.isin(names or [])
+    if names and named.all():
+        return as_text.map({n: i for i, n in enumerate(names)}).astype("int64")
+    if named.any():  # names in the file, and something else: that one is what to fix
+        bad = values[~named].iloc[0]
+        raise UserError(f"labeled file {path} has a label {bad!r} that is neither an integer id nor one of finetune.label_names {names}: add it to finetune.label_names or fix the row")
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad_rows = numbers.isna() | (numbers != numbers.round())  # 0.5 must not be cut down to 0
+    if bad_rows.any():
+        bad = values[bad_rows].iloc[0]
+        if not names and pd.notna(pd.to_numeric(pd.Series([bad]), errors="coerce")[0]):
+            raise UserError(f"labeled file {path} has a non-integer label {bad!r}: labels are integer ids (0, 1, ...) or class names")
+        if not names:
+            found = sorted(as_text[bad_rows].unique().tolist())
+            shown = ", ".join(found[:8]) + (", ..." if len(found) > 8 else "")
+            raise UserError(f"labeled file {path} has a non-integer label {bad!r}: for string labels, name the classes once in finetune.label_names (index = id), e.g. [{shown}]")
+        raise UserError(f"labeled file {path} has a label {bad!r} that is neither an integer id nor one of finetune.label_names {names}: add it to finetune.label_names or fix the row")
+    numbers = numbers.astype("int64")
+    if names and (numbers.min() < 0 or numbers.max() >= len(names)):
+        raise UserError(f"labeled file {path} has label ids from {numbers.min()} to {numbers.max()} but finetune.label_names names {len(names)} classes (ids 0-{len(names) - 1}): name every class")
+    return numbers
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def text_id(text: str) -> str:
+    """The id of a labeled row that has none: the first 16 hex digits of the text's sha256."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _hash_rank(row_id: str) -> int:

@@ -4,6 +4,11 @@ A checkpoint is a folder `step-0000100/` holding one `state.pt` (model, optimize
 states, every random generator, the position in the data, the loss history). It is written under
 a temporary name and renamed when complete, so the newest folder whose name parses is always a
 whole checkpoint, even after `kill -9` in the middle of a write.
+
+It holds only tensors and plain values (numbers, strings, lists, dicts: the numpy and Python RNG
+states are converted), so it is read with `torch.load(weights_only=True)`: a checkpoint folder
+is a path anyone may pass (`pretrain.checkpoint_dir`, a shared volume), and a full unpickle of a
+crafted file would run its code. Such a file is refused with one line instead.
 """
 
 from __future__ import annotations
@@ -49,7 +54,15 @@ def latest(ckpt_dir: Path | None) -> Path | None:
 def rng_states() -> dict:
     import torch
 
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    # numpy's state is (name, uint32 keys, pos, has_gauss, cached_gaussian) and Python's (version,
+    # 625 ints, gauss): as a tensor and plain lists, so that weights_only loading accepts them.
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, py_gauss = random.getstate()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": version, "state": list(internal), "gauss": py_gauss},
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -59,8 +72,10 @@ def set_rng_states(states: dict) -> None:
     import torch
 
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
+    n = states["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
@@ -87,10 +102,23 @@ def save(ckpt_dir: Path, step: int, state: dict) -> Path:
 
 
 def load(path: Path, device="cpu") -> dict:
+    """The checkpoint's state; a file holding anything but tensors and plain values (a crafted
+    pickle, or a checkpoint of an older LMForge) is refused without running any of it."""
+    import pickle
+
     import torch
 
-    # weights_only=False: the file holds numpy and python RNG states, and it is our own file.
-    return torch.load(Path(path) / "state.pt", map_location=device, weights_only=False)
+    from components.shared.errors import UserError
+
+    file = Path(path) / "state.pt"
+    try:
+        state = torch.load(file, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {file} is not a plain tensor checkpoint and was not loaded ({reason}): delete {Path(path).parent} to start afresh, or set pretrain.checkpoint_dir to a folder of LMForge checkpoints") from None
+    if not isinstance(state, dict) or not {"step", "model", "optimizer", "rng"} <= state.keys():
+        raise UserError(f"checkpoint {file} is not an LMForge training checkpoint (no step, model, optimizer and rng): delete {Path(path).parent} to start afresh")
+    return state
 
 
 def step_of(path: Path) -> int:

@@ -66,10 +66,27 @@ def pretrain(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoin
     cleaned_dir = require_dir(cleaned_dir, "cleaned data", "clean_tokenize")
     if checkpoint_dir is None:
         checkpoint_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else checkpoint.default_dir(settings.project_dir(), config.model_dump(), cleaned_dir)
-    if config.nproc > 1 and not distributed.under_torchrun():
-        request = {"cleaned_dir": str(cleaned_dir), "out_dir": str(out_dir), "config": config.model_dump(), "checkpoint_dir": str(checkpoint_dir)}
-        return distributed.launch("components.pretrain.worker", request, config.nproc)
-    return run(cleaned_dir, Path(out_dir), config, Path(checkpoint_dir))
+    with _checkpoint_owner(Path(checkpoint_dir)):
+        if config.nproc > 1 and not distributed.under_torchrun():
+            request = {"cleaned_dir": str(cleaned_dir), "out_dir": str(out_dir), "config": config.model_dump(), "checkpoint_dir": str(checkpoint_dir)}
+            return distributed.launch("components.pretrain.worker", request, config.nproc)
+        return run(cleaned_dir, Path(out_dir), config, Path(checkpoint_dir))
+
+
+def _checkpoint_owner(checkpoint_dir: Path):
+    """One live run per checkpoint folder: two runs of the same config and data share the default
+    folder, and the second must not resume from the first's checkpoint while the first is still
+    writing it. This process holds the lock (the torchrun parent, or rank 0 under an outer
+    torchrun); a dead owner's lock is taken over, so a killed run still resumes."""
+    import contextlib
+
+    from components.shared import locks, settings
+
+    rank = settings.torchrun_rank()
+    if rank is not None and rank[0] != 0:
+        return contextlib.nullcontext()
+    fix = "wait for it to finish, or give this run its own folder with --set pretrain.checkpoint_dir=PATH"
+    return locks.owned(checkpoint_dir / ".owner.lock", f"checkpoint folder {checkpoint_dir}", fix)
 
 
 def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir: Path) -> dict:

@@ -1,12 +1,18 @@
 """register: log the classifier to MLflow, create a model version with its lineage, alias it.
 
-The version is created with all its lineage tags in one call and removed again if its card,
-aliases or record fail, so the registry never holds a half-registered version. A pipeline run
-registers at most one version: running the stage again finds it by the run's name.
+The version is created with all its lineage tags and `lmforge.state=incomplete` in one call;
+its card, its alias and that move's record follow, and only then is it marked complete. Every
+LMForge command ignores an incomplete version (components.shared.registry.is_complete), so a
+tracking server that dies at any point in between leaves nothing half trusted, and the failure
+path does not call the dead server again. Where the server still answers, a failed registration
+deletes its version. A pipeline run registers at most one version: running the stage again (the
+same --run-name) finds it by the run's name and completes it. Automatic promotion comes after:
+a failure there leaves a complete @challenger that `lmforge promote` can move on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
@@ -14,7 +20,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from components.shared import artifacts, registry, tracking
+from components.shared import artifacts, registry, settings, tracking
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.register.model_card import model_card
@@ -64,22 +70,32 @@ def register(
         print(f"[register] dry run: no version created; lineage and weight hashes are on MLflow run {parent}", flush=True)
         return {"register/dry_run": 1}
 
-    version, created = _version_for_run(client, config, run_name, parent, classifier_dir, tags, metric_tags)
-    try:  # a new version counts only once its card, aliases and record are all in place
+    version, created, complete = _version_for_run(client, config, run_name, parent, classifier_dir, tags, metric_tags)
+    if not (created or complete):
+        print(f"[register] completing version {version}, left incomplete by an interrupted attempt of this run", flush=True)
+    try:  # a new version counts only once its card, alias and record are all in place
+        settings.fault_point("register.version_created")
         card = model_card(config.model_name, version, report, gate, tags, _read(Path(cleaned_dir) / artifacts.CLEAN_REPORT, "clean_tokenize"), classifier_dir)
         client.update_model_version(config.model_name, version, description=card)
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / artifacts.MODEL_CARD).write_text(card)
             client.log_artifact(parent, str(Path(tmp) / artifacts.MODEL_CARD), "registration")
-        moves = _move_aliases(config, version, run_name, gate)
-        uri = f"models:/{config.model_name}/{version}"
-        record = {"model_name": config.model_name, "version": version, "uri": uri, "alias": config.alias, "moves": moves, "run_id": parent, "tags": tags}
-        with artifacts.staged_dir(out_dir) as tmp:
-            artifacts.write_json(tmp / artifacts.REGISTRATION, record)
-    except Exception:
-        if created:
-            client.delete_model_version(config.model_name, version)
+        settings.fault_point("register.card_written")
+        moves = _move_alias(config, version, run_name, gate)
+        settings.fault_point("register.alias_moved")
+        client.set_model_version_tag(config.model_name, version, registry.STATE_TAG, registry.COMPLETE)
+    except Exception as exc:
+        # A server that still answers takes the version back; a dead one is not asked again
+        # (the version stays marked incomplete, which every command ignores).
+        if created and not tracking.is_unreachable(exc):
+            with contextlib.suppress(Exception):
+                client.delete_model_version(config.model_name, version)
         raise
+    moves += _auto_promote(config, version, run_name, gate)
+    uri = f"models:/{config.model_name}/{version}"
+    record = {"model_name": config.model_name, "version": version, "uri": uri, "alias": config.alias, "moves": moves, "run_id": parent, "tags": tags}
+    with artifacts.staged_dir(out_dir) as tmp:
+        artifacts.write_json(tmp / artifacts.REGISTRATION, record)
     held = ", ".join(f"@{m['alias']}" for m in moves) or "aliases unchanged"
     print(f"[register] {uri} ({'new version' if created else 'already registered by this run'}; {held}); {gate['summary']}", flush=True)
     return {"register/version": int(version), "register/created": int(created), "register/promoted": int(any(m["alias"] == registry.CHAMPION for m in moves))}
@@ -91,44 +107,59 @@ METRIC_TAGS = (
 )
 
 
-def _version_for_run(client, config: RegisterConfig, run_name: str, parent: str, classifier_dir: Path, tags: dict, metric_tags: dict) -> tuple[str, bool]:
+def _version_for_run(client, config: RegisterConfig, run_name: str, parent: str, classifier_dir: Path, tags: dict, metric_tags: dict) -> tuple[str, bool, bool]:
     """The version this pipeline run registered before (a re-run of the stage), else a new one
-    with every lineage tag set in the same call. Returns (version, created)."""
+    with every lineage tag, and the incomplete mark, set in the same call. Returns (version,
+    created, complete)."""
     import mlflow
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
         client.get_registered_model(config.model_name)
     except mlflow.exceptions.MlflowException:
-        client.create_registered_model(config.model_name, description="LMForge sentiment classifier (BERT-style encoder pretrained by LMForge)")
+        try:
+            client.create_registered_model(config.model_name, description="LMForge text classifier (BERT-style encoder pretrained by LMForge)")
+        except mlflow.exceptions.MlflowException as exc:  # a concurrent run created it first
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
     found = client.search_model_versions(f"name = '{config.model_name}' and tags.`lmforge.pipeline_run_name` = '{run_name}'")
     if found:
-        return str(min(int(v.version) for v in found)), False
+        first = min(found, key=lambda v: int(v.version))
+        return str(first.version), False, registry.is_complete(first.tags)
     model = AutoModelForSequenceClassification.from_pretrained(classifier_dir)
     tokenizer = AutoTokenizer.from_pretrained(classifier_dir)
-    with mlflow.start_run(run_id=parent):
-        info = mlflow.transformers.log_model(
-            transformers_model={"model": model, "tokenizer": tokenizer},
-            name="model",
-            task="text-classification",
-            pip_requirements=pip_requirements(),
-            metadata={"lmforge": tags},
-        )
+    # run_id, not `with mlflow.start_run(run_id=parent)`: leaving that block would end the
+    # pipeline's run as FINISHED before the pipeline has.
+    info = mlflow.transformers.log_model(
+        transformers_model={"model": model, "tokenizer": tokenizer},
+        name="model",
+        task="text-classification",
+        pip_requirements=pip_requirements(),
+        metadata={"lmforge": tags},
+        run_id=parent,
+    )
     # model_id ties the version to MLflow 3's logged model: a tracking server refuses a models:/m-...
     # source without it (the sqlite store lets it pass).
-    version = client.create_model_version(config.model_name, info.model_uri, run_id=parent, tags={**tags, **metric_tags}, model_id=info.model_id)
-    return str(version.version), True
+    state = {registry.STATE_TAG: registry.INCOMPLETE}
+    version = client.create_model_version(config.model_name, info.model_uri, run_id=parent, tags={**tags, **metric_tags, **state}, model_id=info.model_id)
+    return str(version.version), True, False
 
 
-def _move_aliases(config: RegisterConfig, version: str, run_name: str, gate: dict) -> list[dict]:
-    """`alias` on every version; @champion too when the preset asks and the gate passed.
-    Each move goes through the audited registry, so `lmforge models history` shows it."""
+def _move_alias(config: RegisterConfig, version: str, run_name: str, gate: dict) -> list[dict]:
+    """`alias` on every version, through the audited registry, so `lmforge models history` shows it."""
     status, actor = ("passed" if gate["passed"] else "failed"), f"pipeline:{run_name}"
-    moves = [registry.move_alias(config.model_name, config.alias, version, reason=f"registered by pipeline run {run_name}", gate=status, actor=actor, action="register")]
-    if config.auto_promote and gate["passed"]:  # promote re-reads the gate from the version's tags
-        reason = f"automatic promotion by pipeline run {run_name}: {gate['summary']}"
-        moves.append(registry.promote(config.model_name, version, reason=reason, actor=actor, action="auto-promote"))
-    return [m for m in moves if m["moved"]]
+    move = registry.move_alias(config.model_name, config.alias, version, reason=f"registered by pipeline run {run_name}", gate=status, actor=actor, action="register")
+    return [move] if move["moved"] else []
+
+
+def _auto_promote(config: RegisterConfig, version: str, run_name: str, gate: dict) -> list[dict]:
+    """@champion too when the preset asks and the gate passed (promote re-reads the gate from the
+    version's tags, and refuses an incomplete version)."""
+    if not (config.auto_promote and gate["passed"]):
+        return []
+    reason = f"automatic promotion by pipeline run {run_name}: {gate['summary']}"
+    move = registry.promote(config.model_name, version, reason=reason, actor=f"pipeline:{run_name}", action="auto-promote")
+    return [move] if move["moved"] else []
 
 
 def lineage_tags(raw_dir: Path, cleaned_dir: Path, validation_dir: Path, run_name: str, lineage: dict, kfp_run_id: str = "") -> dict:

@@ -2,18 +2,19 @@
 
 Every move (`promote`, `rollback`, and the register stage's `challenger`/`champion`) goes through
 `move_alias`, which appends a record {seq, model, alias, action, from_version, to_version, actor,
-time, reason, gate, forced} to the model's history. A record is one MLflow run in the experiment
-`lmforge-registry-audit`, the record its *params* (MLflow refuses to change a logged param, and
-LMForge offers no edit or delete), with tags only for finding it (model, alias).
+time, reason, gate, forced} to the model's history, an append-only ledger (audit_ledger.py).
 
-Order of a move, chosen so that no path leaves an alias move without a record:
-  1. write the record as a *pending* run (status RUNNING) - if this fails, nothing has moved;
-  2. set the alias - if this fails, the record is marked FAILED (hidden from the history);
-  3. confirm the record (status FINISHED) - if this fails, the alias is put back and the record
-     marked FAILED.
-Only when the tracking server dies between 2 and 3 (and so cannot be cleaned up either) can a
-record stay pending: the history shows it as "unconfirmed" - a move that may have happened is on
-record, never a move that happened off record.
+Moves on one model are serialised by a compare-and-set on the record's sequence number, held in
+the tracking store itself, so it orders moves from any process on any machine (a file lock would
+order one machine's only):
+  1. read the ledger; if its last record is *pending* (a move in flight), wait for it;
+  2. claim number last+1 by writing the record there; if another move claimed it first, go to 1;
+  3. set the alias - if this fails, the record's outcome is "failed" (nothing moved);
+  4. write the outcome "done" - if this fails, the alias is put back and the outcome is "failed".
+A pending record blocks the next move for at most LEASE_S: a writer that died between 2 and 4
+(the tracking server went away) leaves it pending, and the next move settles it from the alias
+itself (the alias points at its target: "done"; else "failed"). So the history is a strict
+sequence 1, 2, 3, ..., and the alias always equals the last "done" record's target.
 
 Gate result of a version: its model-version tag `lmforge.gate` ("passed" / "failed"; missing =
 "none"), with an optional one-line `lmforge.gate_summary`, both written by the register stage.
@@ -22,23 +23,29 @@ Gate result of a version: its model-version tag `lmforge.gate` ("passed" / "fail
 from __future__ import annotations
 
 import contextlib
-import io
+import random
 import re
+import time
+import uuid
 from datetime import datetime, timezone
 
-from components.shared import settings, tracking
+from components.shared import audit_ledger, settings, tracking
 from components.shared.errors import UserError
 
-AUDIT_EXPERIMENT = "lmforge-registry-audit"
+AUDIT_EXPERIMENT = audit_ledger.AUDIT_EXPERIMENT  # where the history lives
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 GATE_TAG = "lmforge.gate"
 GATE_SUMMARY_TAG = "lmforge.gate_summary"
 GATES = ("passed", "failed", "none")
+# A version's registration state (components/register): "incomplete" from its creation until its
+# card, alias and record are in place, then "complete"; versions from before the tag have none
+# and count as complete. Every command here ignores or refuses an incomplete version.
+STATE_TAG, INCOMPLETE, COMPLETE = "lmforge.state", "incomplete", "complete"
 METRIC_TAGS = ("accuracy", "macro_f1", "baseline_majority_accuracy", "baseline_tfidf_accuracy", "perplexity")  # metric.<key> on versions
-MODEL_TAG, ALIAS_TAG = "lmforge.audit.model", "lmforge.audit.alias"
-RECORD_KEYS = ("seq", "model", "alias", "action", "from_version", "to_version", "actor", "time", "reason", "gate", "forced")
-MAX_REASON = 1000  # characters; well under MLflow's param value limit
+MAX_REASON = 1000  # characters; the whole record stays well under MLflow's 6000-character param value
+LEASE_S = 120.0  # a move takes well under a second; a record pending longer is from a writer that died
+WAIT_S = 300.0  # how long a move waits behind others before it gives up with one line
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")  # as RegisterConfig.model_name; safe in filter strings
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
@@ -59,29 +66,12 @@ def move_alias(model_name: str, alias: str, version, *, reason: str, gate: str, 
     if gate not in GATES:
         raise UserError(f"gate result {gate!r} is not one of {', '.join(GATES)}")
     reason = _check_reason(reason)
-    with tracking.reported_errors():
-        client = _client()
-        _model_version(client, model_name, version)
-        current = alias_holders(model_name, client).get(alias)
-        record = {"model": model_name, "alias": alias, "action": action, "from_version": current, "to_version": version, "actor": actor or settings.actor(),
-                  "time": _now(), "reason": reason, "gate": gate, "forced": bool(forced)}  # fmt: skip
-        if current == version:
-            return {**record, "seq": None, "moved": False}
-        exp_id = _audit_experiment(client)
-        record["seq"] = 1 + max((r["seq"] for r in _records(client, exp_id, model_name, states=None)), default=0)
-        run_id = _write_pending(client, exp_id, record)
-        try:
-            client.set_registered_model_alias(model_name, alias, version)
-        except Exception:
-            _quietly(_end_record, client, run_id, "FAILED")
-            raise
-        try:
-            _end_record(client, run_id, "FINISHED")
-        except Exception:
-            _quietly(_restore_alias, client, model_name, alias, current)
-            _quietly(_end_record, client, run_id, "FAILED")
-            raise
-    return {**record, "moved": True}
+
+    def plan(records: list[dict], current: str | None, client) -> tuple[str, str, str]:
+        _model_version(client, model_name, version)  # an unknown version is refused before anything is written
+        return version, gate, reason
+
+    return _move(model_name, alias, plan, forced=forced, actor=actor, action=action)
 
 
 def promote(model_name: str, version, *, force: bool = False, reason: str | None = None, actor: str | None = None, action: str = "promote") -> dict:
@@ -92,7 +82,7 @@ def promote(model_name: str, version, *, force: bool = False, reason: str | None
     if force and not (reason or "").strip():
         raise UserError('--force needs --reason "why": a forced promotion is recorded in the model\'s history with its reason')
     with tracking.reported_errors():
-        tags = _model_version(_client(), model_name, version).tags
+        tags = _complete_version(_client(), model_name, version).tags
     gate, summary = gate_of(tags), tags.get(GATE_SUMMARY_TAG, "").strip()
     if gate != "passed" and not force:
         why = f"its gate {gate}" if gate != "none" else "it has no gate result (tag lmforge.gate)"
@@ -108,29 +98,36 @@ def rollback(model_name: str, alias: str = CHAMPION, *, reason: str | None = Non
     rollback goes to the holder before the current one in the chain of non-rolled-back moves,
     and rolling back twice walks two steps back (v1 -> v2 -> v3, rollback: v2, rollback: v1;
     then a third rollback has no previous holder). A move made outside LMForge (the alias
-    points elsewhere than the history says) is refused: promote explicitly instead.
+    points elsewhere than the history says) is refused: promote explicitly instead. The target
+    is chosen from the same reading of the history that the move then extends, so concurrent
+    rollbacks and promotions each step from the state the one before them left.
     """
     _check_name(model_name)
     _check_alias(alias)
-    stack = holder_chain(model_name, alias)
-    current = alias_holders(model_name).get(alias)
     hint = f"see lmforge models history {model_name}"
-    if current is None:
-        raise UserError(f"{model_name} has no @{alias} to roll back: {hint}")
-    if stack and stack[-1] != current:
-        raise UserError(f"{model_name}@{alias} points at version {current} but its recorded history ends at version {stack[-1]} (moved outside LMForge, or an unconfirmed move): {hint}, then promote the version you want")
-    if len(stack) < 2:
-        raise UserError(f"{model_name}@{alias} (version {current}) has no previous holder to roll back to: {hint}")
-    target = stack[-2]
-    with tracking.reported_errors():
-        gate = gate_of(_model_version(_client(), model_name, target).tags)
-    return move_alias(model_name, alias, target, reason=reason or f"rollback from version {current}", gate=gate, actor=actor, action="rollback")
+
+    def plan(records: list[dict], current: str | None, client) -> tuple[str, str, str]:
+        stack = holder_chain_of(records, alias)
+        if current is None:
+            raise UserError(f"{model_name} has no @{alias} to roll back: {hint}")
+        if stack and stack[-1] != current:
+            raise UserError(f"{model_name}@{alias} points at version {current} but its recorded history ends at version {stack[-1]} (moved outside LMForge, or an unconfirmed move): {hint}, then promote the version you want")
+        if len(stack) < 2:
+            raise UserError(f"{model_name}@{alias} (version {current}) has no previous holder to roll back to: {hint}")
+        target = stack[-2]
+        return target, gate_of(_complete_version(client, model_name, target).tags), _check_reason(reason) or f"rollback from version {current}"
+
+    return _move(model_name, alias, plan, forced=False, actor=actor, action="rollback")
 
 
 def holder_chain(model_name: str, alias: str) -> list[str]:
     """The undo stack of `alias` holders after replaying its confirmed history (see `rollback`)."""
+    return holder_chain_of(history(model_name, require_model=False), alias)
+
+
+def holder_chain_of(records: list[dict], alias: str) -> list[str]:
     stack: list[str] = []
-    for r in history(model_name, require_model=False):
+    for r in records:
         if r["alias"] != alias or r["state"] != "done":
             continue
         if r["action"] == "rollback":
@@ -145,20 +142,107 @@ def holder_chain(model_name: str, alias: str) -> list[str]:
     return stack
 
 
+def _move(model_name: str, alias: str, plan, *, forced: bool, actor: str | None, action: str) -> dict:
+    """Steps 1-4 of the module docstring. `plan(records, current_holder, client)` returns
+    (version, gate, reason) from one reading of the history, or raises UserError."""
+    with tracking.reported_errors():
+        client = _client()
+        _registered_model(client, model_name)
+        audit_ledger.ledger_run_id(client, model_name, create=True)
+        deadline, pause = time.monotonic() + WAIT_S, 0.05
+        while True:
+            ledger = audit_ledger.read(client, model_name)
+            if not ledger.writable:
+                raise UserError(f"{model_name}: {ledger.problems[-1]}; no alias was moved")
+            head = ledger.head
+            if head is not None and head["state"] == "pending":
+                if _age_s(head) > LEASE_S:
+                    _settle_abandoned(client, ledger, head)
+                    continue
+                if time.monotonic() > deadline:
+                    raise UserError(f"{model_name}: record #{head['seq']} ({head['action']} by {head['actor']} at {head['time']}) is still in flight after {WAIT_S:.0f} s: retry later; see lmforge models history {model_name}")
+                time.sleep(pause * random.uniform(0.5, 1.5))
+                pause = min(pause * 1.5, 1.0)
+                continue
+            current = alias_holders(model_name, client).get(alias)
+            version, gate, reason = plan(ledger.records, current, client)
+            record = {"seq": (head["seq"] if head else 0) + 1, "prev": head["hash"] if head else "", "claim": uuid.uuid4().hex,
+                      "model": model_name, "alias": alias, "action": action, "from_version": current, "to_version": version,
+                      "actor": actor or settings.actor(), "time": _now(), "reason": reason, "gate": gate, "forced": bool(forced)}  # fmt: skip
+            if current == version:
+                return {**_public(record), "seq": None, "moved": False}
+            if audit_ledger.claim(client, ledger.run_id, record):
+                break
+            time.sleep(pause * random.uniform(0, 1))  # another move took this number: read again
+        _apply(client, ledger.run_id, record)
+    return {**_public(record), "moved": True}
+
+
+def _apply(client, run_id: str, record: dict) -> None:
+    """Steps 3 and 4 for a claimed record."""
+    model_name, alias, seq = record["model"], record["alias"], record["seq"]
+    try:
+        client.set_registered_model_alias(model_name, alias, record["to_version"])
+    except Exception:
+        _quietly(audit_ledger.settle, client, run_id, seq, "failed")
+        raise
+    try:
+        outcome = audit_ledger.settle(client, run_id, seq, "done")
+    except Exception:
+        _quietly(_restore_alias, client, model_name, alias, record["from_version"])
+        _quietly(audit_ledger.settle, client, run_id, seq, "failed")
+        raise
+    if outcome != "done":  # this move outlived its lease and a later one settled it as failed
+        raise UserError(f"{model_name}@{alias}: move #{seq} took over {LEASE_S:.0f} s and was recorded as failed by another move: check lmforge models list {model_name} and promote again")
+
+
+def _settle_abandoned(client, ledger, head: dict) -> None:
+    """A pending record past its lease: its writer died. The alias says whether it moved."""
+    holder = alias_holders(head["model"], client).get(head["alias"])
+    audit_ledger.settle(client, ledger.run_id, head["seq"], "done" if holder == head["to_version"] else "failed")
+
+
+def _public(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("prev", "claim", "hash")}
+
+
+def _age_s(record: dict) -> float:
+    try:
+        then = datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return LEASE_S + 1  # an unreadable time cannot hold the history forever
+    return (datetime.now(timezone.utc) - then).total_seconds()
+
+
 # --- reading ------------------------------------------------------------------------------------
 
 
 def history(model_name: str, *, require_model: bool = True) -> list[dict]:
-    """Every recorded move of the model's aliases, oldest first; `state` is "done" or
-    "unconfirmed" (a pending record whose outcome is unknown, see the module docstring)."""
+    """Every recorded move of the model's aliases, oldest first; `state` is "done", "failed"
+    (attempted, alias not moved) or "unconfirmed" (in flight, or its writer died; see above)."""
+    return audit(model_name, require_model=require_model)[0]
+
+
+def audit(model_name: str, *, require_model: bool = True) -> tuple[list[dict], list[str]]:
+    """(records, problems): the history and every integrity problem found reading it (a deleted
+    or failed-marked ledger run, a gap, a broken hash chain, an alias the history does not explain)."""
     _check_name(model_name)
     with tracking.reported_errors():
         client = _client()
-        exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
-        records = _records(client, exp.experiment_id, model_name, states=("FINISHED", "RUNNING")) if exp else []
-        if not records and require_model:
-            _registered_model(client, model_name)  # an unknown model is an error, a known one may have no moves yet
-    return records
+        ledger = audit_ledger.read(client, model_name)
+        holders = {} if not ledger.records and not require_model else alias_holders(model_name, client)
+    records = [{**_public(r), "state": "unconfirmed" if r["state"] == "pending" else r["state"]} for r in ledger.records]
+    problems = list(ledger.problems)
+    for alias, version in sorted(holders.items()):
+        moves_of = [r for r in records if r["alias"] == alias and r["state"] != "failed"]
+        if moves_of and moves_of[-1]["state"] == "unconfirmed" and version in (moves_of[-1]["to_version"], moves_of[-1]["from_version"]):
+            continue  # in flight, or its writer died: the next move settles it
+        last = next((r for r in reversed(moves_of) if r["state"] == "done"), None)
+        if last is None:
+            problems.append(f"@{alias} points at version {version} but the history records no move of it (set outside LMForge, or the history was replaced)")
+        elif last["to_version"] != version:
+            problems.append(f"@{alias} points at version {version} but the history's last move of it is to version {last['to_version']} (moved outside LMForge)")
+    return records, problems
 
 
 def alias_holders(model_name: str, client=None) -> dict[str, str]:
@@ -171,6 +255,11 @@ def alias_holders(model_name: str, client=None) -> dict[str, str]:
 def champion(model_name: str) -> str | None:
     """The version that holds @champion, or None."""
     return alias_holders(model_name).get(CHAMPION)
+
+
+def is_complete(tags: dict) -> bool:
+    """False for a version whose registration never finished (see STATE_TAG)."""
+    return (tags or {}).get(STATE_TAG, COMPLETE) != INCOMPLETE
 
 
 def gate_of(tags: dict) -> str:
@@ -194,6 +283,8 @@ def list_versions(model_name: str | None = None) -> list[dict]:
                 holders.setdefault(version, []).append(alias)
             for mv in _paged(client.search_model_versions, f"name = '{name}'"):
                 tags = mv.tags or {}
+                if not is_complete(tags):
+                    continue  # a registration cut short: not a version anyone should use
                 rows.append({
                     "model": name, "version": str(mv.version), "aliases": sorted(holders.get(str(mv.version), [])),
                     "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
@@ -233,57 +324,14 @@ def _model_version(client, name: str, version: str):
         raise
 
 
-def _audit_experiment(client) -> str:
-    exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
-    if exp is None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return client.create_experiment(AUDIT_EXPERIMENT, artifact_location=settings.artifact_location(), tags={"lmforge.purpose": "append-only history of alias moves"})
-        except MlflowException:  # created by a concurrent move
-            exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
-    if exp.lifecycle_stage != "active":
-        raise UserError(f"the MLflow experiment {AUDIT_EXPERIMENT!r} (the alias history) is deleted: restore it with mlflow experiments restore --experiment-id {exp.experiment_id}")
-    return exp.experiment_id
-
-
-def _write_pending(client, exp_id: str, record: dict) -> str:
-    """Create the record's run (RUNNING) with every param in one batch."""
-    from mlflow.entities import Param
-
-    frm = record["from_version"] or "none"
-    run = client.create_run(exp_id, run_name=f"{record['model']}@{record['alias']} {frm}->{record['to_version']}",
-                            tags={MODEL_TAG: record["model"], ALIAS_TAG: record["alias"], "lmforge.audit.action": record["action"]})  # fmt: skip
-    params = [Param(k, "none" if record[k] is None else str(record[k])) for k in RECORD_KEYS]
-    try:
-        client.log_batch(run.info.run_id, params=params)
-    except Exception:
-        _quietly(_end_record, client, run.info.run_id, "FAILED")
-        raise
-    return run.info.run_id
-
-
-def _end_record(client, run_id: str, status: str) -> None:
-    """FINISHED confirms a record, FAILED hides it. Against a server MLflow prints links to the
-    run on stdout here; the audit run is bookkeeping, and the commands print the move instead."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        client.set_terminated(run_id, status)
-
-
-def _records(client, exp_id: str, model_name: str, states: tuple[str, ...] | None) -> list[dict]:
-    """The model's records in run states `states` (None: all), ordered by seq then time."""
-    out = []
-    for run in _paged(client.search_runs, [exp_id], f"tags.`{MODEL_TAG}` = '{model_name}'"):
-        p = run.data.params
-        if "seq" not in p or (states is not None and run.info.status not in states):
-            continue  # a run whose params never landed is no record
-        out.append({
-            "seq": int(p["seq"]), "model": p["model"], "alias": p["alias"], "action": p.get("action", "move"),
-            "from_version": None if p["from_version"] == "none" else p["from_version"], "to_version": p["to_version"],
-            "actor": p["actor"], "time": p["time"], "reason": p["reason"], "gate": p["gate"], "forced": p["forced"] == "True",
-            "state": "done" if run.info.status == "FINISHED" else "unconfirmed" if run.info.status == "RUNNING" else "failed",
-        })  # fmt: skip
-    return sorted(out, key=lambda r: (r["seq"], r["time"]))
+def _complete_version(client, name: str, version: str):
+    """The model version, refused when its registration never finished."""
+    mv = _model_version(client, name, version)
+    if not is_complete(mv.tags):
+        run = (mv.tags or {}).get("lmforge.pipeline_run_name", "")
+        again = f"lmforge run --run-name {run} with the same config" if run else "its pipeline run again"
+        raise UserError(f"{name} version {version} is incomplete (its registration was interrupted): run {again} to complete it, or use another version")
+    return mv
 
 
 def _restore_alias(client, model_name: str, alias: str, version: str | None) -> None:

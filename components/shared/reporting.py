@@ -20,19 +20,31 @@ def stage_task(stage: str, run_name: str, kfp_metrics, config: dict, files: Iter
     Afterwards, pass or fail, the metrics, the task's wall time and whichever of `files` exist go
     to the KFP Metrics artifact and the stage's nested MLflow run (so failed validation still
     shows its Data Docs). A UserError then becomes one line on stderr, in the CLI's error file,
-    and a failed task; any other exception keeps its traceback.
+    and a failed task; so does a tracking server that fails, in the stage or while logging it (a
+    dead server is not asked again on the way out); any other exception keeps its traceback.
     """
+    from components.shared import tracking
+
     task = SimpleNamespace(metrics={})
     try:
         yield task
     except UserError as exc:
         with contextlib.suppress(Exception):  # the stage's own error is the one to report
-            _log(stage, run_name, {**task.metrics, f"{stage}/failed": 1.0}, kfp_metrics, config, files, history)
+            _log(stage, run_name, {**task.metrics, f"{stage}/failed": 1.0}, kfp_metrics, config, files, history, failed=True)
         fail(stage, exc)
-    _log(stage, run_name, task.metrics, kfp_metrics, config, files, history)
+    except Exception as exc:
+        if not tracking.is_tracking_failure(exc):
+            raise
+        fail(stage, tracking.tracking_error(exc))
+    try:
+        _log(stage, run_name, task.metrics, kfp_metrics, config, files, history)
+    except Exception as exc:
+        if not tracking.is_tracking_failure(exc):
+            raise
+        fail(stage, tracking.tracking_error(exc))
 
 
-def _log(stage: str, run_name: str, metrics: dict, kfp_metrics, config: dict, files: Iterable[Path], history: Path | None) -> None:
+def _log(stage: str, run_name: str, metrics: dict, kfp_metrics, config: dict, files: Iterable[Path], history: Path | None, failed: bool = False) -> None:
     from components.shared import tracking
 
     metrics = {**metrics, f"{stage}/seconds": task_seconds()}
@@ -40,7 +52,8 @@ def _log(stage: str, run_name: str, metrics: dict, kfp_metrics, config: dict, fi
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             kfp_metrics.log_metric(key.replace("/", "_"), float(value))
     steps = artifacts.read_json(history) if history and Path(history).is_file() else None
-    tracking.log_stage(run_name, stage, metrics, params=config, files=files, history=steps)
+    settings.fault_point(f"{stage}.log")
+    tracking.log_stage(run_name, stage, metrics, params=config, files=files, history=steps, failed=failed)
 
 
 def fail(stage: str, exc: UserError) -> None:

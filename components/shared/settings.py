@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -51,6 +52,35 @@ def display_uri(uri: str) -> str:
     if not (parts.username or parts.password):
         return uri
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+# Environment variables whose values are credentials (MLFLOW_TRACKING_PASSWORD, KFP_TOKEN,
+# AWS_SECRET_ACCESS_KEY, HF_TOKEN, ...): a name part, so TOKENIZERS_PARALLELISM is not one.
+_SECRET_NAME = re.compile(r"(^|_)(PASSWORD|PASSWD|PASS|SECRET|TOKEN|CREDENTIALS?|API_KEY|ACCESS_KEY|PRIVATE_KEY)(_|$)", re.I)
+_HARMLESS = {"", "0", "1", "true", "false", "yes", "no", "none", "null"}
+
+
+def secrets() -> list[str]:
+    """Every credential this process could print: the user:password of any URL in the environment
+    (MLFLOW_TRACKING_URI first) and the value of every variable named like a secret."""
+    from urllib.parse import unquote, urlsplit
+
+    found = []
+    for name, value in os.environ.items():
+        if _SECRET_NAME.search(name) and value.strip().lower() not in _HARMLESS:
+            found.append(value)
+        for url in re.findall(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@]+@", value):
+            parts = urlsplit(url + "x")
+            if parts.password:
+                found += [f"{parts.username}:{parts.password}", parts.password, unquote(parts.password)]
+    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)  # longest first: "user:pass" before "pass"
+
+
+def redact(text: str, known: list[str] | None = None) -> str:
+    """`text` with every credential from `secrets()` replaced by ***."""
+    for secret in secrets() if known is None else known:
+        text = text.replace(secret, "***")
+    return text
 
 
 def image_registry() -> str:
@@ -119,6 +149,30 @@ def quiet_environment() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # MLflow prints "View run <name> at: <tracking URI>/#/..." whenever a run ends against a
+    # server; that URI may carry user:password, and the commands print what matters themselves.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+# Fault injection for tests (tests/registry/test_register_faults.py, tests/local/test_faults_cli.py):
+# `fault_point(name)` is a no-op unless $LMFORGE_FAULT_AT names it; then it creates
+# $LMFORGE_FAULT_FILE and waits until the test has done its harm (killed the tracking server) and
+# removed the file. The points are real places in the code ("<stage>.log" before a stage logs,
+# "register.*" inside register), so what the test breaks is what a real outage would break there.
+FAULT_AT_ENV, FAULT_FILE_ENV = "LMFORGE_FAULT_AT", "LMFORGE_FAULT_FILE"
+FAULT_WAIT_S = 300
+
+
+def fault_point(name: str) -> None:
+    if os.environ.get(FAULT_AT_ENV) != name or not os.environ.get(FAULT_FILE_ENV):
+        return
+    import time
+
+    signal_file = Path(os.environ[FAULT_FILE_ENV])
+    signal_file.write_text(name)
+    deadline = time.monotonic() + FAULT_WAIT_S
+    while signal_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 # Who moves an alias, for the registry's audit history (CI jobs and service accounts set it).

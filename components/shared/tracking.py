@@ -7,6 +7,7 @@ DAG and a re-run of one stage logs into the same parent instead of starting a ne
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -32,43 +33,109 @@ def parent_run_id(run_name: str) -> str:
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(EXPERIMENT)
     exp_id = exp.experiment_id if exp else client.create_experiment(EXPERIMENT, artifact_location=settings.artifact_location())
-    found = client.search_runs([exp_id], f"tags.`{RUN_NAME_TAG}` = '{run_name}' and tags.`lmforge.stage` = 'pipeline'", max_results=1)
+    found = find_pipeline_run(run_name)
     if found:
-        return found[0].info.run_id
+        return found.info.run_id
     return client.create_run(exp_id, run_name=run_name, tags={RUN_NAME_TAG: run_name, "lmforge.stage": "pipeline"}).info.run_id
 
 
-def log_stage(run_name: str, stage: str, metrics: dict, params: dict | None = None, files: Iterable[Path] = (), history: list[dict] | None = None) -> None:
+def find_pipeline_run(run_name: str):
+    """The pipeline run's MLflow run if one exists (run names are checked: no quote to escape)."""
+    client = connect().MlflowClient()
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return None
+    found = client.search_runs([exp.experiment_id], f"tags.`{RUN_NAME_TAG}` = '{run_name}' and tags.`lmforge.stage` = 'pipeline'", max_results=1)
+    return found[0] if found else None
+
+
+def log_stage(run_name: str, stage: str, metrics: dict, params: dict | None = None, files: Iterable[Path] = (), history: list[dict] | None = None, failed: bool = False) -> None:
     """Log a stage's params, metrics, step history and files into a run nested under the
-    pipeline's parent run; its metrics also go to the parent."""
+    pipeline's parent run; its metrics also go to the parent.
+
+    Client calls only, never `mlflow.start_run(run_id=parent)`: ending that context ends the
+    parent run too (FINISHED), so a pipeline that dies later would still show FINISHED. The
+    parent stays RUNNING until the CLI ends it (FINISHED, FAILED or KILLED)."""
     mlflow = connect()
     from mlflow.entities import Metric, Param
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
     parent = parent_run_id(run_name)
-    exp_id = mlflow.get_run(parent).info.experiment_id
-    numeric = [Metric(k, float(v), 0, 0) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    flat = [Param(k, str(v)[:6000]) for k, v in flatten(params or {}, stage).items()]
-    steps = [Metric(f"{stage}/{key}", float(h[key]), 0, int(h["step"])) for h in history or [] for key in ("loss", "lr", "eval_loss", "eval_accuracy") if key in h]
     client = mlflow.MlflowClient()
-    with mlflow.start_run(run_id=parent, experiment_id=exp_id):
-        with mlflow.start_run(run_name=stage, nested=True, experiment_id=exp_id, tags={RUN_NAME_TAG: run_name, "lmforge.stage": stage}) as run:
-            # Batched calls (MLflow takes at most 1000 metrics and 100 params a call), never one
-            # tracking request per step.
-            for i in range(0, len(flat), 100):
-                client.log_batch(run.info.run_id, params=flat[i : i + 100])
-            batch = numeric + steps
-            for i in range(0, len(batch), 1000):
-                client.log_batch(run.info.run_id, metrics=batch[i : i + 1000])
-            for f in map(Path, files):
-                if f.is_dir():
-                    mlflow.log_artifacts(str(f), artifact_path=f"{stage}/{f.name}")
-                elif f.is_file():
-                    mlflow.log_artifact(str(f), artifact_path=stage)
+    exp_id = client.get_run(parent).info.experiment_id
+    # Real timestamps: a pipeline run resumed under its name logs a stage again into the same
+    # parent, and two values of one metric at the same (timestamp, step) collide when MLflow
+    # copies the run's metrics onto the logged model (a UNIQUE constraint on a server).
+    now = int(time.time() * 1000)
+    numeric = [Metric(k, float(v), now, 0) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    flat = [Param(k, str(v)[:6000]) for k, v in flatten(params or {}, stage).items()]
+    steps = [Metric(f"{stage}/{key}", float(h[key]), now, int(h["step"])) for h in history or [] for key in ("loss", "lr", "eval_loss", "eval_accuracy") if key in h]
+    child = client.create_run(exp_id, run_name=stage, tags={RUN_NAME_TAG: run_name, "lmforge.stage": stage, MLFLOW_PARENT_RUN_ID: parent}).info.run_id
+    status = "FAILED"
+    try:
+        # Batched calls (MLflow takes at most 1000 metrics and 100 params a call), never one
+        # tracking request per step.
+        for i in range(0, len(flat), 100):
+            client.log_batch(child, params=flat[i : i + 100])
+        batch = numeric + steps
+        for i in range(0, len(batch), 1000):
+            client.log_batch(child, metrics=batch[i : i + 1000])
+        for f in map(Path, files):
+            if f.is_dir():
+                client.log_artifacts(child, str(f), artifact_path=f"{stage}/{f.name}")
+            elif f.is_file():
+                client.log_artifact(child, str(f), artifact_path=stage)
+        status = "FAILED" if failed else "FINISHED"
+    finally:
+        with contextlib.suppress(Exception):  # a failure above is the one to report
+            client.set_terminated(child, status)
     client.log_batch(parent, metrics=numeric)
 
 
-def finish(run_name: str, status: str = "FINISHED") -> None:
-    connect().MlflowClient().set_terminated(parent_run_id(run_name), status)
+def finish(run_id: str, status: str = "FINISHED") -> None:
+    """End the pipeline's parent run with `status` (FINISHED, FAILED or KILLED)."""
+    connect().MlflowClient().set_terminated(run_id, status)
+
+
+def finish_quietly(run_id: str, status: str) -> bool:
+    """`finish` on a failure path: one attempt without retries or retry warnings, never a second
+    error on top of the first (a dead server cannot be told, and is not kept waiting for; the run
+    then stays RUNNING there, never FINISHED). True if recorded."""
+    try:
+        with one_attempt():
+            finish(run_id, status)
+        return True
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def one_attempt() -> Iterator[None]:
+    """MLflow calls inside make one HTTP attempt each (MLflow reads the retry count per call) and
+    urllib3 prints no "Retrying ..." warnings."""
+    import logging
+    import os
+
+    saved, log = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES"), logging.getLogger("urllib3")
+    level = log.level
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+        if saved is None:
+            os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
+        else:
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = saved
+
+
+def is_tracking_failure(exc: BaseException) -> bool:
+    """An error of the tracking client or its transport (not a bug in a stage)."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, (MlflowException, requests.RequestException, ConnectionError))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -88,12 +155,22 @@ def open_pipeline_run(run_name: str, resolved: dict, lineage: dict) -> str:
     return run_id
 
 
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish", "Connection aborted", "RemoteDisconnected")
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """The tracking server did not answer at all (down, killed, wrong port), as opposed to one
+    that answered with a refusal: a dead server is not asked for any clean-up."""
+    import requests
+
+    return isinstance(exc, (requests.ConnectionError, ConnectionError)) or any(s in str(exc) for s in _UNREACHABLE)
+
+
 def tracking_error(exc: Exception) -> UserError:
     """One line for a tracking server that is down or refuses, without credentials."""
     raw, uri = settings.tracking_uri(), settings.display_uri(settings.tracking_uri())
-    text = str(exc).replace(raw, uri)
-    unreachable = any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish"))
-    reason = "unreachable" if unreachable else (text.splitlines()[0][:160] if text else type(exc).__name__)
+    text = settings.redact(str(exc).replace(raw, uri))
+    reason = "unreachable" if is_unreachable(exc) else (text.splitlines()[0][:160] if text else type(exc).__name__)
     return UserError(f"MLflow tracking at {uri} failed ({reason}): start the server, or unset MLFLOW_TRACKING_URI for the local sqlite store")
 
 

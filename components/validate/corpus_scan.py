@@ -4,7 +4,7 @@ great-expectations' pandas engine needs the whole frame in memory, which a corpu
 not need. So validate checks the corpus two ways (the choice of issue 12, item 3):
 
 - exact, streaming: row batches are read one at a time and every rule the corpus suite states is
-  counted over every row (missing ids or texts, duplicate ids and texts by 64-bit digest, texts
+  counted over every row (missing ids or texts, blank texts, duplicate ids and texts by 64-bit digest, texts
   shorter than the bound, texts sharing an n-gram with a validation/test text). Memory: 16 bytes
   per document for the digests plus one batch. GX then checks these counts (one-row frame,
   suite `corpus_stats`), so they are in the Data Docs and the failure message like any other.
@@ -46,7 +46,7 @@ class CorpusScan:
 
     def __init__(self, min_doc_chars: int, index: EvalIndex, sample_docs: int):
         self.min_doc_chars, self.index, self.sample_docs = min_doc_chars, index, sample_docs
-        self.counts = {"rows": 0, "null_doc_ids": 0, "null_texts": 0, "short_texts": 0, "docs_sharing_eval_ngrams": 0}
+        self.counts = {"rows": 0, "null_doc_ids": 0, "null_texts": 0, "blank_texts": 0, "short_texts": 0, "docs_sharing_eval_ngrams": 0}
         self._ids: list[np.ndarray] = []
         self._texts: list[np.ndarray] = []
         self._sample: list[tuple] = []  # a heap of (-rank, doc_id, title, text): the smallest ranks stay
@@ -74,6 +74,7 @@ class CorpusScan:
         c["rows"] += 1
         c["null_doc_ids"] += doc_id is None
         c["null_texts"] += text is None
+        c["blank_texts"] += text is not None and not text.strip()  # the corpus suite's blank rule, on every row
         c["short_texts"] += text is not None and len(text) < self.min_doc_chars
         rank = _digest(f"sample:{doc_id}")
         item = (-rank, str(doc_id), title, text, shared, source)

@@ -74,6 +74,7 @@ def summarise(result: Any) -> dict[str, Any]:
         {
             "expectation": r.expectation_config.type,
             "column": r.expectation_config.kwargs.get("column"),
+            "description": r.expectation_config.description or "",
             "observed": observed(r),
         }
         for r in result.results
@@ -107,8 +108,9 @@ def observed(r: Any) -> str:
 
 
 def label(failure: dict[str, Any]) -> str:
-    column = failure["column"]
-    return failure["expectation"] + (f"({column})" if column else "")
+    """expectation(column), and what it checks when the suite says so: `[every class has train rows]`."""
+    column, what = failure["column"], failure.get("description")
+    return failure["expectation"] + (f"({column})" if column else "") + (f" [{what}]" if what else "")
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -2,11 +2,14 @@
 
 `validate(cleaned_dir, out_dir, config)` runs these suites over the clean_tokenize output:
 
-- corpus: the cleaned pretraining documents (ids, non-empty text, lengths), on a bounded sample;
+- corpus: the cleaned pretraining documents (ids, non-empty, non-blank text, lengths), on a
+  bounded sample;
 - corpus_stats: one row of exact counts over every corpus document, read as a stream (missing
-  ids or texts, duplicate ids and texts, short texts: all must be 0), beside the rows each
-  clean_tokenize rule removed (shown, not enforced); see corpus_scan.py for why two ways;
-- labeled: the labeled sentences (ids, lengths, labels, splits, class balance, token ids);
+  ids or texts, blank texts, duplicate ids and texts, short texts: all must be 0), beside the rows
+  each clean_tokenize rule removed (shown, not enforced); see corpus_scan.py for why two ways;
+- labeled: the labeled sentences (ids, blank texts, lengths, labels, splits, token ids), with
+  bounds from the train split's profile (profile.py): its classes, each class's share of
+  validation and test within a tolerance of its train share, length percentiles within a factor;
 - labeled_splits: one row per distinct (text, split) pair, so "text unique" means no sentence
   leaks from one split into another;
 - tokens: a one-row frame of the tokenizer statistics from clean_report.json;
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from components.shared import artifacts
 from components.shared.config import StageConfig
@@ -35,9 +38,10 @@ from components.shared.decontamination import DEFAULT_NGRAM, MIN_WORDS, EvalInde
 from components.shared.splits import SPLITS
 from components.validate.corpus_scan import CorpusScan
 from components.validate.gx_run import label, run_suites, summarise
+from components.validate.profile import EVAL_SPLITS, labeled_profile, share_bounds, share_column, share_columns
 
 SUITES = ("corpus", "corpus_stats", "labeled", "labeled_splits", "tokens", "decontamination")
-EXACT = ("null_doc_ids", "null_texts", "duplicate_doc_ids", "duplicate_texts", "short_texts")  # must be 0
+EXACT = ("null_doc_ids", "null_texts", "blank_texts", "duplicate_doc_ids", "duplicate_texts", "short_texts")  # must be 0
 TOKEN_STATS = ("vocab_size", "unk_rate", "n_blocks_train", "n_blocks_heldout")
 MIN_VOCAB = 100  # below this the tokenizer was trained on next to nothing
 
@@ -55,12 +59,26 @@ class ValidateConfig(StageConfig):
     min_doc_chars: int = Field(
         200, ge=0, description="Shortest corpus document allowed, in characters (stubs are noise)."
     )
-    labels: list[int] = Field([0, 1], min_length=2, description="The label values allowed.")
-    min_class_fraction: float = Field(
-        0.3,
+    labels: list[int] | None = Field(None, min_length=2, description="The label ids allowed; None: the ids of finetune.label_names (filled in when the preset loads).")
+    class_share_tolerance: float = Field(
+        0.05,
         ge=0.0,
-        le=0.5,
-        description="Class balance: the share of label 1 in train must lie in [f, 1 - f].",
+        le=1.0,
+        description="Each class's share of the validation and test rows may differ from its share of train by this much "
+        "(or by 4 standard errors of the split's size, if wider: small splits vary by chance).",
+    )
+    length_ratio: float = Field(
+        4.0,
+        ge=1.0,
+        description="Text lengths (characters) of validation and test against train's: the median within this factor "
+        "of train's, and 90% of the rows within train's 5th-95th percentiles widened by it.",
+    )
+    max_split_overlap: float = Field(
+        0.001,
+        ge=0.0,
+        le=1.0,
+        description="Share of the (text, split) rows whose exact text also sits in another split that is tolerated "
+        "(the demo source lists 2 of its 10,568 sentences twice); 0: strictly disjoint.",
     )
     max_unk_rate: float = Field(
         0.01, ge=0.0, le=1.0, description="Largest allowed fraction of [UNK] tokens in the corpus."
@@ -72,6 +90,14 @@ class ValidateConfig(StageConfig):
     fail_on_error: bool = Field(
         True, description="Raise DataValidationError when a suite fails (else only report it)."
     )
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data):
+        if isinstance(data, dict) and "min_class_fraction" in data:
+            raise ValueError("validate.min_class_fraction is gone: class shares are now checked against the train split's, within validate.class_share_tolerance; remove the key")
+        return data
 
 
 class DataValidationError(UserError):
@@ -91,7 +117,9 @@ def validate(cleaned_dir: Path, out_dir: Path, config: ValidateConfig, docs_page
     docs = out_dir / artifacts.DATA_DOCS_DIR
     # The site is built straight into a staging folder and moved into place once complete.
     with artifacts.staged_dir(docs) as site:
-        results = run_suites(frames, build_suites(config, facts(cleaned_dir), list(frames["corpus_stats"].columns)), site)
+        profile = labeled_profile(frames["labeled"])
+        suites = build_suites(config, facts(cleaned_dir), profile, stats_columns=list(frames["corpus_stats"].columns))
+        results = run_suites(frames, suites, site)
     report = {name: summarise(result) for name, result in results.items()}
     report["corpus_stats"]["counts"] = {k: int(v) for k, v in frames["corpus_stats"].iloc[0].items()}
     artifacts.write_json(out_dir / artifacts.VALIDATION, report)
@@ -133,6 +161,7 @@ def load_frames(cleaned_dir: Path, config: ValidateConfig | None = None) -> dict
             f"{cleaned_dir / artifacts.CLEAN_REPORT} lacks tokens.{', tokens.'.join(missing)}: "
             "rerun clean_tokenize with this version of LMForge"
         )
+    labeled = labeled.assign(n_chars=labeled["text"].str.len(), **share_columns(labeled))
     if "input_ids" in labeled:
         # GX measures value lengths with pandas' .str.len(), which gives NaN for the numpy arrays
         # parquet returns, and NaN counts as "missing", so an empty list would pass unseen.
@@ -186,26 +215,33 @@ def _length(ids: Any) -> int | None:
     return None if ids is None else len(ids)
 
 
-def build_suites(config: ValidateConfig, known: dict[str, Any] | None = None, stats_columns: list[str] = ()) -> dict[str, list]:
+def build_suites(
+    config: ValidateConfig, known: dict[str, Any] | None = None, profile: dict | None = None, stats_columns: list[str] = ()
+) -> dict[str, list]:
     """The expectations of each suite, as great-expectations Expectation objects.
 
     `known` is `facts(cleaned_dir)`: the chosen max_seq_len bounds the token ids, and with
     decontamination off (ngram None) the overlaps are measured and shown but not required to be 0.
+    `profile` is `labeled_profile(...)` of the labeled rows: the classes, class shares and text
+    lengths of train, which the validation and test rows are held to.
     `stats_columns` are the corpus_stats frame's columns: the removal counts among them are shown.
     """
     known = {"ngram": DEFAULT_NGRAM, "max_seq_len": None, **(known or {})}
+    profile = profile or {"labels": [], "shares": {}, "length_quantiles": [], "rows": {}}
     import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
 
     def not_null(*columns: str) -> list:
         return [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in columns]
 
+    blank = r"^\s*$"
     corpus = [
         gxe.ExpectTableColumnsToMatchSet(column_set=["doc_id", "title", "text"], exact_match=False),
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         *not_null("doc_id", "text"),
+        gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=blank, description="no empty or blank document"),
         gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=config.min_doc_chars),
-    ]  # uniqueness needs every row: corpus_stats counts duplicates exactly
+    ]  # uniqueness needs every row: corpus_stats counts duplicates (and blanks) exactly
     corpus_stats = [
         gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=1),
         *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=0) for c in EXACT),
@@ -214,32 +250,37 @@ def build_suites(config: ValidateConfig, known: dict[str, Any] | None = None, st
         *(gxe.ExpectColumnMaxToBeBetween(column=c, min_value=0) for c in stats_columns if "_removed_" in c),
         gxe.ExpectColumnMaxToBeBetween(column="docs_sharing_eval_ngrams", min_value=0),
     ]
+    allowed = list(config.labels) if config.labels is not None else profile["labels"]
     labeled = [
         gxe.ExpectTableColumnsToMatchSet(
             column_set=["id", "text", "label", "split", "input_ids"], exact_match=False
         ),
         *not_null("id", "text", "label", "split"),
         gxe.ExpectColumnValuesToBeUnique(column="id"),
+        gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=blank, description="no empty or blank text"),
         gxe.ExpectColumnValueLengthsToBeBetween(
             column="text", min_value=config.min_chars, max_value=config.max_chars
         ),
-        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(config.labels)),
+        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=allowed, description="every label is a known class id"),
+        # Every class has train rows (a class seen only in validation/test cannot be learned).
+        gxe.ExpectColumnDistinctValuesToContainSet(
+            column="label", value_set=allowed, row_condition=Column("split") == "train", description="every class has train rows"
+        ),
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
         # Every split present means every split is non-empty.
         gxe.ExpectColumnDistinctValuesToContainSet(column="split", value_set=list(SPLITS)),
-        # The mean of a 0/1 label on the train rows is the share of positives.
-        gxe.ExpectColumnMeanToBeBetween(
-            column="label",
-            min_value=config.min_class_fraction,
-            max_value=1.0 - config.min_class_fraction,
-            row_condition=Column("split") == "train",
-        ),
+        *_eval_split_expectations(config, profile, gxe, Column),
         gxe.ExpectColumnValuesToNotBeNull(column="n_input_ids"),
         gxe.ExpectColumnValuesToBeBetween(
             column="n_input_ids", min_value=1, max_value=known["max_seq_len"]
         ),
     ]
-    labeled_splits = [gxe.ExpectColumnValuesToBeUnique(column="text")]
+    # One row per distinct (text, split): a text in two splits is a repeated text here.
+    labeled_splits = [
+        gxe.ExpectColumnValuesToBeUnique(
+            column="text", mostly=1.0 - config.max_split_overlap, description="no text in two of train/validation/test (validate.max_split_overlap)"
+        )
+    ]
     tokens = [
         gxe.ExpectColumnValuesToBeBetween(
             column="unk_rate", min_value=0.0, max_value=config.max_unk_rate
@@ -262,3 +303,32 @@ def build_suites(config: ValidateConfig, known: dict[str, Any] | None = None, st
         "tokens": tokens,
         "decontamination": decontamination,
     }
+
+
+def _eval_split_expectations(config: ValidateConfig, profile: dict, gxe, Column) -> list:
+    """Validation and test held to train: each class's share within its tolerance, and the
+    text-length percentiles within `length_ratio` of train's."""
+    out = []
+    for split in EVAL_SPLITS:
+        rows, where = profile["rows"].get(split, 0), Column("split") == split
+        if not rows:
+            continue  # the split-present expectation reports it
+        for cls, share in profile["shares"].items():
+            low, high = share_bounds(share, rows, config.class_share_tolerance)
+            out.append(gxe.ExpectColumnMeanToBeBetween(
+                column=share_column(cls), min_value=low, max_value=high, row_condition=where,
+                description=f"share of label {cls} in {split} near its train share {share:.3f} (validate.class_share_tolerance)",
+            ))
+        if profile["length_quantiles"]:
+            # (GX 1.x's ExpectColumnQuantileValuesToBeBetween cannot store its own result: numpy
+            # bools in it break the JSON store; a median and a ranged check with `mostly` say as much.)
+            ratio, (p5, p50, p95) = config.length_ratio, profile["length_quantiles"]
+            out.append(gxe.ExpectColumnMedianToBeBetween(
+                column="n_chars", min_value=p50 / ratio, max_value=p50 * ratio, row_condition=where,
+                description=f"{split} median text length within x{ratio:g} of train's {p50:g} characters (validate.length_ratio)",
+            ))
+            out.append(gxe.ExpectColumnValuesToBeBetween(
+                column="n_chars", min_value=p5 / ratio, max_value=p95 * ratio, mostly=0.9, row_condition=where,
+                description=f"90% of {split} text lengths within train's 5th-95th percentiles ({p5:g}-{p95:g} characters) widened x{ratio:g} (validate.length_ratio)",
+            ))
+    return out

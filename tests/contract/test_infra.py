@@ -118,3 +118,45 @@ def test_terraform_is_formatted():
     res = subprocess.run(["terraform", "fmt", "-check", "-recursive", str(INFRA / "terraform")], capture_output=True, text=True)
     assert res.returncode == 0, f"run terraform fmt -recursive infra/terraform: {res.stdout}"
     assert list((INFRA / "terraform").rglob("*.tf"))
+
+
+def test_mlflow_server_authenticates_with_credentials_from_secrets(built, tmp_path, monkeypatch):
+    """The server runs MLflow's basic-auth app with an ini MLflow itself reads, admin and CSRF key
+    from the lmforge-mlflow-admin Secret, and no password in the ini, the args or a literal value."""
+    from mlflow.server.auth.config import read_auth_config
+
+    _, objects = built
+    [deploy] = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "lmforge-mlflow"]
+    pod = deploy["spec"]["template"]["spec"]
+    [server] = pod["containers"]
+    assert "--app-name=basic-auth" in server["args"]
+    env = {e["name"]: e for e in server["env"]}
+    for name, key in [("MLFLOW_AUTH_ADMIN_USERNAME", "username"), ("MLFLOW_AUTH_ADMIN_PASSWORD", "password"), ("MLFLOW_FLASK_SERVER_SECRET_KEY", "flask_secret_key")]:
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "lmforge-mlflow-admin", "key": key}, name
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "lmforge-postgres"
+    assert not [e for e in server["env"] if any(w in e["name"] for w in ("PASSWORD", "SECRET")) and "value" in e], "secrets only by reference"
+
+    # the ini is the ConfigMap mounted where MLFLOW_AUTH_CONFIG_PATH points; MLflow's own reader parses it
+    [mount] = [m for m in server["volumeMounts"] if env["MLFLOW_AUTH_CONFIG_PATH"]["value"].startswith(m["mountPath"] + "/")]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    [config_map] = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == volume["configMap"]["name"]]
+    ini = tmp_path / "basic_auth.ini"
+    ini.write_text(config_map["data"][env["MLFLOW_AUTH_CONFIG_PATH"]["value"].rsplit("/", 1)[1]])
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(ini))
+    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    config = read_auth_config()
+    assert config.default_permission in ("READ", "NO_PERMISSIONS"), "an authenticated user gets no write rights by default"
+    assert config.admin_password is None and config.database_uri.startswith("postgresql://") and "@" not in config.database_uri
+    assert config.authorization_function == "mlflow.server.auth:authenticate_request_basic_auth"
+
+
+def test_the_pipeline_user_setup_needs_its_secrets(monkeypatch):
+    """The documented setup script (infra/README.md, step 3) exists and refuses to run half-configured."""
+    from pipelines import mlflow_auth_setup
+
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "LMFORGE_PIPELINE_USERNAME", "LMFORGE_PIPELINE_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    assert mlflow_auth_setup.main() == 2
+    assert "python -m pipelines.mlflow_auth_setup" in (INFRA / "README.md").read_text()

@@ -86,6 +86,17 @@ def test_failed_validation_stops_the_run_and_keeps_the_data_docs(tmp_path, files
     assert registered_versions(tmp_path) == 0
     assert list((tmp_path / "local_outputs").rglob("data_docs/index.html")), "the Data Docs are kept on failure"
     assert not list((tmp_path / "local_outputs").rglob("pretrain-op/mlm/config.json"))
+    # The failed run ends FAILED in MLflow (not FINISHED by a stage's logging), and so does the
+    # failed stage's own run, nested under it.
+    import mlflow
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("lmforge").experiment_id])
+    [parent] = [r for r in runs if r.data.tags.get("lmforge.stage") == "pipeline"]
+    stages = {r.data.tags["lmforge.stage"]: r for r in runs if r.data.tags.get(MLFLOW_PARENT_RUN_ID) == parent.info.run_id}
+    assert parent.info.status == "FAILED"
+    assert stages["validate"].info.status == "FAILED" and stages["ingest"].info.status == "FINISHED"
 
 
 def test_unreachable_tracking_server_is_one_line_with_no_secret(tmp_path):

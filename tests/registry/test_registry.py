@@ -6,12 +6,13 @@ versions tagged as the register stage tags them.
 
 from __future__ import annotations
 
+import json
 import re
 
 import mlflow
 import pytest
 
-from components.shared import registry
+from components.shared import audit_ledger, registry
 from components.shared.errors import UserError
 
 
@@ -20,7 +21,7 @@ def holders(name: str) -> dict:
 
 
 def moves(name: str) -> list[tuple]:
-    return [(r["action"], r["from_version"], r["to_version"]) for r in registry.history(name)]
+    return [(r["action"], r["from_version"], r["to_version"]) for r in registry.history(name) if r["state"] != "failed"]
 
 
 def test_promote_refuses_a_failed_gate_and_says_why(make_version, model_name):
@@ -147,6 +148,9 @@ def test_unknown_model_or_version_names_it_and_how_to_list(make_version, model_n
         registry.promote(model_name, "abc")
     with pytest.raises(UserError, match="registered model 'no-such-model' not found"):
         registry.history("no-such-model")
+    with pytest.raises(UserError, match=f"{model_name} has no version 42"):
+        registry.move_alias(model_name, "challenger", 42, reason="x", gate="passed")
+    assert registry.history(model_name) == [], "nothing recorded for a version that does not exist"
 
 
 def test_list_shows_versions_aliases_gate_and_metrics(make_version, model_name):
@@ -167,14 +171,13 @@ def test_list_shows_versions_aliases_gate_and_metrics(make_version, model_name):
 def test_records_cannot_be_rewritten_through_mlflow_params(make_version, backend, model_name):
     registry.promote(model_name, make_version())
     client = mlflow.MlflowClient(backend)
-    exp = client.get_experiment_by_name(registry.AUDIT_EXPERIMENT)
-    [run] = client.search_runs([exp.experiment_id], f"tags.`{registry.MODEL_TAG}` = '{model_name}'")
+    ledger = audit_ledger.ledger_run_id(client, model_name, create=False)
     with pytest.raises(mlflow.exceptions.MlflowException, match="[Cc]hanging param values is not allowed"):
-        client.log_param(run.info.run_id, "to_version", "99")
-    assert registry.history(model_name)[0]["to_version"] == run.data.params["to_version"]
+        client.log_param(ledger, audit_ledger.record_key(1), '{"seq": 1, "to_version": "99"}')
+    assert registry.history(model_name)[0]["to_version"] == json.loads(client.get_run(ledger).data.params["r.000001"])["to_version"]
 
 
-def test_alias_that_cannot_be_set_leaves_no_record(make_version, model_name, monkeypatch):
+def test_alias_that_cannot_be_set_moves_nothing_and_says_so(make_version, model_name, monkeypatch):
     v1, v2 = make_version(), make_version()
     registry.promote(model_name, v1)
 
@@ -185,24 +188,26 @@ def test_alias_that_cannot_be_set_leaves_no_record(make_version, model_name, mon
         patch.setattr(mlflow.MlflowClient, "set_registered_model_alias", refuse)
         registry.promote(model_name, v2)
     assert holders(model_name) == {"champion": v1} and moves(model_name) == [("promote", None, v1)]
+    assert [(r["seq"], r["state"]) for r in registry.history(model_name)] == [(1, "done"), (2, "failed")], "the attempt is kept, as failed: no gap"
 
 
 def test_record_that_cannot_be_confirmed_puts_the_alias_back(make_version, model_name, monkeypatch):
     v1, v2 = make_version(), make_version()
     registry.promote(model_name, v1)
-    real = mlflow.MlflowClient.set_terminated
+    real = mlflow.MlflowClient.log_param
 
-    def fail_to_finish(self, run_id, status="FINISHED", *args, **kwargs):  # tracking fails after the alias moved
-        if status == "FINISHED":
+    def fail_to_confirm(self, run_id, key, value, *args, **kwargs):  # tracking fails after the alias moved
+        if key.startswith("s.") and value == "done":
             raise mlflow.exceptions.MlflowException("tracking write failed")
-        return real(self, run_id, status, *args, **kwargs)
+        return real(self, run_id, key, value, *args, **kwargs)
 
     with monkeypatch.context() as patch, pytest.raises(UserError, match=r"failed \(tracking write failed\)"):
-        patch.setattr(mlflow.MlflowClient, "set_terminated", fail_to_finish)
+        patch.setattr(mlflow.MlflowClient, "log_param", fail_to_confirm)
         registry.promote(model_name, v2)
     assert holders(model_name) == {"champion": v1}, "the alias is put back"
-    assert moves(model_name) == [("promote", None, v1)], "the aborted move is not in the history"
+    assert moves(model_name) == [("promote", None, v1)], "the aborted move is not a move in the history"
     assert registry.promote(model_name, v2)["seq"] == 3, "sequence numbers never repeat, even after an aborted move"
+    assert registry.audit(model_name)[1] == [], "an aborted move is no integrity problem"
 
 
 def test_deleted_audit_experiment_stops_the_move_before_it_happens(make_version, backend, model_name):
@@ -212,7 +217,7 @@ def test_deleted_audit_experiment_stops_the_move_before_it_happens(make_version,
     exp = client.get_experiment_by_name(registry.AUDIT_EXPERIMENT)
     client.delete_experiment(exp.experiment_id)
     try:
-        with pytest.raises(UserError, match=rf"is deleted: restore it with mlflow experiments restore --experiment-id {exp.experiment_id}"):
+        with pytest.raises(UserError, match=rf"is deleted \(its records are intact\): restore it with mlflow experiments restore --experiment-id {exp.experiment_id}; no alias was moved"):
             registry.promote(model_name, v2)
         assert holders(model_name) == {"champion": v1}
     finally:  # the server's store is shared by the session

@@ -315,3 +315,31 @@ def test_a_corpus_emptied_by_cleaning_is_a_user_error(raw_dir, tmp_path):
     with pytest.raises(UserError, match=r"no corpus document survived cleaning .*'too_short': 40.*min_doc_chars"):
         clean_tokenize(raw_dir, tmp_path / "out" / "cleaned", config)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_rule_removing_too_many_labeled_rows_stops_the_run_naming_the_rule_and_setting(text_files, tmp_path, capsys):
+    """min_chars set for documents meets short reviews: one line naming the rule and the setting."""
+    raw = tmp_path / "raw"
+    ingest(raw, IngestConfig(source="path", corpus_path=str(text_files / "corpus.jsonl"), labeled_path=str(text_files / "labeled.csv")))
+    config = CleanTokenizeConfig.from_params({**CONFIG, "min_chars": 40}, "clean_tokenize")
+    with pytest.raises(UserError) as info:
+        clean_tokenize(raw, tmp_path / "cleaned", config)
+    message = str(info.value)
+    assert message.startswith("clean_tokenize rule 'too_short'") and "\n" not in message
+    assert "clean_tokenize.min_chars" in message and "clean_tokenize.max_labeled_removed (5%)" in message
+    assert "removed from the labeled rows (of 400): empty 0, duplicate 0, too_short " in capsys.readouterr().out
+    assert not (tmp_path / "cleaned").exists()
+
+
+def test_labeled_duplicates_are_removed_within_a_split_and_kept_across_splits(text_files, tmp_path):
+    """A copy inside one split is dropped (counted); a text in train and test stays for validate to fail on."""
+    rows = pd.read_csv(text_files / "labeled.csv", dtype={"id": str})
+    train = rows[rows.split == "train"].iloc[0]
+    extra = pd.DataFrame([("y1", train.text, train.label, "train"), ("y2", train.text, train.label, "test")], columns=rows.columns)
+    pd.concat([rows, extra]).to_csv(tmp_path / "labeled.csv", index=False)
+    ingest(tmp_path / "raw", IngestConfig(source="path", corpus_path=str(text_files / "corpus.jsonl"), labeled_path=str(tmp_path / "labeled.csv")))
+    clean_tokenize(tmp_path / "raw", tmp_path / "cleaned", CleanTokenizeConfig.from_params(CONFIG, "clean_tokenize"))
+    report = artifacts.read_json(tmp_path / "cleaned" / artifacts.CLEAN_REPORT)
+    assert report["removed"]["labeled"]["duplicate"] == 1
+    kept = pd.read_parquet(tmp_path / "cleaned" / artifacts.LABELED)
+    assert sorted(kept.loc[kept.text == train.text, "split"]) == ["test", "train"]

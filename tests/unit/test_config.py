@@ -38,7 +38,7 @@ def test_every_preset_validates_and_each_section_rebuilds_its_stage_config(prese
         ("clean_tokenize.block_size=256", "pretrain.model.max_position 128 is shorter than clean_tokenize.block_size/max_seq_len (256/64)"),
         ("clean_tokenize.max_seq_len=auto", "(64/auto, max_seq_len_cap 256): raise max_position to at least 256 or lower clean_tokenize.max_seq_len_cap"),
         ("pretrain.model.num_heads=3", "hidden_size 32 is not divisible by num_heads 3"),
-        ("finetune.label_names=[a, b, c]", "finetune.label_names names 3 classes but validate.labels allows 2"),
+        ("validate.labels=[0, 1, 2]", "finetune.label_names names 2 classes but validate.labels allows 3"),
         ("validate.min_doc_chars=500", "validate's length bounds are stricter than what clean_tokenize keeps"),
         ("finetune.learning_rate=1e-4", "finetune.learning_rate and finetune.learning_rates are both set: keep one"),
         ("finetune.epochs=3", "finetune.epochs is gone: the budget is finetune.max_steps"),
@@ -77,7 +77,7 @@ def test_overrides_are_parsed_as_typed_values():
             "finetune.label_names=[bad, good]",
             "pretrain.model.hidden_size=64",
             "register.alias=staging",
-            "validate.min_class_fraction=0.25",
+            "validate.class_share_tolerance=0.1",
             "ingest.max_docs=null",
         ],
     )
@@ -87,7 +87,8 @@ def test_overrides_are_parsed_as_typed_values():
     assert config.clean_tokenize.lowercase is False
     assert config.finetune.label_names == ["bad", "good"]
     assert config.stage("register").alias == "staging"
-    assert config.stage("validate").min_class_fraction == 0.25
+    assert config.stage("validate").class_share_tolerance == 0.1
+    assert config.ingest.label_names == ["bad", "good"] and config.stage("validate").labels == [0, 1]  # named once, in finetune
     assert config.ingest.max_docs is None and "max_docs" not in config.section("ingest")
     # A nested override changes one key and keeps the preset's other sizes.
     tiny = load_config("tiny").pretrain.model
@@ -141,7 +142,7 @@ def test_unknown_key_names_the_dotted_key(override, key):
         ("finetune.learning_rates=[0.001, -1]", "finetune.learning_rates.1"),
         ("finetune.pooling=mean", "finetune.pooling"),
         ("finetune.layer_decay=1.5", "finetune.layer_decay"),
-        ("validate.min_class_fraction=0.9", "validate.min_class_fraction"),
+        ("validate.class_share_tolerance=2", "validate.class_share_tolerance"),
         ("register.model_name=", "register.model_name"),
         ("ingest.source=s3", "ingest.source"),
     ],

@@ -79,7 +79,7 @@ def test_checkpoints_keep_only_the_newest(cleaned_dir, tmp_path, monkeypatch):
 
     def spy(ckpt_dir, step, state):
         path = save(ckpt_dir, step, state)
-        seen.append(sorted(p.name for p in ckpt_dir.iterdir()))
+        seen.append(sorted(p.name for p in ckpt_dir.iterdir() if p.name != ".owner.lock"))  # the live run's lock stays beside them
         return path
 
     monkeypatch.setattr(checkpoint, "save", spy)
@@ -94,3 +94,53 @@ def test_batch_must_split_into_micro_batches(bad):
 
     with pytest.raises(UserError, match="does not split into grad_accum"):
         PretrainConfig.from_params({**PARAMS, **bad}, "pretrain")
+
+
+class _Payload:
+    """Unpickling this object calls `open(marker, 'w')`: the marker file proves that code ran."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("as_zip", [True, False], ids=["torch.save", "plain-pickle"])
+def test_a_crafted_checkpoint_runs_no_code(cleaned_dir, tmp_path, as_zip):
+    """A state.pt whose unpickling would write a file, given through pretrain.checkpoint_dir: one
+    line, nothing executed, nothing written."""
+    import pickle
+
+    import torch
+
+    from components.shared.errors import UserError
+
+    marker, ckpt = tmp_path / "pwned", tmp_path / "shared-volume" / "ckpt"
+    (ckpt / "step-0000005").mkdir(parents=True)
+    state = {"step": 5, "model": {}, "optimizer": {}, "rng": _Payload(str(marker))}
+    with open(ckpt / "step-0000005" / "state.pt", "wb") as f:
+        torch.save(state, f) if as_zip else pickle.dump(state, f)
+    config = PretrainConfig.from_params({**PARAMS, "max_steps": 6, "checkpoint_dir": str(ckpt)}, "pretrain")
+    with pytest.raises(UserError) as err:
+        pretrain(cleaned_dir, tmp_path / "out", config)
+    assert not marker.exists(), "the checkpoint's payload ran"
+    message = str(err.value)
+    assert "\n" not in message and "not a plain tensor checkpoint" in message and str(ckpt) in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_state_is_plain(cleaned_dir, tmp_path):
+    """What `save` writes loads with weights_only=True, RNG states included, and restores them."""
+    import random
+
+    import numpy as np
+    import torch
+
+    states = checkpoint.rng_states()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    checkpoint.save(tmp_path, 7, {"step": 7, "model": {"w": torch.ones(2)}, "optimizer": {}, "rng": states})
+    loaded = torch.load(tmp_path / "step-0000007" / "state.pt", weights_only=True)
+    checkpoint.set_rng_states(loaded["rng"])
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]

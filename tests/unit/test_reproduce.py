@@ -41,6 +41,16 @@ def test_missing_lineage_is_refused(dvc_repo):
         rp.check_reproducible(version(dvc_repo, **{"lmforge.data_rev": None, "lmforge.weights_sha256": None}))
 
 
+def test_a_plain_path_version_is_refused_for_having_no_data_revision(dvc_repo):
+    """Registered by LMForge (its run name is there) from ingest.source=path: no revision, not 'not LMForge's'."""
+    mv = version(dvc_repo, **{"lmforge.data_rev": "", "lmforge.data_repo": ".", "lmforge.pipeline_run_name": "lmforge-news-1", "lmforge.data_files_md5": '{"/home/u/news.csv": "ab"}'})
+    with pytest.raises(UserError) as info:
+        rp.check_reproducible(mv)
+    message = str(info.value)
+    assert message.startswith("m/1 was trained on plain paths (ingest.source=path: /home/u/news.csv), which have no data revision")
+    assert "lmforge data add" in message and "not registered by LMForge" not in message
+
+
 def test_a_version_from_a_dirty_tree_needs_allow_dirty(dvc_repo):
     mv = version(dvc_repo, **{"lmforge.git_dirty": "true"})
     with pytest.raises(UserError, match="uncommitted changes .* pass --allow-dirty"):

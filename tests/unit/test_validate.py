@@ -104,9 +104,9 @@ def _leak_train_into_test(rows):
     rows[7]["text"] = rows[0]["text"]
 
 
-def _unbalanced_train(rows):
-    for row in rows[:4]:
-        row["label"] = 1
+def _test_unlike_train(rows):
+    """Forty more test rows, all positive: train is half positive, so test's share is far off."""
+    rows += [{"id": f"t{i}", "text": f"a fine film number {i}", "label": 1, "split": "test", "input_ids": [5, 6]} for i in range(40)]
 
 
 def _test_text_in_corpus(rows):
@@ -128,8 +128,8 @@ BAD = {
         "expect_column_values_to_be_unique",
         "text",
     ),
-    "unbalanced": (
-        dict(mutate=_unbalanced_train), "labeled", "expect_column_mean_to_be_between", "label"
+    "test_unlike_train": (
+        dict(mutate=_test_unlike_train), "labeled", "expect_column_mean_to_be_between", "label=0"
     ),
     "contaminated_corpus": (
         dict(mutate=_test_text_in_corpus),
@@ -187,7 +187,9 @@ def test_bad_data_fails_the_right_suite(bad):
     failing = {name for name, r in outcome["report"].items() if not r["success"]}
     assert failing == {suite}
     failed = outcome["report"][suite]["failed"]
-    assert [(f["expectation"], f["column"]) for f in failed] == [(expectation, column)]
+    pairs = [(f["expectation"], f["column"]) for f in failed]
+    # Only the expectation broken fails (a two-class share check fails for both classes at once).
+    assert (expectation, column) in pairs and {e for e, _ in pairs} == {expectation}, pairs
 
 
 def test_failure_message_names_the_expectation_and_docs_were_written(bad):
@@ -242,6 +244,29 @@ def test_missing_input_names_the_file_and_the_fix(tmp_path):
 def test_config_rejects_unknown_keys_and_bad_values():
     with pytest.raises(UserError, match="validate.min_class_fractoin"):
         ValidateConfig.from_params({"min_class_fractoin": 0.2}, "validate")
-    with pytest.raises(UserError, match="validate.min_class_fraction"):
-        ValidateConfig.from_params({"min_class_fraction": 0.9}, "validate")
-    assert ValidateConfig.from_params({}, "validate").labels == [0, 1]
+    with pytest.raises(UserError, match="validate.class_share_tolerance"):
+        ValidateConfig.from_params({"class_share_tolerance": 1.5}, "validate")
+    with pytest.raises(UserError, match="min_class_fraction is gone"):
+        ValidateConfig.from_params({"min_class_fraction": 0.3}, "validate")
+    assert ValidateConfig.from_params({}, "validate").labels is None  # the train split's classes
+
+
+def test_split_leak_is_one_line_naming_the_disjointness_expectation(tmp_path_factory):
+    outcome = run_case(tmp_path_factory, "leak_named", mutate=_leak_train_into_test)
+    message = str(outcome["error"])
+    assert "labeled_splits: expect_column_values_to_be_unique(text) [no text in two of train/validation/test" in message
+    assert "a great film" in message and "\n" not in message  # the leaked text is shown
+
+
+def test_a_five_class_set_with_uneven_shares_validates(tmp_path_factory):
+    """Nothing in the suites is the demo's: five classes (shares 40/20/20/10/10 in every split) pass."""
+    def five_classes(rows):
+        shares = [0] * 8 + [1] * 4 + [2] * 4 + [3] * 2 + [4] * 2
+        rows[:] = [
+            {"id": f"{split}{i}", "text": f"{split} review number {i} about topic {label}", "label": label, "split": split, "input_ids": [5, 6]}
+            for split, times in (("train", 4), ("validation", 1), ("test", 1)) for i, label in enumerate(shares * times)
+        ]
+
+    outcome = run_case(tmp_path_factory, "five_classes", mutate=five_classes, config=ValidateConfig(labels=[0, 1, 2, 3, 4]))
+    assert outcome["error"] is None, outcome["error"]
+    assert outcome["report"]["labeled"]["evaluated"] >= 20  # 5 shares x 2 splits among them
