@@ -75,7 +75,7 @@ def duplicated(tmp_path_factory):
     corpus = pd.DataFrame({"doc_id": [f"d{i}" for i in range(50)], "title": "", "text": texts})
     removed = {"corpus": {"duplicate": 2, "near_duplicate": 7}, "labeled": {"empty": 1}}
     cleaned = _cleaned(base / "cleaned", corpus, removed)
-    config = ValidateConfig(sample_docs=5, fail_on_error=False, labels=[0, 1], min_class_fraction=0.0)
+    config = ValidateConfig(sample_docs=5, fail_on_error=False, labels=[0, 1])  # the labeled suite is not what this looks at
     metrics = validate(cleaned, base / "out", config)
     return metrics, json.loads((base / "out" / artifacts.VALIDATION).read_text()), base / "out"
 
