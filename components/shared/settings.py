@@ -131,6 +131,20 @@ def task_environment(error_file: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def no_http_retries() -> Iterator[None]:
+    """MLflow's HTTP retry count set to 0 inside (MLflow reads it per call), restored after."""
+    saved = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
+        else:
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = saved
+
+
 def error_file() -> str:
     return os.environ.get(ERROR_FILE_ENV, "")
 

@@ -114,20 +114,15 @@ def one_attempt() -> Iterator[None]:
     """MLflow calls inside make one HTTP attempt each (MLflow reads the retry count per call) and
     urllib3 prints no "Retrying ..." warnings."""
     import logging
-    import os
 
-    saved, log = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES"), logging.getLogger("urllib3")
+    log = logging.getLogger("urllib3")
     level = log.level
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     log.setLevel(logging.ERROR)
     try:
-        yield
+        with settings.no_http_retries():
+            yield
     finally:
         log.setLevel(level)
-        if saved is None:
-            os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
-        else:
-            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = saved
 
 
 def is_tracking_failure(exc: BaseException) -> bool:
