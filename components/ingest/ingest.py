@@ -337,7 +337,10 @@ def _canonical_labeled(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
         ids = split_keys + split_keys.groupby(split_keys).cumcount().map(lambda k: f"-{k}" if k else "")
         print(f"[ingest] labeled file {path} has no {config.id_column!r} column: ids and the split come from a hash of each text (row order does not matter)", flush=True)
     labels = label_ids(df[config.label_column], config.label_names, path)
-    split = df[config.split_column].astype(str).str.strip().str.lower() if config.split_column in df else split_keys.map(split_of)
+    if config.split_column in df:  # plain str per cell, as in label_ids: a str column keeps a missing value as NaN
+        split = pd.Series(["" if _missing(v) else str(v).strip().lower() for v in df[config.split_column]], index=df.index, dtype=object)
+    else:
+        split = split_keys.map(split_of)
     out = pd.DataFrame({"id": ids, "text": texts, "label": labels, "split": split})
     unknown = sorted(set(out["split"]) - set(SPLITS))
     if unknown:
