@@ -72,12 +72,13 @@ def counted_flops(model, tok, seq: int, vocab: int, device, precision: str) -> t
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from components.objectives import masked_lm
     from components.pretrain import engine, flops
 
-    module = engine.sparse_mlm_module(model)
+    module = masked_lm.sparse_mlm_module(model)
     ids = torch.from_numpy(RandomBlocks(2, seq, vocab, tok.cls_token_id).take(range(2))).long()
-    inputs, labels = engine.Masker(tok, 0.15, 0)(ids)
-    layout = engine.masked_layout(labels)
+    inputs, labels = masked_lm.Masker(tok, 0.15, 0)(ids)
+    layout = masked_lm.masked_layout(labels)
     targets = layout[-1]  # no padding here: every target is a masked position
     with FlopCounterMode(display=False) as counter, engine._autocast(device, precision):
         module(inputs.to(device), *(t.to(device) for t in layout)).backward()

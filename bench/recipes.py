@@ -137,7 +137,7 @@ def heldout_set(tokenizer, blocks, n: int, seed: int = 1234):
     """Fixed inputs and labels: the first `n` held-out blocks, masked once with a seeded generator."""
     import torch
 
-    from components.pretrain.engine import Masker
+    from components.objectives.masked_lm import Masker
 
     ids = torch.from_numpy(blocks.take(np.arange(min(n, len(blocks))))).long()
     return Masker(tokenizer, 0.15, seed)(ids)

@@ -8,6 +8,7 @@ file) reaches every task.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import tempfile
 import time
@@ -51,13 +52,52 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
     run_names.kfp_local_safe(args, project / "local_outputs")
     recipe = {"lmforge.config_hash": lineage["config_hash"], DATA_TAG: data_request(config, repo, data_rev)}
     _same_recipe(run_name, recipe)  # before writing anything: a dead server is one line here
-    lock = project / "local_outputs" / "locks" / f"run-{run_name}.lock"
+    with tracking.reported_errors():
+        dead = settle_dead_runs(project)
+    if dead:
+        print(f"marked {len(dead)} pipeline run(s) KILLED whose process had died without ending them (kill -9, a crash): {', '.join(dead)}", flush=True)
+    lock = run_lock(project, run_name)
     with locks.owned(lock, f"run name {run_name}", "wait for it to finish, or choose another --run-name"):
         _same_recipe(run_name, recipe)  # again, now that no other run of this name can start
         return _run(config, project, run_name, args, lineage, verbose, recipe[DATA_TAG])
 
 
 DATA_TAG = "lmforge.data_request"  # the data a pipeline run was asked for: repo@commit, or the paths
+END_REASON_TAG = "lmforge.end_reason"
+
+
+def run_lock(project: Path, run_name: str) -> Path:
+    """The file a live local run of `run_name` holds a flock on (the kernel drops it however the run ends)."""
+    return project / "local_outputs" / "locks" / f"run-{run_name}.lock"
+
+
+def settle_dead_runs(project: Path) -> list[str]:
+    """End KILLED the pipeline runs that a `kill -9` (or a crash) left RUNNING in MLflow; return their names.
+
+    Nothing can be told while a process dies of SIGKILL, so the next run tells it: a run RUNNING
+    in the tracking store whose run-name lock in this project is free has no live owner. Runs
+    started elsewhere (a cluster, another project) have no lock file here and are left alone."""
+    client = tracking.connect().MlflowClient()
+    exp = client.get_experiment_by_name(tracking.EXPERIMENT)
+    if exp is None:
+        return []
+    running = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING' and tags.`lmforge.stage` = 'pipeline'", max_results=500)
+    dead = []
+    for run in running:
+        name = run.data.tags.get(tracking.RUN_NAME_TAG, "")
+        if not run_names.ALLOWED.fullmatch(name) or not run_lock(project, name).exists():
+            continue
+        try:
+            fd = locks.acquire(run_lock(project, name), f"run name {name}", "")
+        except UserError:
+            continue  # a live run holds it
+        try:  # held while marking, so a run of that name cannot start in between
+            client.set_tag(run.info.run_id, END_REASON_TAG, "its process died without ending the run (kill -9, a crash); marked KILLED by the next lmforge run")
+            client.set_terminated(run.info.run_id, "KILLED")
+        finally:
+            os.close(fd)
+        dead.append(name)
+    return dead
 
 
 def data_request(config: PipelineConfig, repo: str, data_rev: str) -> str:

@@ -1,4 +1,4 @@
-"""evaluate: test-split accuracy, macro-F1 and confusion matrix, held-out MLM perplexity, baselines.
+"""evaluate: test-split accuracy, macro-F1 and confusion matrix, held-out perplexity, baselines.
 
 Two baselines (components/evaluate/baselines.py) stand beside every score: the majority class (a
 classifier that does not beat it has learned nothing) and TF-IDF + logistic regression, tuned on
@@ -7,7 +7,6 @@ the validation split (a pretrained encoder that does not beat it has not yet ear
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +70,7 @@ def evaluate(
         "baseline_tfidf_macro_f1": macro_f1(tfidf_preds),
         "baseline_tfidf_params": tfidf_params,  # the settings chosen on validation: a dict, not a metric
         "baseline_tfidf_chosen": describe_tfidf(tfidf_params),  # the same in one line, for the page and the model card
-        "perplexity": mlm_perplexity(require_dir(pretrained_dir, "pretrained model", "pretrain"), cleaned_dir, config),
+        "perplexity": heldout_perplexity(require_dir(pretrained_dir, "pretrained model", "pretrain"), cleaned_dir, config),
         "labels": labels,
         "label_names": [model.config.id2label.get(i, str(i)) for i in labels],
         "confusion_matrix": cm.tolist(),
@@ -124,27 +123,15 @@ def run_gate(config: EvaluateConfig, model_name: str | None, champion_alias: str
     return {**gate, **decide(rules, gate["champion"], gate["vs_champion"], gate["baseline"])}
 
 
-def mlm_perplexity(pretrained_dir: Path, cleaned_dir: Path, config: EvaluateConfig) -> float:
-    """exp(mean cross-entropy over masked positions) on held-out blocks, with seeded masks."""
-    import torch
-    from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
+def heldout_perplexity(pretrained_dir: Path, cleaned_dir: Path, config: EvaluateConfig) -> float:
+    """exp(mean held-out loss per target) of the objective the model was pretrained with (masked LM:
+    over seeded masked positions; causal LM: every next token), on the first held-out blocks."""
+    from components import objectives
 
     heldout = open_blocks(cleaned_dir / artifacts.BLOCKS_HELDOUT)
     blocks = heldout.take(np.arange(min(len(heldout), config.max_heldout_blocks))).astype(np.int64)
-    model = AutoModelForMaskedLM.from_pretrained(pretrained_dir).eval()
-    collator = DataCollatorForLanguageModeling(AutoTokenizer.from_pretrained(pretrained_dir), mlm_probability=config.mlm_probability)
-    torch.manual_seed(config.seed)
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(blocks), config.batch_size):
-            inputs, labels = collator.torch_mask_tokens(torch.from_numpy(blocks[start : start + config.batch_size]))
-            n = int((labels != -100).sum())
-            if n:
-                total += model(input_ids=inputs, labels=labels).loss.item() * n
-                count += n
-    if count == 0:
-        raise UserError("no held-out token was masked, so perplexity is undefined: raise evaluate.mlm_probability or max_heldout_blocks")
-    return float(math.exp(total / count))
+    objective = objectives.of_pretrained(pretrained_dir)
+    return objective.heldout_perplexity(pretrained_dir, blocks, config.batch_size, config.mlm_probability, config.seed)
 
 
 def render_html(report: dict, gate: dict, confusion_png: Path, gate_png: Path) -> str:

@@ -1,9 +1,9 @@
-"""pretrain: masked-language modelling on the packed corpus blocks, from scratch or continued.
+"""pretrain: language modelling on the packed corpus blocks, from scratch or continued.
 
-Masking is dynamic (drawn anew for every batch, as RoBERTa does), so repeated epochs over a small
-corpus still see fresh prediction targets. The loop itself lives in `engine.py`; this module
-checks the request, builds or loads the model, resumes from a checkpoint, runs the loop on one
-process or re-launches itself under torchrun, and writes the outputs.
+What is predicted is the objective's (`pretrain.objective`, components/objectives: masked LM by
+default, causal LM); the loop itself lives in `engine.py`. This module checks the request, builds
+or loads the objective's model, resumes from a checkpoint, runs the loop on one process or
+re-launches itself under torchrun, scores the held-out blocks, and writes the outputs.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from components import objectives
 
 from components.shared import artifacts, distributed
 from components.shared.config import StageConfig
@@ -22,6 +24,7 @@ from components.shared.training import Progress, optimizer_and_schedule, require
 
 
 class PretrainConfig(StageConfig):
+    objective: str = Field("masked_lm", description=f"what the model learns to predict: {', '.join(objectives.NAMES)} (components/objectives)")
     model: ModelSizes = Field(default_factory=ModelSizes, description="encoder sizes (ignored with init_from: the checkpoint's own)")
     init_from: str | None = Field(None, description="continue from this Hugging Face checkpoint (local dir or hub id); None = random init")
     max_steps: int = Field(200, ge=1, description="optimizer steps")
@@ -35,7 +38,7 @@ class PretrainConfig(StageConfig):
     dropout: float | None = Field(
         0.0, ge=0, lt=1, description="dropout while pretraining (0: Cramming's choice, and SDPA's fused CPU kernel); the saved model keeps model.dropout for fine-tuning; None = model.dropout"
     )
-    mlm_probability: float = Field(0.15, gt=0, lt=1, description="share of tokens to predict (BERT's 15%)")
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="masked_lm: share of tokens to predict (BERT's 15%)")
     seed: int = Field(42, description="seeds weights, batch order and masks")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when visible")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on a GPU that has it, else fp32")
@@ -46,6 +49,13 @@ class PretrainConfig(StageConfig):
     checkpoint_every: int = Field(100, ge=0, description="checkpoint every N steps for automatic resume; 0 = never")
     checkpoint_dir: str | None = Field(None, description="where checkpoints go; None = local_outputs/checkpoints/<config+data hash>")
 
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, name: str) -> str:
+        if name not in objectives.NAMES:
+            raise ValueError(objectives.unknown(name))
+        return name
+
     @model_validator(mode="after")
     def _batch_splits(self):
         if self.batch_size % (self.grad_accum * self.nproc):
@@ -54,7 +64,7 @@ class PretrainConfig(StageConfig):
 
 
 def pretrain(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir: Path | None = None) -> dict:
-    """Train a BertForMaskedLM on BLOCKS_TRAIN; write the model + tokenizer, history and loss curve.
+    """Train the objective's model (masked LM: a BertForMaskedLM) on BLOCKS_TRAIN; write the model + tokenizer, history and loss curve.
 
     Checkpoints go to `checkpoint_dir` (default: config.checkpoint_dir, else a folder keyed by the
     config and data under the project); a run finding one there resumes from it, and removes the
@@ -98,8 +108,9 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
     seed_everything(config.seed, config.threads)
     device = distributed.resolve_device(config.device, distributed.world())
     world = distributed.init(device.type)
+    objective = objectives.get(config.objective)
     try:
-        tokenizer, model = _tokenizer_and_model(cleaned_dir, config)
+        tokenizer, model = _tokenizer_and_model(cleaned_dir, config, objective)
         blocks = open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN)
         if len(blocks) < config.batch_size:
             raise UserError(f"only {len(blocks)} training blocks for batch_size {config.batch_size}: lower pretrain.batch_size or add text")
@@ -110,30 +121,32 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
         latest = checkpoint.latest(checkpoint_dir)
         resume = checkpoint.load(latest, "cpu") if latest else None  # RNG states stay CPU tensors; load_state_dict moves weights
         progress = Progress("pretrain", config.max_steps, config.log_every, quiet=not world.is_main)
-        stats = engine.train(model, tokenizer, blocks, opt, sched, config, device, world, progress, resume, lambda step, state: checkpoint.save(checkpoint_dir, step, state))
-        metrics = _metrics(progress, stats, model, config, blocks, device, world)
+        save = lambda step, state: checkpoint.save(checkpoint_dir, step, state)  # noqa: E731
+        stats = engine.train(model, tokenizer, blocks, opt, sched, config, device, world, progress, resume, save, objective)
+        metrics = _metrics(progress, stats, model, config, blocks, device, world, objective)
         if world.is_main:
+            metrics.update(_heldout(model, tokenizer, cleaned_dir, config, objective, device))
             with artifacts.staged_dir(out_dir) as tmp:
                 model.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)
-                save_history(tmp, progress.history, "masked-LM pretraining")
+                save_history(tmp, progress.history, objective.DESCRIPTION)
             checkpoint.remove(checkpoint_dir)  # done: a later run with the same config starts afresh
         return metrics
     finally:
         distributed.shutdown()
 
 
-def _tokenizer_and_model(cleaned_dir: Path, config: PretrainConfig):
-    """The corpus tokenizer and a fresh model, or (init_from) the checkpoint's model, which must be
-    the tokenizer clean_tokenize used (clean_tokenize.tokenizer_from)."""
+def _tokenizer_and_model(cleaned_dir: Path, config: PretrainConfig, objective):
+    """The corpus tokenizer and the objective's fresh model, or (init_from) the checkpoint's model,
+    which must be the tokenizer clean_tokenize used (clean_tokenize.tokenizer_from)."""
     from transformers import AutoTokenizer
 
-    from components.shared.modeling import build_mlm, load_mlm, load_tokenizer
+    from components.shared.modeling import load_tokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
     if not config.init_from:
-        return tokenizer, build_mlm(config.model, tokenizer)
-    model = load_mlm(config.init_from)
+        return tokenizer, objective.build_model(config.model, tokenizer)
+    model = objective.load_model(config.init_from)
     if load_tokenizer(config.init_from).get_vocab() != tokenizer.get_vocab():  # ids would index the wrong embeddings
         raise UserError(
             f"pretrain.init_from {config.init_from!r} has its own {model.config.vocab_size}-token vocabulary but the corpus was tokenized with another "
@@ -142,7 +155,7 @@ def _tokenizer_and_model(cleaned_dir: Path, config: PretrainConfig):
     return tokenizer, model
 
 
-def _metrics(progress, stats: dict, model, config: PretrainConfig, blocks, device, world) -> dict:
+def _metrics(progress, stats: dict, model, config: PretrainConfig, blocks, device, world, objective) -> dict:
     import torch
 
     from components.pretrain import flops
@@ -159,7 +172,7 @@ def _metrics(progress, stats: dict, model, config: PretrainConfig, blocks, devic
         "pretrain/processes": world.size,
     }
     if stats["steps"]:
-        achieved = flops.train_flops(stats["tokens"], stats["masked"], blocks.block_size, model.config) / seconds
+        achieved = objective.train_flops(stats["tokens"], stats["targets"], blocks.block_size, model.config) / seconds
         if device.type == "cuda":
             peak = (flops.datasheet_peak(torch.cuda.get_device_name(device)) or flops.matmul_peak(str(device), torch.bfloat16)) * world.size
         else:
@@ -167,3 +180,25 @@ def _metrics(progress, stats: dict, model, config: PretrainConfig, blocks, devic
         metrics["pretrain/model_tflops"] = achieved / 1e12
         metrics["pretrain/mfu"] = achieved / peak
     return metrics
+
+
+HELDOUT_BLOCKS = 256  # enough for a stable score on the demo, seconds on a CPU at any preset size
+
+
+def _heldout(model, tokenizer, cleaned_dir: Path, config: PretrainConfig, objective, device) -> dict:
+    """The objective's mean loss per target on the first held-out blocks, and its exp (perplexity);
+    masked LM draws its held-out masks from `config.seed`, so the score is reproducible."""
+    import torch
+
+    from components.shared.shards import open_blocks
+
+    path = cleaned_dir / artifacts.BLOCKS_HELDOUT
+    if not (path / "index.json").is_file():
+        return {}
+    held = open_blocks(path)
+    if not len(held):
+        return {}
+    ids = torch.from_numpy(held.take(np.arange(min(len(held), HELDOUT_BLOCKS)))).long().to(device)
+    loss = objective.heldout_loss(model, tokenizer, ids, config.seed)
+    model.train()
+    return {"pretrain/heldout_loss": loss, "pretrain/heldout_perplexity": float(np.exp(min(loss, 50.0)))}

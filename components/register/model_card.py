@@ -22,7 +22,12 @@ LIMITS = [
 
 
 def model_card(model_name: str, version: str, report: dict, gate: dict, tags: dict, clean: dict, classifier_dir: Path) -> str:
-    shape = json.loads((Path(classifier_dir) / "config.json").read_text())
+    from transformers import AutoConfig
+
+    from components import objectives
+
+    shape = AutoConfig.from_pretrained(classifier_dir)  # maps GPT-2's n_layer/n_embd/n_head to the common names
+    card = objectives.of_pretrained(classifier_dir).CARD
     removed = {t: sum(rules.values()) for t, rules in clean["removed"].items()}
     tokens = clean["tokens"]
     lines = [
@@ -44,9 +49,9 @@ def model_card(model_name: str, version: str, report: dict, gate: dict, tags: di
         "",
         "## Training",
         "",
-        f"- BERT-style encoder: {shape.get('num_hidden_layers')} layers, hidden {shape.get('hidden_size')}, {shape.get('num_attention_heads')} heads, "
-        f"vocabulary {shape.get('vocab_size')} (WordPiece trained on the corpus, hash `{tags['lmforge.tokenizer_hash'][:12]}`)",
-        "- masked-language-model pretraining on packed blocks, then fine-tuning of a classification head on the train split",
+        f"- {card['architecture']}: {shape.num_hidden_layers} layers, hidden {shape.hidden_size}, {shape.num_attention_heads} heads, "
+        f"vocabulary {shape.vocab_size} (WordPiece trained on the corpus, hash `{tags['lmforge.tokenizer_hash'][:12]}`)",
+        f"- {card['pretraining']} on packed blocks, then fine-tuning of a classification head on the train split",
         f"- preset `{tags['lmforge.preset']}`, config hash `{tags['lmforge.config_hash'][:12]}` (the whole config: `config.yaml` on the run); seeds {tags['lmforge.seeds']}",
         "",
         "## Metrics (test split)",
@@ -57,7 +62,7 @@ def model_card(model_name: str, version: str, report: dict, gate: dict, tags: di
     for m in ("accuracy", "macro_f1"):
         others = [gate[key][m]["other"] if gate.get(key) else None for key in ("vs_majority", "vs_tfidf", "vs_control", "vs_champion")]
         lines.append(f"| {m} | {report[m]:.4f} | " + " | ".join(_fmt(v) for v in others) + " |")
-    lines += ["", f"Held-out masked-LM perplexity {report['perplexity']:.1f}; {report['n_test']} test sentences."]
+    lines += ["", f"Held-out {card['perplexity']} perplexity {report['perplexity']:.1f}; {report['n_test']} test sentences."]
     if report.get("baseline_tfidf_chosen"):  # written by evaluate since the TF-IDF baseline exists
         lines.append(f"TF-IDF + LR trained on the train split, its settings chosen on validation: {report['baseline_tfidf_chosen']}.")
     lines.append("")

@@ -146,6 +146,9 @@ def open_pipeline_run(run_name: str, resolved: dict, lineage: dict) -> str:
     tracking server is one clear error here, before any stage starts."""
     with reported_errors():
         run_id = parent_run_id(run_name)
+        client = connect().MlflowClient()
+        if client.get_run(run_id).info.status != "RUNNING":  # a resumed run (it ended FAILED or KILLED) is live again
+            client.update_run(run_id, status="RUNNING")
         log_config(run_id, resolved, lineage)
     return run_id
 

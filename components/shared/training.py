@@ -56,13 +56,14 @@ def optimizer_and_schedule(model, lr: float, weight_decay: float, warmup_ratio: 
 
 
 def layer_depth(name: str, num_layers: int) -> int:
-    """How many layers a parameter sits below the top: L + 1 for embeddings, L - i for encoder
-    layer i (`...encoder.layer.<i>.`), 0 for the rest (pooler, heads)."""
+    """How many layers a parameter sits below the top: L + 1 for embeddings, L - i for layer i
+    (BERT's `...encoder.layer.<i>.`, GPT-2's `transformer.h.<i>.`), 0 for the rest (pooler, heads,
+    GPT-2's final LayerNorm)."""
     parts = name.split(".")
-    if "embeddings" in parts:
+    if "embeddings" in parts or "wte" in parts or "wpe" in parts:  # GPT-2: token and position embeddings
         return num_layers + 1
     for a, b, c in zip(parts, parts[1:], parts[2:]):
-        if a == "encoder" and b == "layer" and c.isdigit():
+        if ((a == "encoder" and b == "layer") or (a == "transformer" and b == "h")) and c.isdigit():
             return num_layers - int(c)
     return 0
 

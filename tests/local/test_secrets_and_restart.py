@@ -59,6 +59,7 @@ def test_no_planted_secret_anywhere_and_a_killed_finetune_restarts(demo_project,
         second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         assert "[finetune] restarting: an earlier attempt on the same data and config" in second.stdout
+        assert f"marked 1 pipeline run(s) KILLED whose process had died without ending them (kill -9, a crash): {RUN}" in second.stdout
         assert f"registered model: models:/{MODEL}/1 (alias @challenger" in second.stdout
         assert client.get_run(parent.info.run_id).info.status == "FINISHED"  # the same parent run, now complete
         assert len(client.search_model_versions(f"name = '{MODEL}'")) == 1

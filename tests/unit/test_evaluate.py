@@ -76,10 +76,10 @@ def test_html_report_shows_scores_beside_the_baseline_and_embeds_the_matrix(eval
 
 
 def test_perplexity_is_repeatable_with_the_seed(cleaned_dir, mlm_dir, report):
-    from components.evaluate.evaluate import mlm_perplexity
+    from components.evaluate.evaluate import heldout_perplexity
 
-    again = mlm_perplexity(mlm_dir, cleaned_dir, EvaluateConfig(threads=1))
-    other = mlm_perplexity(mlm_dir, cleaned_dir, EvaluateConfig(threads=1, seed=99))
+    again = heldout_perplexity(mlm_dir, cleaned_dir, EvaluateConfig(threads=1))
+    other = heldout_perplexity(mlm_dir, cleaned_dir, EvaluateConfig(threads=1, seed=99))
     assert again == pytest.approx(report["perplexity"], rel=1e-6)
     assert other != pytest.approx(again, rel=1e-9)
 

@@ -79,7 +79,7 @@ def test_masking_is_bert_80_10_10_on_non_special_tokens_and_seeded(cleaned_dir):
     import torch
     from transformers import AutoTokenizer
 
-    from components.pretrain.engine import Masker
+    from components.objectives.masked_lm import Masker
 
     tok = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
     ids = torch.randint(len(tok), (256, 128))
@@ -102,7 +102,7 @@ def test_sparse_head_loss_equals_the_dense_loss(mlm_dir):
     import torch
     from transformers import AutoModelForMaskedLM
 
-    from components.pretrain.engine import masked_lm_loss
+    from components.objectives.masked_lm import masked_lm_loss
 
     model = AutoModelForMaskedLM.from_pretrained(mlm_dir).eval()
     g = torch.Generator().manual_seed(0)
@@ -156,7 +156,7 @@ def test_sparse_module_gives_the_dense_loss_and_gradients_with_and_without_paddi
     import torch
     from transformers import AutoTokenizer
 
-    from components.pretrain.engine import masked_cap, masked_layout, sparse_mlm_module
+    from components.objectives.masked_lm import masked_cap, masked_layout, sparse_mlm_module
     from components.shared.modeling import ModelSizes, build_mlm
 
     # Three layers, so that the engine's own loop over the layers before the last is compared too;
@@ -215,7 +215,8 @@ def test_mfu_formula_counts_what_the_engine_computes(cleaned_dir):
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import AutoTokenizer
 
-    from components.pretrain import engine, flops
+    from components.objectives import masked_lm as engine
+    from components.pretrain import flops
     from components.shared.modeling import ModelSizes, build_mlm
 
     tok = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)

@@ -1,0 +1,56 @@
+"""Pretraining objectives, one module each, looked up by the name in `pretrain.objective`.
+
+The engine (components/pretrain/engine.py) runs the generic loop and asks the objective for
+everything that depends on what is being predicted. A new objective is one module here plus one
+line in `OBJECTIVES`; the module provides:
+
+- `DESCRIPTION`: one line for `pretrain.objective`'s help and the loss-curve title
+- `PACKING`: what packing must put around a document (block prefix, document separator)
+- `build_model(sizes, tokenizer)` and `load_model(init_from)`: a fresh or a continued model
+- `Batches(tokenizer, config)`: batch preparation (masking, shifting) from a global batch of
+  block ids to `(inputs, labels, n_targets)`; seeded, with `state_dict`/`load_state_dict`
+- `step_module(model)`: an nn.Module whose forward(*micro_batch) is the summed loss (DDP wraps it)
+- `micro_batch(inputs, labels, fixed)` and `fixed_shapes(block_size, micro, config)`: the tensors
+  one micro-batch feeds to the step module (fixed shapes for a compiled step)
+- `heldout_loss(model, tokenizer, ids, seed)`: mean loss per target on held-out blocks (perplexity = exp)
+- `heldout_perplexity(pretrained_dir, blocks, batch_size, mlm_probability, seed)`: evaluate's score
+- `CARD`: the model card's words for the architecture, the pretraining and the perplexity
+- `MODEL_TYPES`: the `model_type`s of the models it saves (how evaluate finds the objective)
+- `train_flops(tokens, targets, seq_len, model_config)`: model FLOPs of the steps (for MFU)
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from types import ModuleType
+
+from components.shared.errors import UserError
+
+# name -> module; imported on first use (torch and transformers are heavy at CLI start-up)
+OBJECTIVES = {
+    "masked_lm": "components.objectives.masked_lm",
+    "causal_lm": "components.objectives.causal_lm",
+}
+NAMES = tuple(OBJECTIVES)
+
+
+def unknown(name: str) -> str:
+    return f"unknown objective {name!r}: the known ones are {', '.join(NAMES)}; set pretrain.objective to one of them"
+
+
+def get(name: str) -> ModuleType:
+    """The objective module registered under `name`."""
+    if name not in OBJECTIVES:
+        raise UserError(unknown(name))
+    return importlib.import_module(OBJECTIVES[name])
+
+
+def of_pretrained(pretrained_dir: Path) -> ModuleType:
+    """The objective whose model is saved in `pretrained_dir` (by its config's model_type)."""
+    model_type = json.loads((Path(pretrained_dir) / "config.json").read_text()).get("model_type")
+    for name in NAMES:
+        if model_type in get(name).MODEL_TYPES:
+            return get(name)
+    raise UserError(f"the pretrained model at {pretrained_dir} is a {model_type!r}, which no objective ({', '.join(NAMES)}) trains: rerun pretrain")
