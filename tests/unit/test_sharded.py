@@ -92,3 +92,32 @@ def test_a_missing_shard_is_a_user_error(raw, one_task):
     with pytest.raises(UserError, match=r"shards \[0\] do not cover 0..1"):
         merge_shards(raw / "gap-prepared", [raw / "gap-shard0"], raw / "gap-merged", config)
     assert not (raw / "gap-merged").exists()
+
+
+def test_bounds_split_documents_the_same_way_in_the_prepare_task(raw, tmp_path):
+    """main's length bounds run inside prepare: documents cut at max_doc_chars (the doubled ones
+    and their copies) give the same bytes from one task and from two shards."""
+    config = CleanTokenizeConfig.from_params({**CONFIG, "max_doc_chars": 1000}, "clean_tokenize")
+    clean_tokenize(raw / "raw", tmp_path / "one", config)
+    prepare_stage(raw / "raw", tmp_path / "prepared", config)
+    parts = [tmp_path / f"shard{i}" for i in range(2)]
+    for i, part in enumerate(parts):
+        tokenize_shard(tmp_path / "prepared", part, i, 2)
+    merge_shards(tmp_path / "prepared", parts, tmp_path / "merged", config)
+    assert _files(tmp_path / "merged") == _files(tmp_path / "one")
+    report = artifacts.read_json(tmp_path / "one" / artifacts.CLEAN_REPORT)
+    assert report["bounds"]["corpus"]["docs_split"] >= NEAR_COPIES
+    assert any("#1" in d for d in pq.read_table(tmp_path / "one" / artifacts.CORPUS).column("doc_id").to_pylist())
+
+
+def test_a_near_dup_rule_removing_too_much_stops_the_prepare_task_naming_its_setting(raw, tmp_path, capsys):
+    """Near-duplicate removals are limited like every rule's (clean_tokenize.max_corpus_removed)."""
+    config = CleanTokenizeConfig.from_params({**CONFIG, "max_corpus_removed": 0.05}, "clean_tokenize")
+    with pytest.raises(UserError) as info:
+        prepare_stage(raw / "raw", tmp_path / "prepared", config)
+    message = str(info.value)
+    assert message.startswith(f"clean_tokenize rule 'near_duplicate' (a MinHash near-copy of an earlier document) removed {NEAR_COPIES} of ")
+    assert "check clean_tokenize.near_dup.threshold" in message and "clean_tokenize.max_corpus_removed (5%)" in message
+    line = next(l for l in capsys.readouterr().out.splitlines() if "removed from the corpus documents" in l)
+    assert f"near_duplicate {NEAR_COPIES}" in line and "punctuated_lines" in line  # quality rules counted in the same line
+    assert not (tmp_path / "prepared").exists()

@@ -98,3 +98,16 @@ def test_each_removal_count_is_in_the_data_docs(duplicated):
     )
     html = page.read_text()
     assert "corpus_removed_near_duplicate" in html and "labeled_removed_empty" in html
+
+
+def test_a_blank_document_is_counted_exactly_beyond_the_sample(tmp_path):
+    """main's 'no blank document' rule runs per row on the sample; corpus_stats counts it over every row."""
+    texts = [f"Document number {i} is about topic {i}. " * 10 for i in range(30)]
+    texts[21] = " \n\t "
+    corpus = pd.DataFrame({"doc_id": [f"d{i}" for i in range(30)], "title": "", "text": texts})
+    cleaned = _cleaned(tmp_path / "cleaned", corpus, {"corpus": {"duplicate": 0}})
+    validate(cleaned, tmp_path / "out", ValidateConfig(sample_docs=3, min_doc_chars=0, fail_on_error=False, labels=[0, 1]))
+    report = json.loads((tmp_path / "out" / artifacts.VALIDATION).read_text())
+    assert report["corpus"]["success"]  # 3 sampled documents: the blank one is not among them
+    assert report["corpus_stats"]["counts"]["blank_texts"] == 1
+    assert [f["column"] for f in report["corpus_stats"]["failed"]] == ["blank_texts"]
