@@ -6,7 +6,7 @@ STAMP := $(VENV)/.lmforge-installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo data test test-fast test-load compile bench bench-quick bench-quality clean
+.PHONY: setup demo data test test-fast test-load compile bench bench-quick bench-quality bench-data clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,12 @@ bench-quick: data
 # ARGS passes options, e.g. make bench-quality ARGS="--quick" or ARGS="--datasets demo,bbc-news --budgets 0,600".
 bench-quality: data
 	$(PY) -m bench.quality $(ARGS)
+
+# The data half (ingest -> clean_tokenize -> validate) on generated 1 GB and 4 GB corpora in
+# local_outputs/data-scale: peak RSS and seconds per stage (~30 min per GB on 2 shared cores).
+# Writes bench/results/data-scale.{md,json}. ARGS="--sizes 1" for 1 GB only.
+bench-data: data
+	nice -n 19 $(PY) -m bench.data_scale $(ARGS)
 
 # Two workers on the two cores (pytest-xdist; worksteal evens out the few whole-pipeline tests), one
 # torch thread each: two processes of two threads on two cores spin at OpenMP barriers.

@@ -119,6 +119,9 @@ class ClusterConfig(_Strict):
     pipeline_root: str | None = Field(None, description="where KFP stores artifacts, e.g. s3://bucket/pipeline-root; None = the KFP default")
     data_repo: str = Field("", description="git URL of the DVC data repository ingest reads on the cluster (the pods have no checkout)")
     auth: Literal["none", "token"] = Field("none", description="token: `lmforge submit` sends $KFP_TOKEN as a bearer token")
+    data_shards: int = Field(
+        1, ge=1, le=256, description="clean_tokenize tokenizes the corpus in this many parallel tasks (KFP ParallelFor) and merges them, same bytes as one task; 1: one task"
+    )
 
     @model_validator(mode="after")
     def _known_stages(self):
@@ -147,13 +150,14 @@ class ClusterConfig(_Strict):
         """Put each task on its node pool: called inside the pipeline body, at compile time."""
         from kfp import kubernetes
 
-        for stage, task in tasks.items():
-            apply_placement(task, self.placement(stage))
-            for secret in self.secrets_for(stage):
-                # Only the Secret's name and keys go into the YAML; the values stay in the cluster.
-                # One call per variable: two variables may read the same key (an S3 endpoint).
-                for env, key in secret.env.items():
-                    kubernetes.use_secret_as_env(task, secret.name, secret_key_to_env={key: env})
+        for stage, stage_tasks in tasks.items():
+            for task in stage_tasks if isinstance(stage_tasks, list) else [stage_tasks]:  # a stage may be several tasks
+                apply_placement(task, self.placement(stage))
+                for secret in self.secrets_for(stage):
+                    # Only the Secret's name and keys go into the YAML; the values stay in the cluster.
+                    # One call per variable: two variables may read the same key (an S3 endpoint).
+                    for env, key in secret.env.items():
+                        kubernetes.use_secret_as_env(task, secret.name, secret_key_to_env={key: env})
 
 
 def apply_placement(task, p: Placement) -> None:

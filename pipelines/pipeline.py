@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from kfp import dsl
 
 from components.clean_tokenize.component import clean_tokenize_op
+from components.clean_tokenize.sharded_component import clean_tokenize_merge_op, clean_tokenize_prepare_op, clean_tokenize_shard_op
 from components.evaluate.component import evaluate_op
 from components.finetune.component import finetune_op
 from components.ingest.component import ingest_op
@@ -30,6 +31,23 @@ def _place(**tasks) -> None:
         cluster.apply(tasks)
 
 
+def _clean_tokenize(config, run_name, raw):
+    """One clean_tokenize task; on the cluster with `data_shards` > 1, prepare -> ParallelFor of
+    shard tasks -> merge (components/clean_tokenize/sharded.py), whose output is the same bytes.
+    Returns the task whose `cleaned` output the later stages read, and the others."""
+    cluster = _CLUSTER.get()
+    shards = cluster.data_shards if cluster is not None else 1
+    if shards == 1:
+        return clean_tokenize_op(config=config, run_name=run_name, raw=raw).set_display_name("clean_tokenize"), []
+    prepare = clean_tokenize_prepare_op(config=config, run_name=run_name, raw=raw).set_display_name("clean_tokenize_prepare")
+    with dsl.ParallelFor(items=list(range(shards)), parallelism=shards) as shard:
+        part = clean_tokenize_shard_op(prepared=prepare.outputs["prepared"], shard=shard, num_shards=shards).set_display_name("clean_tokenize_shard")
+    merge = clean_tokenize_merge_op(
+        config=config, run_name=run_name, prepared=prepare.outputs["prepared"], parts=dsl.Collected(part.outputs["part"])
+    ).set_display_name("clean_tokenize_merge")
+    return merge, [prepare, part]
+
+
 @dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)
 def lmforge_pipeline(
     run_name: str,
@@ -45,7 +63,7 @@ def lmforge_pipeline(
     register_config: dict,
 ) -> str:
     ingest = ingest_op(config=ingest_config, data_repo=data_repo, data_rev=data_rev, run_name=run_name).set_display_name("ingest")
-    clean = clean_tokenize_op(config=clean_tokenize_config, run_name=run_name, raw=ingest.outputs["raw"]).set_display_name("clean_tokenize")
+    clean, fan_out = _clean_tokenize(clean_tokenize_config, run_name, ingest.outputs["raw"])
     cleaned = clean.outputs["cleaned"]
     validate = validate_op(config=validate_config, run_name=run_name, cleaned=cleaned).set_display_name("validate")
     # Pretraining must not start on data that failed validation: an explicit edge, no data passes.
@@ -66,7 +84,7 @@ def lmforge_pipeline(
         evaluation=evaluate.outputs["evaluation"],
     ).set_display_name("register")
     register.set_caching_options(False)  # a registry write is never replayed from cache
-    _place(ingest=ingest, clean_tokenize=clean, validate=validate, pretrain=pretrain, finetune=finetune, evaluate=evaluate, register=register)
+    _place(ingest=ingest, clean_tokenize=[clean, *fan_out], validate=validate, pretrain=pretrain, finetune=finetune, evaluate=evaluate, register=register)
     return register.outputs["Output"]
 
 

@@ -1,6 +1,8 @@
 """clean_tokenize: clean the text, train a WordPiece tokenizer on the corpus, pack and tokenize.
 
-The corpus is streamed: read, cleaned and written back chunk by chunk (cleaning.py), a capped
+The corpus is streamed: read, cleaned and written back chunk by chunk (cleaning.py: exact
+duplicates, lengths, the optional quality rules of quality.py, decontamination, and the optional
+MinHash near-duplicate rule of near_dup.py, each counted), a capped
 deterministic sample of it trains the tokenizer, and a second pass tokenizes and packs it into
 memory-mappable shards (packing.py). Peak memory is bounded by the chunk, shard and sample sizes,
 not by the corpus. The labeled set is small and is cleaned and tokenized in memory (labeled.py),
@@ -24,7 +26,9 @@ from pydantic import Field, field_validator
 from components.clean_tokenize.bounds import Bounds
 from components.clean_tokenize.cleaning import clean_corpus, clean_table, clean_text, iter_chunks
 from components.clean_tokenize.labeled import tokenize_labeled
+from components.clean_tokenize.near_dup import NearDupConfig
 from components.clean_tokenize.packing import BlockPacker, encode, special_ids
+from components.clean_tokenize.quality import QualityConfig
 from components.clean_tokenize.removals import check_removals, removal_line
 from components.clean_tokenize.task_adaptive import eval_index, task_adaptive_texts
 from components.shared import artifacts
@@ -44,6 +48,8 @@ class CleanTokenizeConfig(StageConfig):
     lowercase: bool = Field(True, description="uncased WordPiece, as bert-base-uncased")
     min_doc_chars: int = Field(200, ge=1, description="drop corpus documents shorter than this after cleaning")
     min_chars: int = Field(3, ge=1, description="drop labeled sentences shorter than this")
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="heuristic quality rules for corpus documents (Gopher/C4 style), off by default")
+    near_dup: NearDupConfig = Field(default_factory=NearDupConfig, description="MinHash LSH near-duplicate removal of corpus documents, off by default")
     max_chars: int = Field(1000, ge=1, description="labeled texts longer than this are kept (their tokens truncated) and counted as tokens.labeled_long_rows")
     decontaminate_ngram: int = Field(
         DEFAULT_NGRAM, description="drop pretraining text sharing a word n-gram of this length with a validation/test text (shorter eval texts of 8+ words count whole); null or 0: off"
@@ -100,72 +106,120 @@ class CleanTokenizeConfig(StageConfig):
 
 
 def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) -> dict:
-    """Clean CORPUS and LABELED from `raw_dir`; write cleaned tables, tokenizer, block shards, report."""
-    raw_dir = Path(raw_dir)
-    for name in (artifacts.CORPUS, artifacts.LABELED):
-        if not (raw_dir / name).is_file():
-            raise UserError(f"{raw_dir / name} is missing: run the ingest stage first")
+    """Clean CORPUS and LABELED from `raw_dir`; write cleaned tables, tokenizer, block shards, report.
+
+    Two phases, which the cluster target runs as separate tasks (sharded.py): `prepare` (clean,
+    train the tokenizer, tokenize the labeled set) and packing the corpus into blocks.
+    """
+    check_inputs(raw_dir)
     clock = _Clock()
     with artifacts.staged_dir(out_dir) as tmp:
-        bounds = {name: Bounds(config.max_word_chars, config.max_doc_chars) for name in ("corpus", "labeled")}
-        raw_labeled = pd.read_parquet(raw_dir / artifacts.LABELED)
-        raw_labeled = raw_labeled.assign(text=[bounds["labeled"].words(t) for t in raw_labeled["text"]])  # rows stay whole: ids and labels
-        labeled, labeled_removed = clean_table(raw_labeled, config.normalization, config.min_chars, scope="split")
-        clock.say(removal_line("labeled", labeled_removed, len(raw_labeled)), timed=False)
-        if labeled.empty:
-            raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars and the labeled file")
-        check_removals("labeled", labeled_removed, len(raw_labeled), config.max_labeled_removed, "clean_tokenize.max_labeled_removed")
-        index = eval_index(labeled, config.decontaminate_ngram or None)
-        corpus = clean_corpus(raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index, bounds["corpus"])
-        clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
-        corpus_in = corpus["rows"] + sum(corpus["removed"].values())
-        clock.say(removal_line("corpus", corpus["removed"], corpus_in), timed=False)
-        clock.say(_bounds_line(bounds, config), timed=False)
-        if corpus["rows"] == 0:
-            raise UserError(f"no corpus document survived cleaning (removed: {corpus['removed']}): lower clean_tokenize.min_doc_chars or check the corpus")
-        check_removals("corpus", corpus["removed"], corpus_in, config.max_corpus_removed, "clean_tokenize.max_corpus_removed")
-        adaptive, adaptive_removed = task_adaptive_texts(labeled, index) if config.task_adaptive else (None, 0)
-        decontamination = _decontamination(index, corpus, adaptive_removed, clock)
-        extra = [] if adaptive is None else adaptive["text"].tolist()
-        if adaptive is not None:
-            adaptive.to_parquet(tmp / artifacts.TASK_ADAPTIVE, index=False)
-
-        sample = TrainingSample(tmp / artifacts.CORPUS, config.tokenizer_train_chars / corpus["chars"], config.chunk_chars, extra)
-        if config.tokenizer_from:  # continued pretraining: the checkpoint's embeddings only know its own vocabulary
-            tokenizer = load_tokenizer(config.tokenizer_from)
-        else:
-            tokenizer = train_wordpiece(sample, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
-        clock.say(f"loaded the tokenizer of {config.tokenizer_from}" if config.tokenizer_from else f"trained the tokenizer on {sample.chars:,} characters")
-        train, heldout = pack_corpus(tokenizer.backend_tokenizer, tmp, heldout_rows(tmp / artifacts.CORPUS, config.heldout_pct), config, extra)
+        partial = prepare(raw_dir, tmp, config, clock)
+        backend = corpus_backend(tmp)
+        train, heldout = pack_corpus(backend, tmp, heldout_rows(tmp / artifacts.CORPUS, config.heldout_pct), config, extra_texts(tmp))
         clock.say(f"packed {train['tokens'] + heldout['tokens']:,} tokens into {train['n_blocks'] + heldout['n_blocks']:,} blocks", rate=train["tokens"] + heldout["tokens"])
-        if train["n_blocks"] == 0 or heldout["n_blocks"] == 0:
-            raise UserError(f"corpus too small for one block of {config.block_size} tokens: lower clean_tokenize.block_size or add text")
-
-        labeled, lengths = tokenize_labeled(tokenizer, labeled, config)
-        clock.say(f"tokenized {len(labeled):,} labeled texts at max_seq_len {lengths['max_seq_len']} ({config.max_seq_len}): {lengths['labeled_truncated']:,} truncated ({config.truncation})")
-        labeled.to_parquet(tmp / artifacts.LABELED, index=False)
-        tokenizer.save_pretrained(tmp / artifacts.TOKENIZER_DIR)
-        report = {
-            "removed": {"corpus": corpus["removed"], "labeled": labeled_removed},
-            "rows": {"corpus": corpus["rows"], "labeled": len(labeled)},
-            "decontamination": decontamination,
-            "bounds": {"max_word_chars": config.max_word_chars, "max_doc_chars": config.max_doc_chars, **{k: b.counts.as_dict() for k, b in bounds.items()}},
-            "task_adaptive": {"enabled": config.task_adaptive, "texts": len(extra), "removed_contaminated": adaptive_removed, "tokens": train["extra_tokens"]},
-            "tokenizer_hash": tokenizer_hash(tmp / artifacts.TOKENIZER_DIR),
-            "tokens": {
-                "vocab_size": len(tokenizer),
-                "tokenizer_train_chars": 0 if config.tokenizer_from else sample.chars,
-                "corpus_tokens": train["tokens"],
-                "heldout_tokens": heldout["tokens"],
-                "unk_rate": train["unk"] / max(train["tokens"], 1),
-                "block_size": config.block_size,
-                "n_blocks_train": train["n_blocks"],
-                "n_blocks_heldout": heldout["n_blocks"],
-                **lengths,
-            },
-        }
+        report = finish_report(partial, train, heldout, config)
         artifacts.write_json(tmp / artifacts.CLEAN_REPORT, report)
     return _metrics(report)
+
+
+def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: "_Clock") -> dict:
+    """Everything but the packed blocks into `tmp`: the cleaned corpus and labeled set (with
+    input_ids), the task-adaptive texts, the tokenizer. Returns the report without its block counts."""
+    raw_dir = Path(raw_dir)
+    bounds = {name: Bounds(config.max_word_chars, config.max_doc_chars) for name in ("corpus", "labeled")}
+    raw_labeled = pd.read_parquet(raw_dir / artifacts.LABELED)
+    raw_labeled = raw_labeled.assign(text=[bounds["labeled"].words(t) for t in raw_labeled["text"]])  # rows stay whole: ids and labels
+    labeled, labeled_removed = clean_table(raw_labeled, config.normalization, config.min_chars, scope="split")
+    clock.say(removal_line("labeled", labeled_removed, len(raw_labeled)), timed=False)
+    if labeled.empty:
+        raise UserError(f"no labeled sentence survived cleaning (removed: {labeled_removed}): check clean_tokenize.min_chars and the labeled file")
+    check_removals("labeled", labeled_removed, len(raw_labeled), config.max_labeled_removed, "clean_tokenize.max_labeled_removed")
+    index = eval_index(labeled, config.decontaminate_ngram or None)
+    corpus = clean_corpus(
+        raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index,
+        quality_rules=config.quality, near_dups=config.near_dup, bounds=bounds["corpus"],
+    )
+    clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
+    corpus_in = corpus["rows"] + sum(corpus["removed"].values())  # after the bounds' splits: the rows the rules saw
+    clock.say(removal_line("corpus", corpus["removed"], corpus_in), timed=False)
+    clock.say(_bounds_line(bounds, config), timed=False)
+    if corpus["rows"] == 0:
+        raise UserError(f"no corpus document survived cleaning (removed: {corpus['removed']}): lower clean_tokenize.min_doc_chars or check the corpus")
+    check_removals("corpus", corpus["removed"], corpus_in, config.max_corpus_removed, "clean_tokenize.max_corpus_removed")
+    adaptive, adaptive_removed = task_adaptive_texts(labeled, index) if config.task_adaptive else (None, 0)
+    decontamination = _decontamination(index, corpus, adaptive_removed, clock)
+    extra = [] if adaptive is None else adaptive["text"].tolist()
+    if adaptive is not None:
+        adaptive.to_parquet(tmp / artifacts.TASK_ADAPTIVE, index=False)
+
+    sample = TrainingSample(tmp / artifacts.CORPUS, config.tokenizer_train_chars / corpus["chars"], config.chunk_chars, extra)
+    if config.tokenizer_from:  # continued pretraining: the checkpoint's embeddings only know its own vocabulary
+        tokenizer = load_tokenizer(config.tokenizer_from)
+    else:
+        tokenizer = train_wordpiece(sample, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
+    clock.say(f"loaded the tokenizer of {config.tokenizer_from}" if config.tokenizer_from else f"trained the tokenizer on {sample.chars:,} characters")
+
+    labeled, lengths = tokenize_labeled(tokenizer, labeled, config)
+    clock.say(f"tokenized {len(labeled):,} labeled texts at max_seq_len {lengths['max_seq_len']} ({config.max_seq_len}): {lengths['labeled_truncated']:,} truncated ({config.truncation})")
+    labeled.to_parquet(tmp / artifacts.LABELED, index=False)
+    tokenizer.save_pretrained(tmp / artifacts.TOKENIZER_DIR)
+    return {
+        "removed": {"corpus": corpus["removed"], "labeled": labeled_removed},
+        "rows": {"corpus": corpus["rows"], "labeled": len(labeled)},
+        "decontamination": decontamination,
+        "bounds": {"max_word_chars": config.max_word_chars, "max_doc_chars": config.max_doc_chars, **{k: b.counts.as_dict() for k, b in bounds.items()}},
+        "task_adaptive": {"enabled": config.task_adaptive, "texts": len(extra), "removed_contaminated": adaptive_removed},
+        "tokenizer_hash": tokenizer_hash(tmp / artifacts.TOKENIZER_DIR),
+        "tokens": {"vocab_size": len(tokenizer), "tokenizer_train_chars": 0 if config.tokenizer_from else sample.chars, **lengths},
+    }
+
+
+def check_inputs(raw_dir: Path) -> None:
+    """Before any output folder exists: ingest's two tables are there."""
+    for name in (artifacts.CORPUS, artifacts.LABELED):
+        if not (Path(raw_dir) / name).is_file():
+            raise UserError(f"{Path(raw_dir) / name} is missing: run the ingest stage first")
+
+
+def corpus_backend(cleaned: Path):
+    """The saved tokenizer as the corpus packer uses it: without the labeled set's truncation.
+
+    Packing always reads tokenizer.json back (one task or many, sharded.py), so every path
+    tokenizes the corpus with exactly the same tokenizer."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_file(str(Path(cleaned) / artifacts.TOKENIZER_DIR / "tokenizer.json"))
+    backend.no_truncation()
+    return backend
+
+
+def extra_texts(cleaned: Path) -> list[str]:
+    """The task-adaptive texts clean_tokenize packs after the corpus (none without task_adaptive)."""
+    path = Path(cleaned) / artifacts.TASK_ADAPTIVE
+    return pq.read_table(path, columns=["text"]).column("text").to_pylist() if path.is_file() else []
+
+
+def finish_report(partial: dict, train: dict, heldout: dict, config: CleanTokenizeConfig) -> dict:
+    """`prepare`'s report completed with the packed splits' counts (the same from one task or shards)."""
+    if train["n_blocks"] == 0 or heldout["n_blocks"] == 0:
+        raise UserError(f"corpus too small for one block of {config.block_size} tokens: lower clean_tokenize.block_size or add text")
+    tokens = partial["tokens"]
+    return {
+        **partial,
+        "task_adaptive": {**partial["task_adaptive"], "tokens": train["extra_tokens"]},
+        "tokens": {
+            "vocab_size": tokens["vocab_size"],
+            "tokenizer_train_chars": tokens["tokenizer_train_chars"],
+            "corpus_tokens": train["tokens"],
+            "heldout_tokens": heldout["tokens"],
+            "unk_rate": train["unk"] / max(train["tokens"], 1),
+            "block_size": config.block_size,
+            "n_blocks_train": train["n_blocks"],
+            "n_blocks_heldout": heldout["n_blocks"],
+            **{k: v for k, v in tokens.items() if k not in ("vocab_size", "tokenizer_train_chars")},
+        },
+    }
 
 
 def _bounds_line(bounds: dict, config: CleanTokenizeConfig) -> str:

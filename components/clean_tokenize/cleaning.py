@@ -2,10 +2,12 @@
 
 Rules run in a fixed order and each reports how many rows it removed, so a surprising drop in
 data is visible in the run's metrics rather than discovered in a worse model. Corpus documents
-have one more rule, "contaminated": sharing a word n-gram with a validation or test text
-(components/shared/decontamination.py). A labeled text is never dropped for its length: it is
-kept whole here and its token ids are truncated later (labeled.py); labeled duplicates are
-duplicates within one split (one text in two splits is a leak that validate fails on). The corpus may be
+have more rules: the heuristic quality rules when switched on (quality.py), "contaminated":
+sharing a word n-gram with a validation or test text (components/shared/decontamination.py), and
+last "near_duplicate", MinHash LSH near-copies of an earlier document (near_dup.py). A labeled
+text is never dropped for its length: it is kept whole here and its token ids are truncated
+later (labeled.py); labeled duplicates are duplicates within one split (one text in two splits
+is a leak that validate fails on). The corpus may be
 far larger than memory allows to hold twice, so it is read, cleaned and written chunk by chunk;
 the labeled set is small and goes through pandas with the same rules.
 """
@@ -24,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from components.clean_tokenize import near_dup, quality
 from components.clean_tokenize.bounds import Bounds
 from components.shared.decontamination import EvalIndex
 
@@ -53,9 +56,11 @@ class RuleFilter:
     texts are remembered, so a streamed corpus needs memory per document, not per character.
     """
 
-    def __init__(self, min_chars: int, index: EvalIndex | None = None):
+    def __init__(self, min_chars: int, index: EvalIndex | None = None, quality_rules: quality.QualityConfig | None = None):
         self.min_chars, self.index = min_chars, index
-        self.removed = dict.fromkeys(RULES if index is not None else RULES[:-1], 0)
+        self.quality = quality_rules if quality_rules is not None and quality_rules.enabled else None
+        names = [*RULES[:3], *(r for r in quality.RULES if self.quality and r in self.quality.rules), *RULES[3:]]
+        self.removed = dict.fromkeys(names if index is not None else names[:-1], 0)
         self._seen: set[bytes] = set()
 
     def keep(self, text: str, scope: str = "") -> bool:
@@ -74,6 +79,8 @@ class RuleFilter:
         self._seen.add(digest)
         if len(text) < self.min_chars:
             return "too_short"
+        if self.quality is not None and (rule := quality.failed_rule(text, self.quality)):
+            return rule
         if self.index is not None and self.index.shared(text):
             return "contaminated"
         return None
@@ -92,20 +99,34 @@ def clean_table(df: pd.DataFrame, normalization: str, min_chars: int, index: Eva
     return df.reset_index(drop=True), rules.removed
 
 
-def clean_corpus(src: Path, dst: Path, normalization: str, min_chars: int, chunk_chars: int, index: EvalIndex | None = None, bounds: Bounds | None = None) -> dict:
+def clean_corpus(
+    src: Path,
+    dst: Path,
+    normalization: str,
+    min_chars: int,
+    chunk_chars: int,
+    index: EvalIndex | None = None,
+    quality_rules: quality.QualityConfig | None = None,
+    near_dups: near_dup.NearDupConfig | None = None,
+    bounds: Bounds | None = None,
+) -> dict:
     """Stream the corpus Parquet `src` through clean_text and the rules into `dst`.
 
     Returns {"removed": {rule: n}, "rows": kept rows, "chars": kept characters}. Memory holds one
     chunk (about `chunk_chars` characters) at a time, plus `index` (the evaluation n-grams, when
-    decontaminating); each chunk becomes one row group of `dst`. With `bounds`, long words and
-    documents are cut first (bounds.py), so rows of `dst` keep to its length limits (up to what
-    NFKC adds: a few compatibility characters expand to several).
+    decontaminating) and ~80 bytes per document for near-duplicates; each chunk becomes one row
+    group of `dst`. With `bounds`, long words and documents are cut first (bounds.py), so rows of
+    `dst` keep to its length limits (up to what NFKC adds: a few compatibility characters expand
+    to several). Near-duplicates need every document's MinHash first, so with them on the kept
+    rows go to a first file and a second pass (Parquet only, no text processing) drops the copies.
     """
-    rules = RuleFilter(min_chars, index)
+    rules = RuleFilter(min_chars, index, quality_rules)
+    sketch = near_dup.NearDupIndex(near_dups) if near_dups is not None and near_dups.enabled else None
+    first = dst if sketch is None else dst.with_name(f".{dst.name}.before-near-dup")
     rows = chars = 0
     schema = pq.read_schema(src)
     chunks = iter_chunks(src, chunk_chars)
-    with pq.ParquetWriter(dst, schema) as writer:
+    with pq.ParquetWriter(first, schema) as writer:
         for table in bounds.tables(chunks) if bounds else chunks:
             texts = [clean_text(t, normalization) for t in table.column("text").to_pylist()]
             keep = [rules.keep(t) for t in texts]
@@ -115,7 +136,28 @@ def clean_corpus(src: Path, dst: Path, normalization: str, min_chars: int, chunk
             writer.write_table(table)
             rows += len(kept)
             chars += sum(map(len, kept))
+            if sketch is not None:
+                sketch.add(kept)
+    if sketch is not None:
+        copies = sketch.duplicates()
+        rules.removed[near_dup.RULE] = int(copies.sum())
+        rows, chars = _drop_rows(first, dst, copies, chunk_chars)
+        first.unlink()
     return {"removed": rules.removed, "rows": rows, "chars": chars}
+
+
+def _drop_rows(src: Path, dst: Path, drop, chunk_chars: int) -> tuple[int, int]:
+    """Copy `src` to `dst` without the rows where `drop` is True, row group by row group."""
+    rows = chars = start = 0
+    with pq.ParquetWriter(dst, pq.read_schema(src)) as writer:
+        for table in iter_chunks(src, chunk_chars):
+            keep = pa.array(~drop[start : start + len(table)], pa.bool_())
+            start += len(table)
+            table = table.filter(keep)
+            writer.write_table(table)
+            rows += len(table)
+            chars += int(pc.sum(pc.utf8_length(table.column("text"))).as_py() or 0)
+    return rows, chars
 
 
 def iter_chunks(path: Path, chunk_chars: int, columns: list[str] | None = None) -> Iterator[pa.Table]:

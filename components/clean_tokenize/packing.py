@@ -58,10 +58,15 @@ class BlockPacker:
         self._carry = np.zeros(0, dtype=DTYPE)  # always shorter than one block body
 
     def add(self, encodings: list) -> None:
-        if not encodings:
+        if encodings:
+            self.add_stream(token_stream(encodings, self.sep), len(encodings))
+
+    def add_stream(self, stream: np.ndarray, docs: int) -> None:
+        """Append a token stream (documents' ids, [SEP] after each) holding `docs` [SEP]s; a
+        stream may be fed in pieces (then `docs` of all pieces sum to its documents)."""
+        if not len(stream):
             return
-        stream = token_stream(encodings, self.sep)
-        self.tokens += len(stream) - len(encodings)
+        self.tokens += len(stream) - docs
         self.unk_count += int(np.count_nonzero(stream == self.unk))
         if len(self._carry):
             stream = np.concatenate([self._carry, stream])

@@ -13,7 +13,16 @@ from components.shared.errors import UserError
 
 # The setting behind each rule, per table (None: no setting; the data itself must change).
 RULE_SETTINGS = {
-    "corpus": {"too_short": "clean_tokenize.min_doc_chars", "contaminated": "clean_tokenize.decontaminate_ngram"},
+    "corpus": {
+        "too_short": "clean_tokenize.min_doc_chars",
+        "contaminated": "clean_tokenize.decontaminate_ngram",
+        # quality.py's rules and near_dup.py's: each removal is counted and limited like the others
+        "symbol_ratio": "clean_tokenize.quality.max_symbol_word_ratio",
+        "mean_word_len": "clean_tokenize.quality.min_mean_word_len/max_mean_word_len",
+        "duplicate_lines": "clean_tokenize.quality.max_duplicate_line_frac",
+        "punctuated_lines": "clean_tokenize.quality.min_punctuated_line_frac",
+        "near_duplicate": "clean_tokenize.near_dup.threshold",
+    },
     "labeled": {"too_short": "clean_tokenize.min_chars"},
 }
 RULE_MEANING = {
@@ -21,6 +30,11 @@ RULE_MEANING = {
     "duplicate": "exact duplicates (labeled: within one split)",
     "too_short": "shorter than the minimum length",
     "contaminated": "sharing an n-gram with a validation/test text",
+    "symbol_ratio": "too many '#' and ellipses per word",
+    "mean_word_len": "mean word length outside the bounds",
+    "duplicate_lines": "too many repeated lines",
+    "punctuated_lines": "too few lines ending in punctuation",
+    "near_duplicate": "a MinHash near-copy of an earlier document",
 }
 WHAT = {"corpus": "corpus documents", "labeled": "labeled rows"}
 

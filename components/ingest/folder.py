@@ -42,15 +42,10 @@ def folder_documents(
     `paths` are the files under the folder (any order, full paths as `read` takes them); hidden
     files and folders (a leading dot: .git, .DS_Store) are not documents and are not counted.
     """
-    root = PurePosixPath(folder.rstrip("/"))
-    for path in sorted(paths):
-        rel = PurePosixPath(path).relative_to(root) if PurePosixPath(path).is_relative_to(root) else PurePosixPath(path)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
+    files, skipped = document_files(paths, folder)
+    stats.skipped.update(skipped)
+    for path, rel in files:
         suffix = rel.suffix.lower()
-        if suffix not in DOCUMENT_SUFFIXES + TABLE_SUFFIXES:
-            stats.skipped[suffix] += 1
-            continue
         stats.files += 1
         text = _decode(read(path), path)
         if suffix in DOCUMENT_SUFFIXES:
@@ -72,6 +67,22 @@ def folder_documents(
                 "title": str(row.get(title_column) or ""),
                 "text": "" if row[text_column] is None else str(row[text_column]),
             }
+
+
+def document_files(paths: Iterable[str], folder: str) -> tuple[list[tuple[str, PurePosixPath]], Counter]:
+    """The files under `folder` that hold documents, as (path, path inside the folder) in sorted
+    path order, and the suffixes of the files that do not (hidden ones are neither)."""
+    root = PurePosixPath(folder.rstrip("/"))
+    files, skipped = [], Counter()
+    for path in sorted(paths):
+        rel = PurePosixPath(path).relative_to(root) if PurePosixPath(path).is_relative_to(root) else PurePosixPath(path)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if rel.suffix.lower() not in DOCUMENT_SUFFIXES + TABLE_SUFFIXES:
+            skipped[rel.suffix.lower()] += 1
+            continue
+        files.append((path, rel))
+    return files, skipped
 
 
 def _decode(raw: bytes, path: str) -> str:

@@ -13,21 +13,67 @@ the hash split does not follow the order of the rows.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import subprocess
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Iterable, Iterator, Literal
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 from pydantic import Field
 
-from components.ingest.folder import FolderStats, folder_documents
+from components.ingest.folder import FolderStats, document_files, folder_documents
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.splits import SPLITS, split_of
+
+
+BATCH_BYTES = 8 << 20  # raw bytes per corpus batch: a JSONL batch as a DataFrame is a few times that
+CSV_ROWS = 4096  # rows per CSV/TSV batch
+PARQUET_ROWS = 1024  # rows per Parquet batch
+FOLDER_DOCS = 1024  # documents per batch of a folder corpus (fewer when they reach BATCH_BYTES)
+CORPUS_SCHEMA = pa.schema([("doc_id", pa.string()), ("title", pa.string()), ("text", pa.string())])
+
+
+def _jsonl_batches(f: BinaryIO) -> Iterator[pd.DataFrame]:
+    """JSON Lines in batches of whole lines of about BATCH_BYTES; blank lines skipped."""
+    lines, size = [], 0
+    for line in f:
+        if not line.strip():
+            continue
+        lines.append(line)
+        size += len(line)
+        if size >= BATCH_BYTES:
+            yield pd.read_json(io.BytesIO(b"".join(lines)), lines=True, dtype=False)
+            lines, size = [], 0
+    if lines:
+        yield pd.read_json(io.BytesIO(b"".join(lines)), lines=True, dtype=False)
+
+
+def _csv_batches(sep: str):
+    def batches(f: BinaryIO) -> Iterator[pd.DataFrame]:
+        yield from pd.read_csv(f, sep=sep, dtype=str, keep_default_na=False, chunksize=CSV_ROWS)
+
+    return batches
+
+
+def _parquet_batches(f: BinaryIO) -> Iterator[pd.DataFrame]:
+    for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=PARQUET_ROWS):
+        yield batch.to_pandas()
+
+
+READERS = {
+    ".jsonl": _jsonl_batches,
+    ".json": lambda f: iter([pd.read_json(f, dtype=False)]),  # one JSON array: not streamable
+    ".csv": _csv_batches(","),
+    ".tsv": _csv_batches("\t"),
+    ".parquet": _parquet_batches,
+}
 
 
 class IngestConfig(StageConfig):
@@ -46,24 +92,54 @@ class IngestConfig(StageConfig):
 
 
 def ingest(out_dir: Path, config: IngestConfig, data_repo: str = "", data_rev: str = "") -> dict:
-    """Read both inputs, check their columns, write CORPUS, LABELED and MANIFEST into `out_dir`."""
+    """Read both inputs, check their columns, write CORPUS, LABELED and MANIFEST into `out_dir`.
+
+    The corpus is streamed: read in batches of about BATCH_BYTES (a folder: of at most FOLDER_DOCS
+    documents) and written one Parquet row group per batch, so memory is bounded by the batch, not
+    the corpus. The labeled set is read whole.
+    """
     source = _Source(config, data_repo, data_rev)
-    corpus = _canonical_corpus(source.read_corpus(config.corpus_path), config)
     labeled = _canonical_labeled(source.read_table(config.labeled_path, "labeled_path"), config)
-    manifest = {
-        "source": config.source,
-        "data_repo": source.repo,
-        "data_rev": source.rev,
-        "data_md5": source.dvc_md5(config.dvc_file),
-        "files": {p: source.md5(p) for p in (config.corpus_path, config.labeled_path)},
-        "rows": {"corpus": len(corpus), **labeled["split"].value_counts().sort_index().to_dict()},
-    }
     with artifacts.staged_dir(out_dir) as tmp:
-        corpus.to_parquet(tmp / artifacts.CORPUS, index=False)
+        docs = write_corpus(source.iter_corpus(config.corpus_path), tmp / artifacts.CORPUS, config)
         labeled.to_parquet(tmp / artifacts.LABELED, index=False)
+        manifest = {
+            "source": config.source,
+            "data_repo": source.repo,
+            "data_rev": source.rev,
+            "data_md5": source.dvc_md5(config.dvc_file),
+            "files": {p: source.md5(p) for p in (config.corpus_path, config.labeled_path)},
+            "rows": {"corpus": docs, **labeled["split"].value_counts().sort_index().to_dict()},
+        }
         artifacts.write_json(tmp / artifacts.MANIFEST, manifest)
     rows = manifest["rows"]
-    return {"ingest/corpus_docs": len(corpus), **{f"ingest/{k}_rows": v for k, v in rows.items() if k != "corpus"}}
+    return {"ingest/corpus_docs": docs, **{f"ingest/{k}_rows": v for k, v in rows.items() if k != "corpus"}}
+
+
+def write_corpus(batches: Iterable[pd.DataFrame], dst: Path, config: IngestConfig) -> int:
+    """Canonicalise each batch of raw corpus rows (any source: a file's batches, or a generator of
+    documents) and append it to the Parquet file `dst` as one row group; return the rows written.
+
+    Rows without an id column get their running row number, as a whole-file read would give them.
+    """
+    written = seen = 0
+    with pq.ParquetWriter(dst, CORPUS_SCHEMA) as writer:
+        for batch in batches:
+            batch = batch.set_axis(pd.RangeIndex(seen, seen + len(batch)))
+            seen += len(batch)
+            if written == 0:
+                _require(batch, config.text_column, "corpus", config.corpus_path, "text_column")
+            out = _canonical_corpus(batch, config)
+            if config.max_docs:
+                out = out.head(config.max_docs - written)
+            if len(out):
+                writer.write_table(pa.Table.from_pandas(out, schema=CORPUS_SCHEMA, preserve_index=False))
+                written += len(out)
+            if config.max_docs and written >= config.max_docs:
+                break
+    if written == 0:
+        raise UserError(f"corpus {config.corpus_path} has no documents with text: point ingest.corpus_path at a non-empty corpus")
+    return written
 
 
 class _Source:
@@ -74,8 +150,7 @@ class _Source:
         self.repo = repo or "."
         self.rev = ""
         self.fs = None
-        self.local_md5: dict[str, str] = {}
-        self.folders: dict[str, list[str]] = {}  # corpus folder -> the files it was read from
+        self.folders: dict[str, list[str]] = {}  # corpus folder -> its document files (what its md5 covers)
         if config.source == "dvc":
             from dvc.api import DVCFileSystem
 
@@ -85,14 +160,15 @@ class _Source:
             except Exception as exc:  # dvc raises many types; the message is what helps
                 raise UserError(f"cannot open DVC repo {self.repo!r} at {self.rev}: {exc}") from None
 
-    def read_bytes(self, path: str, key: str = "corpus_path/labeled_path") -> bytes:
+    @contextlib.contextmanager
+    def open(self, path: str, key: str = "corpus_path/labeled_path") -> Iterator[BinaryIO]:
+        """The file as a binary stream, from disk or from DVC (its cache or the remote)."""
         if self.fs is None:
-            p = Path(path)
-            if not p.is_file():
+            if not Path(path).is_file():
                 raise UserError(f"data file not found: {path}: check the path or set ingest.corpus_path/labeled_path")
-            raw = p.read_bytes()
-            self.local_md5[path] = hashlib.md5(raw).hexdigest()  # hashed once, from the bytes read
-            return raw
+            with open(path, "rb") as f:
+                yield f
+            return
         if not self.fs.exists(path):
             where = f"{self.repo!r} at rev {self.rev[:12]}"
             if self._plain_file_outside_dvc(path):
@@ -108,13 +184,37 @@ class _Source:
                 )
             raise UserError(f"data file {path!r} is not tracked in {where}: check the path, or build the demo data with `lmforge data demo`")
         try:
-            with self.fs.open(path, "rb") as f:
-                return f.read()
+            f = self.fs.open(path, "rb")
         except Exception as exc:
             raise UserError(
                 f"data for {path!r} at rev {self.rev[:12]} is in neither the DVC cache nor the remote "
                 f"({type(exc).__name__}): run `dvc pull` or `lmforge data demo`"
             ) from None
+        with f:
+            yield f
+
+    def iter_table(self, path: str, key: str = "corpus_path/labeled_path") -> Iterator[pd.DataFrame]:
+        """The rows of a .jsonl/.csv/.tsv/.parquet file in batches of about BATCH_BYTES (.json whole)."""
+        suffix = Path(path).suffix.lower()
+        if suffix not in READERS:
+            raise UserError(f"unsupported data file type {suffix!r} for {path}: use .jsonl, .csv, .tsv or .parquet")
+        with self.open(path, key) as f:
+            any_rows = False
+            try:
+                for batch in READERS[suffix](f):
+                    any_rows = True
+                    yield batch
+            except pd.errors.EmptyDataError:
+                pass  # a CSV with no header line: said below, like any other empty file
+            except (ValueError, pd.errors.ParserError, OSError) as exc:  # pyarrow errors subclass these
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise UserError(f"cannot parse {path} as {suffix[1:]}: {first}: fix the file or its extension") from None
+        if not any_rows:
+            raise UserError(f"data file {path} is empty: point ingest at a file with rows")
+
+    def read_table(self, path: str, key: str = "corpus_path/labeled_path") -> pd.DataFrame:
+        """A whole (small) file as one frame: the labeled set."""
+        return pd.concat(list(self.iter_table(path, key)), ignore_index=True)
 
     def _plain_file_outside_dvc(self, path: str) -> bool:
         """A file on disk that no .dvc file covers (data.dvc tracks data/; a file there that DVC
@@ -128,47 +228,42 @@ class _Source:
             return Path(path).is_dir()
         try:
             return self.fs.isdir(path)
-        except Exception:  # e.g. the tracked folder's listing is in neither cache nor remote: read_bytes says so
+        except Exception:  # e.g. the tracked folder's listing is in neither cache nor remote: open() says so
             return False
 
-    def read_corpus(self, path: str) -> pd.DataFrame:
-        """The corpus file as a table, or a folder's documents (read one by one, in path order)."""
+    def iter_corpus(self, path: str) -> Iterator[pd.DataFrame]:
+        """The corpus file's batches, or a folder's documents (read one by one, in path order) in
+        batches of at most FOLDER_DOCS documents or about BATCH_BYTES of text."""
         if not self.is_dir(path):
-            return self.read_table(path, "corpus_path")
+            yield from self.iter_table(path, "corpus_path")
+            return
         files = [str(p) for p in Path(path).rglob("*") if p.is_file()] if self.fs is None else self.fs.find(path)
-        stats, read = FolderStats(), []
+        # The folder's identity is all its documents, even when ingest.max_docs stops the read early.
+        self.folders[path] = [f for f, _ in document_files(files, path)[0]]
+        stats, docs, size = FolderStats(), [], 0
 
         def read_file(file: str) -> bytes:
-            read.append(file)
-            return self.read_bytes(file, "corpus_path")
+            with self.open(file, "corpus_path") as f:
+                return f.read()
 
         c = self.config
-        docs = pd.DataFrame(folder_documents(files, read_file, path, stats, c.text_column, c.id_column, c.title_column), columns=["doc_id", "title", "text"])
-        print(f"[ingest] {stats.line(path)}", flush=True)
-        if docs.empty:
-            raise UserError(f"{stats.line(path)}: put .txt/.md/.rst/.jsonl files in it or point ingest.corpus_path at a corpus file")
-        self.folders[path] = read
-        return docs.rename(columns={"doc_id": c.id_column, "title": c.title_column, "text": c.text_column})
-
-    def read_table(self, path: str, key: str = "corpus_path/labeled_path") -> pd.DataFrame:
-        raw = self.read_bytes(path, key)
-        suffix = Path(path).suffix.lower()
-        readers = {
-            ".jsonl": lambda b: pd.read_json(b, lines=True, dtype=False),
-            ".json": lambda b: pd.read_json(b, dtype=False),
-            ".csv": lambda b: pd.read_csv(b, dtype=str, keep_default_na=False),
-            ".tsv": lambda b: pd.read_csv(b, sep="\t", dtype=str, keep_default_na=False),
-            ".parquet": pd.read_parquet,
-        }
-        if suffix not in readers:
-            raise UserError(f"unsupported data file type {suffix!r} for {path}: use .jsonl, .csv, .tsv or .parquet")
-        if not raw.strip():
-            raise UserError(f"data file {path} is empty: point ingest at a file with rows")
+        columns = {"doc_id": c.id_column, "title": c.title_column, "text": c.text_column}
         try:
-            return readers[suffix](io.BytesIO(raw))
-        except (ValueError, pd.errors.ParserError, OSError) as exc:  # pyarrow errors subclass these
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"cannot parse {path} as {suffix[1:]}: {first}: fix the file or its extension") from None
+            for doc in folder_documents(files, read_file, path, stats, c.text_column, c.id_column, c.title_column):
+                docs.append(doc)
+                size += len(doc["text"])
+                if len(docs) >= FOLDER_DOCS or size >= BATCH_BYTES:
+                    yield pd.DataFrame(docs, columns=list(columns)).rename(columns=columns)
+                    docs, size = [], 0
+        except GeneratorExit:  # write_corpus stopped at ingest.max_docs: the counts cover what was read
+            if c.max_docs:
+                print(f"[ingest] {stats.line(path)} read before ingest.max_docs={c.max_docs} was reached", flush=True)
+            raise
+        if docs:
+            yield pd.DataFrame(docs, columns=list(columns)).rename(columns=columns)
+        print(f"[ingest] {stats.line(path)}", flush=True)
+        if stats.documents == 0:
+            raise UserError(f"{stats.line(path)}: put .txt/.md/.rst/.jsonl files in it or point ingest.corpus_path at a corpus file")
 
     def md5(self, path: str) -> str:
         if path in self.folders:  # a folder: md5 over its files' paths and md5s, as DVC's .dir hash does
@@ -176,7 +271,11 @@ class _Source:
             return hashlib.md5(listing.encode()).hexdigest() + ".dir"
         if self.fs is not None:
             return self.fs.info(path).get("md5") or ""
-        return self.local_md5[path]
+        digest = hashlib.md5()
+        with open(path, "rb") as f:  # a second read of the file, block by block, from the page cache
+            while block := f.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
 
     def dvc_md5(self, dvc_file: str) -> str:
         """The md5 that the .dvc file records for the tracked directory (its content identity)."""
@@ -209,8 +308,9 @@ def _require(df: pd.DataFrame, column: str, what: str, path: str, key: str) -> N
 
 
 def _canonical_corpus(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
-    path = config.corpus_path
-    _require(df, config.text_column, "corpus", path, "text_column")
+    """One batch of raw rows -> doc_id, title, text (as strings), rows without text left out."""
+    if config.text_column not in df:  # a JSONL batch in which no line has the text key
+        df = df.assign(**{config.text_column: ""})
     out = pd.DataFrame(
         {
             "doc_id": df[config.id_column].astype(str) if config.id_column in df else df.index.astype(str),
@@ -219,11 +319,7 @@ def _canonical_corpus(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
         }
     )
     out = out[out["text"].str.strip() != ""]
-    if config.max_docs:
-        out = out.head(config.max_docs)
-    if out.empty:
-        raise UserError(f"corpus {path} has no documents with text: point ingest.corpus_path at a non-empty corpus")
-    return out.reset_index(drop=True)
+    return out
 
 
 def _canonical_labeled(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
@@ -241,7 +337,10 @@ def _canonical_labeled(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
         ids = split_keys + split_keys.groupby(split_keys).cumcount().map(lambda k: f"-{k}" if k else "")
         print(f"[ingest] labeled file {path} has no {config.id_column!r} column: ids and the split come from a hash of each text (row order does not matter)", flush=True)
     labels = label_ids(df[config.label_column], config.label_names, path)
-    split = df[config.split_column].astype(str).str.strip().str.lower() if config.split_column in df else split_keys.map(split_of)
+    if config.split_column in df:  # plain str per cell, as in label_ids: a str column keeps a missing value as NaN
+        split = pd.Series(["" if _missing(v) else str(v).strip().lower() for v in df[config.split_column]], index=df.index, dtype=object)
+    else:
+        split = split_keys.map(split_of)
     out = pd.DataFrame({"id": ids, "text": texts, "label": labels, "split": split})
     unknown = sorted(set(out["split"]) - set(SPLITS))
     if unknown:

@@ -1,17 +1,21 @@
 """Validate the cleaned data with great-expectations suites before any training spends time on it.
 
-`validate(cleaned_dir, out_dir, config)` runs five suites over the clean_tokenize output:
+`validate(cleaned_dir, out_dir, config)` runs these suites over the clean_tokenize output:
 
-- corpus: the cleaned Wikipedia documents (ids, non-empty and de-duplicated text);
+- corpus: the cleaned pretraining documents (ids, non-empty, non-blank text, lengths), on a
+  bounded sample;
+- corpus_stats: one row of exact counts over every corpus document, read as a stream (missing
+  ids or texts, blank texts, duplicate ids and texts, short texts: all must be 0), beside the rows
+  each clean_tokenize rule removed (shown, not enforced); see corpus_scan.py for why two ways;
 - labeled: the labeled sentences (ids, blank texts, lengths, labels, splits, token ids), with
   bounds from the train split's profile (profile.py): its classes, each class's share of
   validation and test within a tolerance of its train share, length percentiles within a factor;
 - labeled_splits: one row per distinct (text, split) pair, so "text unique" means no sentence
   leaks from one split into another;
 - tokens: a one-row frame of the tokenizer statistics from clean_report.json;
-- decontamination: one row per pretraining text (corpus documents, and the task-adaptive texts
-  when clean_tokenize added them) with the number of word n-grams it shares with a validation or
-  test text (shared/decontamination.py, the n clean_tokenize used): all must be 0.
+- decontamination: pretraining texts (the sampled corpus documents, and every corpus or
+  task-adaptive text that shares one) with the number of word n-grams it shares with a
+  validation or test text (shared/decontamination.py, the n clean_tokenize used): all must be 0.
 
 It writes `data_docs/` (a static great-expectations Data Docs site, `index.html` at its root) and
 `validation.json` (per suite: success, counts, failed expectations), returns flat metrics, and, when
@@ -32,10 +36,12 @@ from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.decontamination import DEFAULT_NGRAM, MIN_WORDS, EvalIndex
 from components.shared.splits import SPLITS
+from components.validate.corpus_scan import CorpusScan
 from components.validate.gx_run import label, run_suites, summarise
 from components.validate.profile import EVAL_SPLITS, labeled_profile, share_bounds, share_column, share_columns
 
-SUITES = ("corpus", "labeled", "labeled_splits", "tokens", "decontamination")
+SUITES = ("corpus", "corpus_stats", "labeled", "labeled_splits", "tokens", "decontamination")
+EXACT = ("null_doc_ids", "null_texts", "blank_texts", "duplicate_doc_ids", "duplicate_texts", "short_texts")  # must be 0
 TOKEN_STATS = ("vocab_size", "unk_rate", "n_blocks_train", "n_blocks_heldout")
 MIN_VOCAB = 100  # below this the tokenizer was trained on next to nothing
 
@@ -78,6 +84,9 @@ class ValidateConfig(StageConfig):
         0.01, ge=0.0, le=1.0, description="Largest allowed fraction of [UNK] tokens in the corpus."
     )
     min_blocks: int = Field(1, ge=1, description="Fewest packed training blocks allowed.")
+    sample_docs: int = Field(
+        1000, ge=1, description="Corpus documents (chosen by doc_id hash) the per-row corpus expectations run on; the exact counts cover every document."
+    )
     fail_on_error: bool = Field(
         True, description="Raise DataValidationError when a suite fails (else only report it)."
     )
@@ -103,14 +112,16 @@ def validate(cleaned_dir: Path, out_dir: Path, config: ValidateConfig, docs_page
     and `config.fail_on_error` is set, raises DataValidationError after both outputs are written.
     """
     cleaned_dir, out_dir = Path(cleaned_dir), Path(out_dir)
-    frames = load_frames(cleaned_dir)
+    frames = load_frames(cleaned_dir, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     docs = out_dir / artifacts.DATA_DOCS_DIR
     # The site is built straight into a staging folder and moved into place once complete.
     with artifacts.staged_dir(docs) as site:
         profile = labeled_profile(frames["labeled"])
-        results = run_suites(frames, build_suites(config, facts(cleaned_dir), profile), site)
+        suites = build_suites(config, facts(cleaned_dir), profile, stats_columns=list(frames["corpus_stats"].columns))
+        results = run_suites(frames, suites, site)
     report = {name: summarise(result) for name, result in results.items()}
+    report["corpus_stats"]["counts"] = {k: int(v) for k, v in frames["corpus_stats"].iloc[0].items()}
     artifacts.write_json(out_dir / artifacts.VALIDATION, report)
     if docs_page:
         shutil.copyfile(docs / "index.html", docs_page)
@@ -119,6 +130,7 @@ def validate(cleaned_dir: Path, out_dir: Path, config: ValidateConfig, docs_page
     for name, r in report.items():
         metrics[f"validate/{name}_failed"] = float(len(r["failed"]))
         metrics[f"validate/{name}_evaluated"] = float(r["evaluated"])
+    metrics.update({f"validate/corpus_{k}": float(v) for k, v in report["corpus_stats"]["counts"].items() if "_removed_" not in k})
     if config.fail_on_error and not metrics["validate/success"]:
         problems = "; ".join(
             f"{name}: {label(f)} {f['observed']}"
@@ -131,17 +143,18 @@ def validate(cleaned_dir: Path, out_dir: Path, config: ValidateConfig, docs_page
     return metrics
 
 
-def load_frames(cleaned_dir: Path) -> dict[str, pd.DataFrame]:
-    """Read the clean_tokenize outputs into one DataFrame per suite."""
+def load_frames(cleaned_dir: Path, config: ValidateConfig | None = None) -> dict[str, pd.DataFrame]:
+    """Read the clean_tokenize outputs into one DataFrame per suite (the corpus streamed)."""
+    config = config or ValidateConfig()
     for name in (artifacts.CORPUS, artifacts.LABELED, artifacts.CLEAN_REPORT):
         if not (cleaned_dir / name).is_file():
             raise UserError(
                 f"{cleaned_dir / name} not found: "
                 "run clean_tokenize first and pass its output directory"
             )
-    corpus = pd.read_parquet(cleaned_dir / artifacts.CORPUS)
     labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
-    stats = artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT).get("tokens", {})
+    report = artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT)
+    stats = report.get("tokens", {})
     missing = [k for k in TOKEN_STATS if k not in stats]
     if missing:
         raise UserError(
@@ -157,13 +170,33 @@ def load_frames(cleaned_dir: Path) -> dict[str, pd.DataFrame]:
     # "no text in two splits" into "text is unique", and the docs then list the leaked sentences.
     # (ExpectCompoundColumnsToBeUnique(["text", "split"]) only forbids duplicates within a split.)
     pairs = labeled.reindex(columns=["text", "split"]).drop_duplicates().reset_index(drop=True)
+    scan = scan_corpus(cleaned_dir, labeled, config)
     return {
-        "corpus": corpus,
+        "corpus": scan.sample(),
+        "corpus_stats": pd.DataFrame([{**scan.stats(), **removed_counts(report)}]),
         "labeled": labeled,
         "labeled_splits": pairs,
         "tokens": pd.DataFrame([{k: stats[k] for k in TOKEN_STATS}]),
-        "decontamination": eval_overlap(cleaned_dir, corpus, labeled),
+        "decontamination": scan.overlap_frame(),
     }
+
+
+def scan_corpus(cleaned_dir: Path, labeled: pd.DataFrame, config: ValidateConfig) -> CorpusScan:
+    """The corpus (and task-adaptive texts) streamed once: exact counts, a sample, the overlaps."""
+    known = facts(cleaned_dir)
+    evals = labeled.loc[labeled["split"].isin(["validation", "test"]), "text"]
+    index = EvalIndex.of(evals, n=known["ngram"] or DEFAULT_NGRAM, min_words=known["min_words"])
+    scan = CorpusScan(config.min_doc_chars, index, config.sample_docs)
+    scan.add_file(cleaned_dir / artifacts.CORPUS, "corpus")
+    if (cleaned_dir / artifacts.TASK_ADAPTIVE).is_file():
+        scan.add_file(cleaned_dir / artifacts.TASK_ADAPTIVE, "task_adaptive", count=False)
+    return scan
+
+
+def removed_counts(report: dict) -> dict[str, int]:
+    """clean_report's rows removed per rule, as `<table>_removed_<rule>` columns (Data Docs show them)."""
+    removed = report.get("removed", {})
+    return {f"{table}_removed_{rule}": int(n) for table, rules in removed.items() for rule, n in rules.items()}
 
 
 def facts(cleaned_dir: Path) -> dict[str, Any]:
@@ -178,38 +211,20 @@ def facts(cleaned_dir: Path) -> dict[str, Any]:
     }
 
 
-def eval_overlap(cleaned_dir: Path, corpus: pd.DataFrame, labeled: pd.DataFrame) -> pd.DataFrame:
-    """One row per pretraining text: source, doc_id, eval_ngrams_shared (with validation/test)."""
-    known = facts(cleaned_dir)
-    evals = labeled.loc[labeled["split"].isin(["validation", "test"]), "text"]
-    index = EvalIndex.of(evals, n=known["ngram"] or DEFAULT_NGRAM, min_words=known["min_words"])
-    sources = [("corpus", corpus)]
-    if (cleaned_dir / artifacts.TASK_ADAPTIVE).is_file():
-        sources.append(("task_adaptive", pd.read_parquet(cleaned_dir / artifacts.TASK_ADAPTIVE)))
-    frames = [
-        pd.DataFrame(
-            {
-                "source": name,
-                "doc_id": frame["doc_id"].astype(str),
-                "eval_ngrams_shared": [index.shared(t) for t in frame["text"]],
-            }
-        )
-        for name, frame in sources
-    ]
-    return pd.concat(frames, ignore_index=True)
-
-
 def _length(ids: Any) -> int | None:
     return None if ids is None else len(ids)
 
 
-def build_suites(config: ValidateConfig, known: dict[str, Any] | None = None, profile: dict | None = None) -> dict[str, list]:
+def build_suites(
+    config: ValidateConfig, known: dict[str, Any] | None = None, profile: dict | None = None, stats_columns: list[str] = ()
+) -> dict[str, list]:
     """The expectations of each suite, as great-expectations Expectation objects.
 
     `known` is `facts(cleaned_dir)`: the chosen max_seq_len bounds the token ids, and with
     decontamination off (ngram None) the overlaps are measured and shown but not required to be 0.
     `profile` is `labeled_profile(...)` of the labeled rows: the classes, class shares and text
     lengths of train, which the validation and test rows are held to.
+    `stats_columns` are the corpus_stats frame's columns: the removal counts among them are shown.
     """
     known = {"ngram": DEFAULT_NGRAM, "max_seq_len": None, **(known or {})}
     profile = profile or {"labels": [], "shares": {}, "length_quantiles": [], "rows": {}}
@@ -225,9 +240,15 @@ def build_suites(config: ValidateConfig, known: dict[str, Any] | None = None, pr
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         *not_null("doc_id", "text"),
         gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=blank, description="no empty or blank document"),
-        gxe.ExpectColumnValuesToBeUnique(column="doc_id"),
-        gxe.ExpectColumnValuesToBeUnique(column="text"),  # exact duplicates are removed upstream
         gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=config.min_doc_chars),
+    ]  # uniqueness needs every row: corpus_stats counts duplicates (and blanks) exactly
+    corpus_stats = [
+        gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=1),
+        *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=0) for c in EXACT),
+        # Shown, not enforced: the Data Docs print each rule's observed count (and the overlap,
+        # which the decontamination suite enforces per document).
+        *(gxe.ExpectColumnMaxToBeBetween(column=c, min_value=0) for c in stats_columns if "_removed_" in c),
+        gxe.ExpectColumnMaxToBeBetween(column="docs_sharing_eval_ngrams", min_value=0),
     ]
     allowed = list(config.labels) if config.labels is not None else profile["labels"]
     labeled = [
@@ -276,6 +297,7 @@ def build_suites(config: ValidateConfig, known: dict[str, Any] | None = None, pr
     ]
     return {
         "corpus": corpus,
+        "corpus_stats": corpus_stats,
         "labeled": labeled,
         "labeled_splits": labeled_splits,
         "tokens": tokens,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from components.ingest.ingest import IngestConfig, ingest
@@ -58,6 +59,29 @@ def test_a_folder_corpus_is_read_document_by_document_in_path_order(tmp_path, ca
     (corpus / "extra.txt").write_text("one more document")
     ingest(tmp_path / "raw2", config(corpus, labeled))
     assert artifacts.read_json(tmp_path / "raw2" / artifacts.MANIFEST)["files"][str(corpus)] != manifest["files"][str(corpus)]
+
+
+def test_a_folder_corpus_streams_in_batches_and_max_docs_stops_the_read(tmp_path, monkeypatch, capsys):
+    """A folder is written in bounded batches (one row group each) like a file corpus, with the same
+    table; ingest.max_docs stops reading early, and the folder's md5 still covers all its files."""
+    from components.ingest import ingest as ingest_module
+
+    corpus = folder_corpus(tmp_path / "docs")
+    labeled = labeled_csv(tmp_path / "news.csv", news_rows())
+    ingest(tmp_path / "whole", config(corpus, labeled))
+    monkeypatch.setattr(ingest_module, "FOLDER_DOCS", 2)
+    ingest(tmp_path / "batched", config(corpus, labeled))
+    whole, batched = (pq.ParquetFile(tmp_path / d / artifacts.CORPUS) for d in ("whole", "batched"))
+    assert whole.metadata.num_row_groups == 1 and batched.metadata.num_row_groups == 3  # 5 documents, 2 a batch
+    assert batched.read().equals(whole.read())
+    manifest = artifacts.read_json(tmp_path / "whole" / artifacts.MANIFEST)
+    assert artifacts.read_json(tmp_path / "batched" / artifacts.MANIFEST) == manifest
+    capsys.readouterr()
+    ingest(tmp_path / "first", config(corpus, labeled, max_docs=2))
+    assert pd.read_parquet(tmp_path / "first" / artifacts.CORPUS)["doc_id"].tolist() == ["guide/deep/usage.md", "guide/intro.rst"]
+    assert "read before ingest.max_docs=2 was reached" in capsys.readouterr().out  # not the whole folder's count
+    first = artifacts.read_json(tmp_path / "first" / artifacts.MANIFEST)
+    assert first["files"] == manifest["files"] and first["rows"]["corpus"] == 2
 
 
 def test_string_labels_become_the_ids_of_the_named_classes(tmp_path):

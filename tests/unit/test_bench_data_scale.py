@@ -1,0 +1,30 @@
+"""bench/data_scale.py's corpus generator: deterministic, distinct documents, planted near-copies
+that the near-duplicate rule catches and nothing else it removes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+from bench.data_scale import PLANT_EVERY, documents, sentence_pool
+from components.clean_tokenize.near_dup import NearDupConfig, NearDupIndex
+from tiny_data import CORPUS_FILE
+
+
+def test_generated_documents_are_deterministic_and_plant_near_copies(text_files, tmp_path):
+    pool = sentence_pool(text_files / CORPUS_FILE)
+    assert len(pool) > 100
+    docs = list(itertools.islice(documents(pool, seed=1), 3 * PLANT_EVERY))
+    assert docs == list(itertools.islice(documents(pool, seed=1), 3 * PLANT_EVERY))
+    planted = [i for i, (_, _, p) in enumerate(docs) if p]
+    assert planted == [PLANT_EVERY - 1, 2 * PLANT_EVERY - 1, 3 * PLANT_EVERY - 1]
+    assert len({text for _, text, _ in docs}) == len(docs)  # no exact copy
+    index = NearDupIndex(NearDupConfig(enabled=True))
+    index.add([text for _, text, _ in docs])
+    assert index.duplicates().nonzero()[0].tolist() == planted
+
+
+def test_sentence_pool_reads_jsonl_paragraphs(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"text": "One two three four five. Six seven eight nine ten.\nToo short. Eleven twelve thirteen fourteen fifteen!"}) + "\n")
+    assert sentence_pool(path) == ["One two three four five.", "Six seven eight nine ten.", "Eleven twelve thirteen fourteen fifteen!"]
