@@ -73,7 +73,8 @@ def counted_flops(model, tok, seq: int, vocab: int, device, precision: str) -> t
     from torch.utils.flop_counter import FlopCounterMode
 
     from components.objectives import masked_lm
-    from components.pretrain import engine, flops
+    from components.pretrain import engine
+    from components.shared import flops
 
     module = masked_lm.sparse_mlm_module(model)
     ids = torch.from_numpy(RandomBlocks(2, seq, vocab, tok.cls_token_id).take(range(2))).long()
@@ -105,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from components.pretrain import engine, flops
+    from components.pretrain import engine
     from components.pretrain.pretrain import PretrainConfig
-    from components.shared import distributed
+    from components.shared import distributed, flops
     from components.shared.modeling import ModelSizes, build_mlm
     from components.shared.training import Progress, optimizer_and_schedule, seed_everything
 

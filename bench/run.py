@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from components.pretrain import flops
+    from components.shared import flops
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -126,7 +126,7 @@ def training_rows(cleaned: Path, size: str, steps: int, peak: float, threads: in
         loss, stderr = recipes.heldout_loss(model, inputs, labels)
         steady = timeline.steady()
         real = sum(m[1] for m in timeline.marks)
-        from components.pretrain import flops
+        from components.shared import flops
 
         rate = steady["real_tokens_per_s"]
         engine = head_share < 1  # the engine's rows: sparse head and last layer

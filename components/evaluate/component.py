@@ -16,7 +16,6 @@ def evaluate_op(
     from pathlib import Path
 
     from components.evaluate.evaluate import EvaluateConfig, evaluate
-    from components.register.register import RegisterConfig
     from components.shared import artifacts
     from components.shared.reporting import log_confusion_matrix, stage_task
 
@@ -24,7 +23,7 @@ def evaluate_op(
     files = [out / name for name in (artifacts.EVAL_REPORT, artifacts.CONFUSION_PNG, artifacts.EVAL_HTML, artifacts.GATE_MD, artifacts.GATE_PNG, artifacts.GATE_REPORT)]
     with stage_task("evaluate", run_name, metrics, config, files=files) as task:
         cfg = EvaluateConfig.from_params(config, "evaluate")
-        model_name = RegisterConfig.from_params(register_config, "register").model_name
+        model_name = register_config.get("model_name")  # register validated it; the section always holds it
         paths = [Path(a.path) for a in (cleaned, mlm, classifier)]
         task.metrics = evaluate(*paths, out, cfg, html_page=Path(report_html.path), model_name=model_name)
     log_confusion_matrix(confusion, out / artifacts.EVAL_REPORT)

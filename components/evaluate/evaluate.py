@@ -43,7 +43,7 @@ def evaluate(
     from sklearn.metrics import confusion_matrix, f1_score
     from transformers import AutoModelForSequenceClassification
 
-    from components.finetune.finetune import predict
+    from components.tasks.classification import predict
 
     cleaned_dir = require_dir(cleaned_dir, "cleaned data", "clean_tokenize")
     if config.threads:
@@ -107,7 +107,7 @@ def run_gate(config: EvaluateConfig, model_name: str | None, champion_alias: str
     from transformers import AutoModelForSequenceClassification
 
     from components.evaluate.gate import champion_predictions, choose_baseline, compare, decide
-    from components.finetune.finetune import CONTROL_DIR, predict
+    from components.tasks.classification import CONTROL_DIR, predict
 
     rules = config.gate
     gate = {"rules": rules.model_dump(), "confidence": rules.confidence, "n_test": int(len(y)), "champion": None, "vs_champion": None, "vs_control": None}

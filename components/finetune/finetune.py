@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import Field, PositiveFloat, model_validator
 
 from components.finetune import loop
-from components.finetune.batches import accuracy, collate, predict, to_device
+from components.tasks.classification import CONTROL_DIR, accuracy, collate, predict, to_device
 from components.shared import artifacts, distributed
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
@@ -25,7 +25,6 @@ from components.shared.training import require_dir, save_history, seed_everythin
 
 __all__ = ["CONTROL_DIR", "SEARCH", "FinetuneConfig", "finetune", "run", "build_classifier", "accuracy", "collate", "predict", "to_device"]
 
-CONTROL_DIR = "control"  # the randomly initialised control classifier, beside the real one
 SEARCH = "search.json"  # every rate's evaluations, for the classifier and the control
 
 

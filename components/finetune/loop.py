@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.finetune.batches import collate, scores, to_device
+from components.tasks.classification import collate, scores, to_device
 from components.shared.distributed import World
 from components.shared.errors import UserError
 from components.shared.training import Progress, optimizer_and_schedule

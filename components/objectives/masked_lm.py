@@ -88,7 +88,7 @@ def heldout_perplexity(pretrained_dir, blocks, batch_size: int, mlm_probability:
 
 def train_flops(tokens: int, targets: int, seq_len: int, model_config) -> float:
     """Forward + backward FLOPs of the engine's steps: the sparse last layer and head at the targets."""
-    from components.pretrain import flops
+    from components.shared import flops
 
     return flops.train_flops(tokens, targets, seq_len, model_config)
 

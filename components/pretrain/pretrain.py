@@ -158,7 +158,7 @@ def _tokenizer_and_model(cleaned_dir: Path, config: PretrainConfig, objective):
 def _metrics(progress, stats: dict, model, config: PretrainConfig, blocks, device, world, objective) -> dict:
     import torch
 
-    from components.pretrain import flops
+    from components.shared import flops
 
     tail = [h["loss"] for h in progress.history[-max(1, config.max_steps // 10) :]]
     seconds = max(stats["seconds"], 1e-9)

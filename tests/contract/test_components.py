@@ -37,3 +37,41 @@ def test_stage_module_knows_nothing_of_kfp_or_the_environment(stage):
 def test_only_the_settings_module_reads_the_environment():
     readers = [p for p in ROOT.rglob("*.py") if "os.environ" in p.read_text() and p.name != "settings.py"]
     assert readers == [], f"read the environment through components/shared/settings.py: {readers}"
+
+
+def _imports(path: Path):
+    """Every module a file imports, at any depth (stages import inside their functions), with
+    `from a import b` also giving `a.b` (b may be a module)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def _stage_imports(folder: str, stages) -> set[tuple[str, str]]:
+    return {
+        (p.relative_to(ROOT).as_posix(), m)
+        for p in (ROOT / folder).rglob("*.py")
+        for m in _imports(p)
+        if any(m == f"components.{s}" or m.startswith(f"components.{s}.") for s in stages)
+    }
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stages_never_import_each_other(stage):
+    found = _stage_imports(stage, [s for s in STAGES if s != stage])
+    assert not found, f"{stage} imports another stage {sorted(found)}: move what both need into components/shared, an objective or a task"
+
+
+@pytest.mark.parametrize("folder", ["shared", "objectives", "tasks"])
+def test_what_stages_share_imports_no_stage(folder):
+    found = _stage_imports(folder, STAGES)
+    assert not found, f"components/{folder} imports a stage {sorted(found)}: it must not depend on any"
+
+
+def test_only_register_and_the_gates_champion_lookup_talk_to_the_registry():
+    registry = {"components.shared.registry", "components.shared.audit_ledger"}
+    users = {p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.py") if registry & set(_imports(p))}
+    assert users - {"shared/registry.py", "shared/audit_ledger.py"} == {"register/register.py", "evaluate/gate.py"}

@@ -118,7 +118,7 @@ def labeled_copy(cleaned_dir, root, edit):
 def saved_scores(model_dir, cleaned):
     from transformers import AutoModelForSequenceClassification
 
-    from components.finetune.batches import scores
+    from components.tasks.classification import scores
 
     labeled = pd.read_parquet(cleaned / artifacts.LABELED)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
@@ -224,7 +224,7 @@ def test_a_training_step_reports_the_weighted_mean_loss_of_its_batch(cleaned_dir
     import torch
     import torch.nn.functional as F
 
-    from components.finetune.batches import collate
+    from components.tasks.classification import collate
     from components.finetune.finetune import build_classifier
     from components.finetune.loop import prepare, train_step
     from components.shared.distributed import World

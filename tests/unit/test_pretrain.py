@@ -216,7 +216,7 @@ def test_mfu_formula_counts_what_the_engine_computes(cleaned_dir):
     from transformers import AutoTokenizer
 
     from components.objectives import masked_lm as engine
-    from components.pretrain import flops
+    from components.shared import flops
     from components.shared.modeling import ModelSizes, build_mlm
 
     tok = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)

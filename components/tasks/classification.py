@@ -1,10 +1,14 @@
-"""Batches of labeled rows and what a classifier predicts on them: what the fine-tuning loop,
-its validation and evaluate's test scoring share."""
+"""The sequence-classification task: batches of labeled rows, what a classifier predicts on them
+and its scores, and where the random-init control sits beside the classifier. What the
+fine-tuning loop, its validation and evaluate's test scoring share, so that no stage imports
+another."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+CONTROL_DIR = "control"  # the randomly initialised control classifier, beside the real one
 
 
 def collate(rows: pd.DataFrame, pad_id: int) -> dict:
