@@ -253,6 +253,7 @@ def write_preset(path: Path, base, base_name: str, name: str, corpus_rel: str, n
     finetune["label_names"] = names
     if len(names) > 2:
         finetune["select_metric"] = "macro_f1"  # several classes: accuracy hides a class the model never predicts
+    data["validate"] = {**(data.get("validate") or {}), "max_split_overlap": 0.0}  # the demo presets tolerate the demo's own 2 duplicates; a new set: none
     data["register"] = {**(data.get("register") or {}), "model_name": f"lmforge-{name}"}
     data = {"description": data.pop("description"), **data}
     header = (f"# Written by `lmforge data add {name}` from the {Path(base_name).stem} preset. Edit freely; commit it with the data.\n"

@@ -74,11 +74,12 @@ class ValidateConfig(StageConfig):
         "of train's, and 90% of the rows within train's 5th-95th percentiles widened by it.",
     )
     max_split_overlap: float = Field(
-        0.001,
+        0.0,
         ge=0.0,
         le=1.0,
-        description="Share of the (text, split) rows whose exact text also sits in another split that is tolerated "
-        "(the demo source lists 2 of its 10,568 sentences twice); 0: strictly disjoint.",
+        description="Share of the (text, split) rows whose exact text also sits in another split that is tolerated; "
+        "0 (the default): train, validation and test strictly disjoint. The demo presets allow the demo source's "
+        "2 sentences that it lists in two splits.",
     )
     max_unk_rate: float = Field(
         0.01, ge=0.0, le=1.0, description="Largest allowed fraction of [UNK] tokens in the corpus."

@@ -270,3 +270,18 @@ def test_a_five_class_set_with_uneven_shares_validates(tmp_path_factory):
     outcome = run_case(tmp_path_factory, "five_classes", mutate=five_classes, config=ValidateConfig(labels=[0, 1, 2, 3, 4]))
     assert outcome["error"] is None, outcome["error"]
     assert outcome["report"]["labeled"]["evaluated"] >= 20  # 5 shares x 2 splits among them
+
+
+def test_one_test_text_from_train_among_thousands_fails_by_default(tmp_path_factory):
+    """Disjointness is strict unless a preset says otherwise: one copied text in 2,000 rows is a leak."""
+    def many_rows_one_leak(rows):
+        rows[:] = [
+            {"id": f"{split}{i}", "text": f"{split} review number {i}", "label": i % 2, "split": split, "input_ids": [5, 6]}
+            for split, n in (("train", 1600), ("validation", 200), ("test", 200)) for i in range(n)
+        ]
+        rows[-1]["text"] = rows[0]["text"]
+
+    strict = run_case(tmp_path_factory, "one_leak", mutate=many_rows_one_leak)
+    assert "no text in two of train/validation/test" in str(strict["error"]), strict["error"]
+    tolerant = run_case(tmp_path_factory, "one_leak_tolerated", mutate=many_rows_one_leak, config=ValidateConfig(max_split_overlap=0.002))  # 2 of the 2,000 rows
+    assert tolerant["error"] is None, tolerant["error"]
