@@ -116,18 +116,12 @@ print("RESULT " + json.dumps({"metrics": m, "seconds": time.perf_counter() - sta
 
 def run_stage(stage: str, args: dict, config: dict, log: Path) -> dict:
     """One stage in a child process: its metrics, wall seconds and peak RSS (self-reported and polled)."""
-    import psutil
+    from bench.tokenization import wait_polling_rss
 
     start = time.perf_counter()
     with log.open("w") as f:
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, stage, json.dumps(args), json.dumps(config)], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-        polled, ps = 0, psutil.Process(proc.pid)
-        while proc.poll() is None:
-            try:
-                polled = max(polled, ps.memory_info().rss)
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.2)
+        polled = wait_polling_rss(proc, 0.2)
     lines = log.read_text().splitlines()
     if proc.returncode:
         raise RuntimeError(f"{stage} failed (exit {proc.returncode}), see {log}: {lines[-3:]}")

@@ -138,14 +138,27 @@ def _lmforge(backend, texts: list[str], block_size: int, chunk_chars: int) -> in
 # --- the 1 GB peak-RSS check --------------------------------------------------------------------
 
 
+def wait_polling_rss(proc: subprocess.Popen, interval: float) -> int:
+    """Wait for `proc`, polling its resident memory every `interval` seconds; the highest seen, in bytes."""
+    import psutil
+
+    peak, ps = 0, psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(interval)
+    proc.wait()
+    return peak
+
+
 def rss_check(gigabytes: float = 1.0, config: dict | None = None, workdir: Path | None = None) -> dict:
     """Repeat the demo corpus to ~`gigabytes` of text, run clean_tokenize on it in a subprocess,
     and return {"corpus_bytes", "docs", "peak_rss_bytes", "seconds", "tokens", "tokens_per_s",
     "shard_bytes", ...}. Each copy of a document gets its own id and a first line naming the
     copy, so the duplicate rule keeps it and the held-out split and tokenizer sample spread over all.
     """
-    import psutil
-
     from components.ingest.ingest import IngestConfig, ingest
 
     config = {"vocab_size": 8000, "block_size": 128, **(config or {})}  # the demo preset's sizes
@@ -165,14 +178,7 @@ def rss_check(gigabytes: float = 1.0, config: dict | None = None, workdir: Path 
         log = tmp / "stage.log"
         with log.open("w") as f:
             proc = subprocess.Popen([sys.executable, "-c", code, str(tmp / "raw"), str(tmp / "cleaned"), json.dumps(config)], cwd=ROOT, stdout=f)
-        peak, ps = 0, psutil.Process(proc.pid)
-        while proc.poll() is None:
-            try:
-                peak = max(peak, ps.memory_info().rss)
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.1)
-        proc.wait()
+        peak = wait_polling_rss(proc, 0.1)
         seconds = time.perf_counter() - start
         lines = log.read_text().splitlines()
         if proc.returncode:
