@@ -35,6 +35,7 @@ from components.ingest.folder import DOCUMENT_SUFFIXES, TABLE_SUFFIXES
 from components.ingest.ingest import read_table
 from components.shared.errors import UserError
 from components.shared.splits import SPLITS, split_of
+from pipelines.config import load_config, preset_path
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TEXT_NAMES = ("text", "sentence", "content", "document", "review", "body", "article")
@@ -48,7 +49,6 @@ def add_dataset(project: Path, name: str, corpus: str, labeled: str, *, base_pre
                 split_column: str = "", id_column: str = "", label_names: list[str] | None = None, preset_dir: str = "",
                 push: bool = True, log: Callable[[str], object] = print) -> dict:
     """Copy, track, commit and write the preset; return {"preset", "model_name", "label_names", ...}."""
-    from pipelines.config import load_config
     from pipelines.demo_data import recorded_md5, track
 
     project = Path(project).resolve()
@@ -241,7 +241,7 @@ def length_stats(frame: pd.DataFrame) -> dict:
 
 def write_preset(path: Path, base, base_name: str, name: str, corpus_rel: str, names: list[str], stats: dict, frame: pd.DataFrame, corpus_src: Path) -> dict:
     """The base preset's recipe with this dataset's paths, classes, model name and lengths."""
-    data = yaml.safe_load(Path(_preset_file(base_name)).read_text()) or {}
+    data = yaml.safe_load(Path(preset_path(base_name)).read_text()) or {}
     cap = base.pretrain.model.max_position
     est_tokens = math.ceil(stats["words_p95"] * TOKENS_PER_WORD) + 2
     data["description"] = (f"{name}: {len(frame):,} labeled texts in {len(names)} classes, corpus data/{name}/{corpus_rel}; "
@@ -266,20 +266,8 @@ def write_preset(path: Path, base, base_name: str, name: str, corpus_rel: str, n
                    f"# raise pretrain.model.max_position and clean_tokenize.max_seq_len_cap to keep more.\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    load_config_path(path)  # the preset as written must load: a test of the code, every time
+    load_config(str(path))  # the preset as written must load: a test of the code, every time
     return data
-
-
-def load_config_path(path: Path):
-    from pipelines.config import load_config
-
-    return load_config(str(path))
-
-
-def _preset_file(preset: str) -> Path:
-    from pipelines.config import preset_path
-
-    return preset_path(preset)
 
 
 def _commit(project: Path, paths: list[Path], message: str) -> None:

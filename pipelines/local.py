@@ -77,6 +77,8 @@ def settle_dead_runs(project: Path) -> list[str]:
     Nothing can be told while a process dies of SIGKILL, so the next run tells it: a run RUNNING
     in the tracking store whose run-name lock in this project is free has no live owner. Runs
     started elsewhere (a cluster, another project) have no lock file here and are left alone."""
+    if not any(run_lock(project, "*").parent.glob(run_lock(project, "*").name)):
+        return []  # no local run ever started here: nothing to ask the tracking server
     client = tracking.connect().MlflowClient()
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
     if exp is None:
@@ -85,10 +87,11 @@ def settle_dead_runs(project: Path) -> list[str]:
     dead = []
     for run in running:
         name = run.data.tags.get(tracking.RUN_NAME_TAG, "")
-        if not run_names.ALLOWED.fullmatch(name) or not run_lock(project, name).exists():
+        lock = run_lock(project, name)
+        if not run_names.ALLOWED.fullmatch(name) or not lock.exists():
             continue
         try:
-            fd = locks.acquire(run_lock(project, name), f"run name {name}", "")
+            fd = locks.acquire(lock, f"run name {name}", "")
         except UserError:
             continue  # a live run holds it
         try:  # held while marking, so a run of that name cannot start in between

@@ -85,9 +85,6 @@ class NearDupIndex:
             key ^= np.arange(self.bands, dtype=np.uint64) * _MIX  # bands never share a key space
         self._keys.append(key)
 
-    def __len__(self) -> int:
-        return sum(len(k) for k in self._keys)
-
     def duplicates(self) -> np.ndarray:
         """Boolean per added document: a band key of it occurred for an earlier document."""
         if not self._keys:

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from components.shared import artifacts
+
 # Knobs that change how fast, not what: the same training under another thread count is the same attempt.
 _IGNORED = {"threads", "nproc", "device"}
 
@@ -25,7 +27,7 @@ _IGNORED = {"threads", "nproc", "device"}
 def marker_path(project_dir: Path, config: dict, cleaned_dir: Path, pretrained_dir: Path) -> Path:
     """One marker per training: keyed by the config, the cleaned data's report and the pretrained weights."""
     digest = hashlib.sha256(json.dumps({k: v for k, v in config.items() if k not in _IGNORED}, sort_keys=True, default=str).encode())
-    report = Path(cleaned_dir) / "clean_report.json"
+    report = Path(cleaned_dir) / artifacts.CLEAN_REPORT
     digest.update(report.read_bytes() if report.is_file() else str(Path(cleaned_dir).resolve()).encode())
     for weights in sorted(Path(pretrained_dir).glob("*.safetensors")):
         with open(weights, "rb") as f:

@@ -17,13 +17,13 @@ import pandas as pd
 from pydantic import Field, PositiveFloat, model_validator
 
 from components.finetune import loop
-from components.tasks.classification import CONTROL_DIR, accuracy, collate, predict, to_device
+from components.tasks.classification import CONTROL_DIR, accuracy
 from components.shared import artifacts, distributed
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.training import require_dir, save_history, seed_everything
 
-__all__ = ["CONTROL_DIR", "SEARCH", "FinetuneConfig", "finetune", "run", "build_classifier", "accuracy", "collate", "predict", "to_device"]
+__all__ = ["CONTROL_DIR", "SEARCH", "FinetuneConfig", "finetune", "run", "build_classifier", "accuracy"]
 
 SEARCH = "search.json"  # every rate's evaluations, for the classifier and the control
 

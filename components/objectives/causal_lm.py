@@ -55,8 +55,8 @@ def load_model(init_from: str):
     from components.shared.modeling import _from_checkpoint
 
     config = _from_checkpoint(AutoConfig, init_from)
-    if config.model_type == "bert":
-        raise UserError(f"init_from {init_from!r} is a BERT encoder: pretrain.objective causal_lm needs a decoder checkpoint (e.g. GPT-2); use objective masked_lm for BERT")
+    if config.model_type not in MODEL_TYPES:  # the FLOP count and evaluate's objective look-up know GPT-2's config alone
+        raise UserError(f"init_from {init_from!r} is a {config.model_type} model: pretrain.objective causal_lm continues GPT-2 decoders ({', '.join(MODEL_TYPES)}); use objective masked_lm for BERT")
     return _from_checkpoint(AutoModelForCausalLM, init_from, attn_implementation="sdpa")
 
 

@@ -57,9 +57,10 @@ def heldout_loss(model, tokenizer, ids, seed: int, p: float = 0.15) -> float:
     import torch
 
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        inputs, labels = Masker(tokenizer, p, seed)(ids)
-        return float(masked_lm_loss(model, inputs, labels))
+        inputs, labels = Masker(tokenizer, p, seed)(ids.cpu())  # the masker draws on the CPU (same masks on any device)
+        return float(masked_lm_loss(model, inputs.to(device), labels.to(device)))
 
 
 def heldout_perplexity(pretrained_dir, blocks, batch_size: int, mlm_probability: float, seed: int) -> float:

@@ -41,7 +41,7 @@ class StrictModel(BaseModel):
 
 
 class StageConfig(StrictModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+    model_config = ConfigDict(validate_default=True)  # merged with StrictModel's
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None, section: str = "") -> Self:
