@@ -31,7 +31,7 @@ import io
 import json
 from dataclasses import dataclass, field
 
-from components.shared import settings
+from components.shared import settings, tracking
 from components.shared.errors import UserError
 
 AUDIT_EXPERIMENT = "lmforge-registry-audit"
@@ -77,17 +77,7 @@ def digest(text: str) -> str:
 
 def audit_experiment(client) -> str:
     """The id of the experiment holding every ledger run, created on first use."""
-    from mlflow.exceptions import MlflowException
-
-    exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
-    if exp is None:
-        try:
-            return client.create_experiment(AUDIT_EXPERIMENT, artifact_location=settings.artifact_location(), tags={"lmforge.purpose": "append-only history of alias moves"})
-        except MlflowException:  # created by a concurrent move
-            exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
-    if exp.lifecycle_stage != "active":
-        raise UserError(f"the MLflow experiment {AUDIT_EXPERIMENT!r} (the alias history) is deleted: restore it with mlflow experiments restore --experiment-id {exp.experiment_id}")
-    return exp.experiment_id
+    return tracking.experiment_id(client, AUDIT_EXPERIMENT, "the alias history", tags={"lmforge.purpose": "append-only history of alias moves"})
 
 
 def ledger_run_id(client, model_name: str, *, create: bool) -> str | None:

@@ -27,12 +27,29 @@ def connect():
     return mlflow
 
 
+def experiment_id(client, name: str, what: str, tags: dict | None = None) -> str:
+    """The id of an active experiment, created on first use. Race-safe: concurrent first runs
+    against one fresh server all try to create it, and every loser adopts the winner's."""
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=settings.artifact_location(), tags=tags)
+        except MlflowException:  # RESOURCE_ALREADY_EXISTS: a concurrent run created it first
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.lifecycle_stage != "active":
+        raise UserError(f"the MLflow experiment {name!r} ({what}) is deleted: restore it with mlflow experiments restore --experiment-id {exp.experiment_id}")
+    return exp.experiment_id
+
+
 def parent_run_id(run_name: str) -> str:
     """The MLflow run of this pipeline run, created by the first stage that asks."""
     mlflow = connect()
     client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    exp_id = exp.experiment_id if exp else client.create_experiment(EXPERIMENT, artifact_location=settings.artifact_location())
+    exp_id = experiment_id(client, EXPERIMENT, "every pipeline run")
     found = find_pipeline_run(run_name)
     if found:
         return found.info.run_id

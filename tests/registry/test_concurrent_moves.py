@@ -38,3 +38,46 @@ def test_eight_concurrent_promotes_and_rollbacks_leave_a_strict_history(make_ver
     registry.promote(model_name, other)
     assert registry.rollback(model_name)["to_version"] == holder and registry.champion(model_name) == holder
     assert history_figures(model_name)["problems"] == []
+
+
+@pytest.mark.parametrize("backend", ["server"], indirect=True)
+def test_concurrent_first_runs_on_a_fresh_server_share_one_experiment(backend, model_name):
+    """8 pipeline runs started at once against a fresh server all found no `lmforge` experiment
+    and all created it; the server's unique name refused 7 of them, and 6 runs died in CI with
+    RESOURCE_ALREADY_EXISTS. Every racer must come back with the one experiment's id."""
+    import threading
+
+    import mlflow
+
+    from components.shared import tracking
+
+    name = f"{model_name}-experiment"
+    looked = threading.Barrier(8)
+    ids, errors = [], []
+
+    class Racer(mlflow.MlflowClient):
+        """A real client whose first look-up waits until all 8 have looked: every racer then
+        has seen no experiment, the interleaving that CI met, made certain."""
+
+        first = True
+
+        def get_experiment_by_name(self, name):
+            found = super().get_experiment_by_name(name)
+            if self.first:
+                self.first = False
+                looked.wait(timeout=60)
+            return found
+
+    def first_run():
+        try:
+            ids.append(tracking.experiment_id(Racer(backend), name, "a test's runs"))
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows what a racer met
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=first_run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(ids) == 8 and len(set(ids)) == 1, (errors, ids)
+    assert mlflow.MlflowClient(backend).get_experiment_by_name(name).experiment_id == ids[0]
