@@ -59,6 +59,17 @@ class PipelineConfig(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
+    def _blocks_for_the_objective(cls, data):
+        """clean_tokenize packs the blocks for the objective that trains on them (its PACKING):
+        clean_tokenize.objective follows pretrain.objective unless the preset sets it (checked below)."""
+        pre, clean = (data.get(k) if isinstance(data, dict) else None for k in ("pretrain", "clean_tokenize"))
+        objective = pre.get("objective") if isinstance(pre, dict) else None
+        if objective and (clean is None or isinstance(clean, dict)) and "objective" not in (clean or {}):
+            data = {**data, "clean_tokenize": {**(clean or {}), "objective": objective}}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _one_label_list(cls, data):
         """The classes are named once, in finetune.label_names: ingest maps string labels by them
         and validate allows their ids (validate.labels, when set, must agree: checked below)."""
@@ -86,6 +97,11 @@ class PipelineConfig(StrictModel):
                 f"pretrain.model.max_position {model.max_position} is shorter than clean_tokenize.block_size/max_seq_len "
                 f"({clean.block_size}/{seq}): raise max_position to at least {longest}"
                 + (" or lower clean_tokenize.max_seq_len_cap" if clean.max_seq_len == "auto" else "")
+            )
+        if clean.objective != self.pretrain.objective:
+            raise ValueError(
+                f"clean_tokenize.objective {clean.objective} differs from pretrain.objective {self.pretrain.objective}: the blocks must be packed "
+                "for the objective that trains on them; leave clean_tokenize.objective unset (it follows pretrain.objective)"
             )
         for name in ("pretrain", "finetune"):
             gpus, nproc = self.cluster.placement(name).accelerator_count, self.stage(name).nproc

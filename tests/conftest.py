@@ -83,6 +83,16 @@ def cleaned_dir(raw_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def clm_cleaned_dir(raw_dir) -> Path:
+    """The same data packed for the causal-LM objective: no [CLS], [SEP] between documents."""
+    from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_tokenize
+
+    out = raw_dir.parent / "cleaned-clm"
+    clean_tokenize(raw_dir, out, CleanTokenizeConfig.from_params({**CLEAN, "objective": "causal_lm"}, "clean_tokenize"))
+    return out
+
+
+@pytest.fixture(scope="session")
 def validation_dir(cleaned_dir) -> Path:
     from components.validate.validate import ValidateConfig, validate
 

@@ -27,10 +27,11 @@ from components.clean_tokenize.bounds import Bounds
 from components.clean_tokenize.cleaning import clean_corpus, clean_table, clean_text, iter_chunks
 from components.clean_tokenize.labeled import tokenize_labeled
 from components.clean_tokenize.near_dup import NearDupConfig
-from components.clean_tokenize.packing import BlockPacker, encode, special_ids
+from components.clean_tokenize.packing import BlockPacker, encode, framing
 from components.clean_tokenize.quality import QualityConfig
 from components.clean_tokenize.removals import check_removals, removal_line
 from components.clean_tokenize.task_adaptive import eval_index, task_adaptive_texts
+from components import objectives
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.decontamination import DEFAULT_NGRAM, MIN_WORDS
@@ -61,7 +62,10 @@ class CleanTokenizeConfig(StageConfig):
     tokenizer_train_chars: int = Field(
         50_000_000, ge=1, description="train the tokenizer on at most about this many characters: a deterministic sample of documents (by id hash) when the corpus is larger"
     )
-    block_size: int = Field(128, ge=8, description="tokens per packed pretraining block ([CLS] + text, no padding)")
+    block_size: int = Field(128, ge=8, description="tokens per packed pretraining block (the objective's framing + text, no padding)")
+    objective: str = Field(
+        "masked_lm", description="the pretraining objective the blocks are packed for: its PACKING (components/objectives) says what goes around a document; the pipeline sets it from pretrain.objective"
+    )
     max_seq_len: int | Literal["auto"] = Field(
         128, description="labeled sentences are truncated to this many tokens; auto: the smallest multiple of 8 covering 95% of the train split, at most max_seq_len_cap"
     )
@@ -78,6 +82,13 @@ class CleanTokenizeConfig(StageConfig):
     shard_blocks: int = Field(65536, ge=1, description="blocks per .npy shard on disk (65536 x 128 int32 tokens = 32 MiB)")
     max_labeled_removed: float = Field(0.05, ge=0, le=1, description="stop the run when one cleaning rule removes more than this share of the labeled rows (no silent loss)")
     max_corpus_removed: float = Field(0.25, ge=0, le=1, description="stop the run when one cleaning rule removes more than this share of the corpus documents")
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, name: str) -> str:
+        if name not in objectives.NAMES:
+            raise ValueError(objectives.unknown(name))
+        return name
 
     @field_validator("max_seq_len", mode="before")
     @classmethod
@@ -171,8 +182,14 @@ def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: "_Cloc
         "bounds": {"max_word_chars": config.max_word_chars, "max_doc_chars": config.max_doc_chars, **{k: b.counts.as_dict() for k, b in bounds.items()}},
         "task_adaptive": {"enabled": config.task_adaptive, "texts": len(extra), "removed_contaminated": adaptive_removed},
         "tokenizer_hash": tokenizer_hash(tmp / artifacts.TOKENIZER_DIR),
+        "packing": packing_of(config),
         "tokens": {"vocab_size": len(tokenizer), "tokenizer_train_chars": 0 if config.tokenizer_from else sample.chars, **lengths},
     }
+
+
+def packing_of(config: CleanTokenizeConfig) -> dict:
+    """What the blocks put around a document, as the report records it (and the shard tasks read it)."""
+    return {"objective": config.objective, **objectives.get(config.objective).PACKING}
 
 
 def check_inputs(raw_dir: Path) -> None:
@@ -261,8 +278,8 @@ def pack_corpus(backend, out: Path, heldout: np.ndarray, config: CleanTokenizeCo
     `heldout[i]` says where row i goes; the `extra` documents (task-adaptive texts) follow the
     corpus into the train split. Returns each split's index plus its [UNK] and extra-token counts.
     """
-    special = special_ids(backend)
-    packers = [BlockPacker(out / name, config.block_size, config.shard_blocks, special) for name in (artifacts.BLOCKS_TRAIN, artifacts.BLOCKS_HELDOUT)]
+    frame = framing(backend, packing_of(config))
+    packers = [BlockPacker(out / name, config.block_size, config.shard_blocks, frame) for name in (artifacts.BLOCKS_TRAIN, artifacts.BLOCKS_HELDOUT)]
     row = 0
     for table in iter_chunks(out / artifacts.CORPUS, config.chunk_chars, columns=["text"]):
         encodings = encode(backend, table.column("text").to_pylist())

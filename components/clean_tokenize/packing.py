@@ -1,10 +1,13 @@
 """Tokenize documents in large batches straight into int32 arrays and pack them into block shards.
 
 The Rust tokenizer encodes a whole chunk of documents per call (in parallel when the tokenizers
-library may use threads); the ids of a chunk go into one int32 array, [SEP] after each document,
-and are cut into [CLS]-prefixed blocks. The tail shorter than a block is carried into the next
-chunk, so the blocks are the same whatever the chunk size, and memory is one chunk plus one
-shard, whatever the corpus size.
+library may use threads); the ids of a chunk go into one int32 array, the objective's document
+separator after each document, and are cut into blocks, each opening with the objective's block
+prefix if it has one (`PACKING` of components/objectives; `clean_tokenize.objective`): masked LM
+[CLS] blocks with [SEP] after each document, causal LM unprefixed blocks with [SEP] as the
+end-of-text token between documents. No block is padded. The tail shorter than a block is carried
+into the next chunk, so the blocks are the same whatever the chunk size, and memory is one chunk
+plus one shard, whatever the corpus size.
 
 Measured on the demo corpus (8k WordPiece, 2 cores, CPU seconds of one thread, best of 5):
 `encode_batch` 566k tokens/s, `encode_batch_fast` (no character offsets, which packing never
@@ -22,6 +25,7 @@ machine (python -m bench.tokenization --threads 1 2): with the second core free,
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -37,23 +41,46 @@ def encode(backend, texts: list[str]) -> list:
 
 
 def token_stream(encodings: list, sep: int) -> np.ndarray:
-    """The documents' ids in order with [SEP] after each, as one int32 array."""
+    """The documents' ids in order with the separator `sep` after each, as one int32 array."""
     count = sum(map(len, encodings)) + len(encodings)  # len(Encoding) is free; .ids builds a list
     ids = itertools.chain.from_iterable(itertools.chain(e.ids, (sep,)) for e in encodings)
     return np.fromiter(ids, dtype=DTYPE, count=count)
 
 
-class BlockPacker:
-    """Cuts a token stream, fed chunk by chunk, into [CLS]-prefixed blocks written as shards.
+@dataclass(frozen=True)
+class Framing:
+    """The token ids packing puts around documents: `prefix` opens every block (None: nothing),
+    `sep` follows every document; `unk` is counted."""
 
-    Counts the text tokens (without the [SEP]s) and the [UNK]s it packs. The tail shorter than a
-    block left at `close` is dropped: at most block_size - 1 tokens of the whole split.
+    prefix: int | None
+    sep: int
+    unk: int
+
+
+def framing(backend, packing: dict) -> Framing:
+    """The ids of an objective's `PACKING` ({'block_prefix', 'doc_separator'}: token strings, the
+    prefix may be None) in this tokenizer, and of [UNK]."""
+    names = {"block_prefix": packing["block_prefix"], "doc_separator": packing["doc_separator"], "unk": "[UNK]"}
+    ids = {k: backend.token_to_id(t) if t is not None else None for k, t in names.items()}
+    missing = [names[k] for k, i in ids.items() if i is None and names[k] is not None]
+    if missing:
+        raise UserError(f"the tokenizer has no {', '.join(missing)} token: packing needs BERT's [CLS]/[SEP]/[UNK]; use a BERT-style (WordPiece) checkpoint")
+    return Framing(ids["block_prefix"], ids["doc_separator"], ids["unk"])
+
+
+class BlockPacker:
+    """Cuts a token stream, fed chunk by chunk, into blocks (each opening with the framing's
+    prefix, if any) written as shards.
+
+    Counts the text tokens (without the separators) and the [UNK]s it packs. The tail shorter than
+    a block left at `close` is dropped: at most block_size - 1 tokens of the whole split.
     """
 
-    def __init__(self, path: Path, block_size: int, shard_blocks: int, special: dict[str, int]):
+    def __init__(self, path: Path, block_size: int, shard_blocks: int, frame: Framing):
         self.writer = ShardWriter(path, block_size, shard_blocks)
         self.block_size = block_size
-        self.cls, self.sep, self.unk = special["[CLS]"], special["[SEP]"], special["[UNK]"]
+        self.prefix, self.sep, self.unk = frame.prefix, frame.sep, frame.unk
+        self.body = block_size - (self.prefix is not None)  # stream tokens per block
         self.tokens = self.unk_count = 0
         self._carry = np.zeros(0, dtype=DTYPE)  # always shorter than one block body
 
@@ -62,19 +89,22 @@ class BlockPacker:
             self.add_stream(token_stream(encodings, self.sep), len(encodings))
 
     def add_stream(self, stream: np.ndarray, docs: int) -> None:
-        """Append a token stream (documents' ids, [SEP] after each) holding `docs` [SEP]s; a
-        stream may be fed in pieces (then `docs` of all pieces sum to its documents)."""
+        """Append a token stream (documents' ids, a separator after each) holding `docs`
+        separators; a stream may be fed in pieces (then `docs` of all pieces sum to its documents)."""
         if not len(stream):
             return
         self.tokens += len(stream) - docs
         self.unk_count += int(np.count_nonzero(stream == self.unk))
         if len(self._carry):
             stream = np.concatenate([self._carry, stream])
-        body = self.block_size - 1
+        body = self.body
         n = len(stream) // body
         blocks = np.empty((n, self.block_size), dtype=DTYPE)
-        blocks[:, 0] = self.cls
-        blocks[:, 1:] = stream[: n * body].reshape(n, body)
+        if self.prefix is None:
+            blocks[:] = stream[: n * body].reshape(n, body)
+        else:
+            blocks[:, 0] = self.prefix
+            blocks[:, 1:] = stream[: n * body].reshape(n, body)
         self.writer.add(blocks)
         self._carry = stream[n * body :].copy()  # a copy, so the chunk's array can be freed
 
@@ -83,17 +113,10 @@ class BlockPacker:
         return self.writer.close(self.tokens)
 
 
-def special_ids(backend) -> dict[str, int]:
-    ids = {t: backend.token_to_id(t) for t in ("[CLS]", "[SEP]", "[UNK]")}
-    missing = [t for t, i in ids.items() if i is None]
-    if missing:
-        raise UserError(f"the tokenizer has no {', '.join(missing)} token: packing needs BERT's [CLS]/[SEP]/[UNK]; use a BERT-style (WordPiece) checkpoint")
-    return ids
-
-
-def pack_texts(backend, chunks: Iterable[list[str]], path: Path, block_size: int, shard_blocks: int) -> dict:
-    """Tokenize and pack every chunk of documents into one split at `path`; return its index."""
-    packer = BlockPacker(path, block_size, shard_blocks, special_ids(backend))
+def pack_texts(backend, chunks: Iterable[list[str]], path: Path, block_size: int, shard_blocks: int, packing: dict) -> dict:
+    """Tokenize and pack every chunk of documents into one split at `path` (framed as the
+    objective's `packing` says); return its index."""
+    packer = BlockPacker(path, block_size, shard_blocks, framing(backend, packing))
     for texts in chunks:
         packer.add(encode(backend, texts))
     return packer.close()

@@ -6,8 +6,8 @@
 
 The merged output is byte-identical to `clean_tokenize` in one task (tests/unit/test_sharded.py):
 the tokenizer is trained once, before any shard tokenizes, from the same deterministic sample;
-a shard writes each split's token stream ([SEP] after each document), not blocks, because blocks
-run across document boundaries; and the merge feeds the streams, in shard order, through the
+a shard writes each split's token stream (the objective's separator after each document, as
+prepare's report records the packing), not blocks, because blocks run across document boundaries; and the merge feeds the streams, in shard order, through the
 same BlockPacker one task uses, then packs the task-adaptive texts after them as one task does.
 The held-out side of each row is decided once, in prepare, over the whole corpus.
 
@@ -37,7 +37,7 @@ from components.clean_tokenize.clean_tokenize import (
     heldout_rows,
     prepare,
 )
-from components.clean_tokenize.packing import BlockPacker, encode, special_ids, token_stream
+from components.clean_tokenize.packing import BlockPacker, encode, framing, token_stream
 from components.shared import artifacts
 from components.shared.errors import UserError
 from components.shared.shards import DTYPE
@@ -70,7 +70,7 @@ def tokenize_shard(prepared_dir: Path, out_dir: Path, shard: int, num_shards: in
     if not 0 <= shard < num_shards:
         raise UserError(f"shard {shard} is not in [0, {num_shards}): the pipeline passes shard indices 0..num_shards-1")
     backend = corpus_backend(prepared_dir)
-    sep = special_ids(backend)["[SEP]"]
+    sep = framing(backend, artifacts.read_json(prepared_dir / PARTIAL)["packing"]).sep
     heldout = np.load(prepared_dir / HELDOUT_ROWS)
     corpus = pq.ParquetFile(prepared_dir / artifacts.CORPUS, pre_buffer=False)
     groups = shard_row_groups(corpus.metadata.num_row_groups, shard, num_shards)
@@ -105,8 +105,8 @@ def merge_shards(prepared_dir: Path, shard_dirs: list[Path], out_dir: Path, conf
                 continue
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
         backend = corpus_backend(prepared_dir)
-        special = special_ids(backend)
-        packers = {name: BlockPacker(tmp / SPLITS[name], config.block_size, config.shard_blocks, special) for name in SPLITS}
+        frame = framing(backend, artifacts.read_json(prepared_dir / PARTIAL)["packing"])  # what the shards were cut for
+        packers = {name: BlockPacker(tmp / SPLITS[name], config.block_size, config.shard_blocks, frame) for name in SPLITS}
         for path, index in shards:
             for name, packer in packers.items():
                 stream = np.memmap(path / f"{name}.int32", dtype=DTYPE, mode="r") if (path / f"{name}.int32").stat().st_size else np.zeros(0, DTYPE)

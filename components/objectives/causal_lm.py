@@ -2,10 +2,10 @@
 
 A GPT-2-style decoder built from the preset's sizes (no hub download) reads each packed block and
 predicts every next token: the loss is on every position but the last, with nothing masked and no
-padding. Blocks come from the same packing as masked LM: each document ends with [SEP], which is
-the document separator (GPT-2's <|endoftext|>), and each block opens with [CLS], a
-beginning-of-block token; attention crosses document boundaries inside a block, as in GPT-2 and
-the `run_clm` recipe (`group_texts`).
+padding. Its blocks (`PACKING`: clean_tokenize with `objective: causal_lm`) are the documents'
+tokens back to back, each document followed by [SEP] as the end-of-text token (GPT-2's
+<|endoftext|>), with no [CLS] and no padding; attention crosses document boundaries inside a
+block, as in GPT-2 and the `run_clm` recipe (`group_texts`).
 
 The vocabulary projection at every position is the largest tensor of a small decoder (positions x
 vocab logits, in float32 for the loss); `chunked_cross_entropy` computes it a chunk of rows at a
@@ -17,8 +17,8 @@ from __future__ import annotations
 DESCRIPTION = "causal-LM pretraining"
 MODEL_TYPES = ("gpt2",)  # the saved models' config.model_type: how evaluate finds the objective
 CARD = {"architecture": "GPT-2-style decoder (classifier pools the last non-pad token)", "pretraining": "causal-language-model (next-token) pretraining", "perplexity": "next-token"}  # model-card text
-# The same packing as masked LM: [SEP] separates documents, [CLS] opens a block (a BOS token here).
-PACKING = {"block_prefix": "[CLS]", "doc_separator": "[SEP]"}
+# Documents back to back, [SEP] (the end-of-text token) after each; no block prefix, no padding.
+PACKING = {"block_prefix": None, "doc_separator": "[SEP]"}
 # Logits per chunk (128 MiB in float32): rows = CHUNK_LOGITS // vocab, at least 128. The demo's
 # micro-batch (32 x 127 rows, 8k vocabulary) fits in one chunk, computed without recomputation;
 # BERT-base sizes (16k rows of 512-token blocks, 30k vocabulary: 2 GB of logits) take 15.
@@ -39,7 +39,7 @@ def build_model(sizes, tokenizer):
         resid_pdrop=sizes.dropout,
         embd_pdrop=sizes.dropout,
         attn_pdrop=sizes.dropout,
-        bos_token_id=tokenizer.cls_token_id,
+        bos_token_id=tokenizer.sep_token_id,  # GPT-2: one end-of-text token opens and closes (the blocks hold no [CLS])
         eos_token_id=tokenizer.sep_token_id,
         pad_token_id=tokenizer.pad_token_id,  # a fine-tuned classifier pools the last non-pad token
         attn_implementation="sdpa",

@@ -110,6 +110,7 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
     world = distributed.init(device.type)
     objective = objectives.get(config.objective)
     try:
+        _check_packing(cleaned_dir, config)
         tokenizer, model = _tokenizer_and_model(cleaned_dir, config, objective)
         blocks = open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN)
         if len(blocks) < config.batch_size:
@@ -134,6 +135,16 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
         return metrics
     finally:
         distributed.shutdown()
+
+
+def _check_packing(cleaned_dir: Path, config: PretrainConfig) -> None:
+    """The blocks were packed for this objective (clean_report's `packing`; older reports lack it)."""
+    packed = artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT).get("packing") if (cleaned_dir / artifacts.CLEAN_REPORT).is_file() else None
+    if packed and packed.get("objective") != config.objective:
+        raise UserError(
+            f"the blocks in {cleaned_dir} were packed for {packed.get('objective')} but pretrain.objective is {config.objective}: "
+            f"rerun clean_tokenize with clean_tokenize.objective {config.objective} (lmforge run sets it from pretrain.objective)"
+        )
 
 
 def _tokenizer_and_model(cleaned_dir: Path, config: PretrainConfig, objective):

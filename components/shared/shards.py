@@ -6,7 +6,7 @@ never loaded into RAM as a whole.
 
 Layout of one split directory:
 
-    shard-00000.npy   int32 [n_0, block_size]   ([CLS]-prefixed packed runs, [SEP] between documents)
+    shard-00000.npy   int32 [n_0, block_size]   (packed runs framed as the objective says: masked LM [CLS] + text, [SEP] after each document)
     shard-00001.npy   int32 [n_1, block_size]
     ...
     index.json        {"block_size", "n_blocks", "tokens", "shards": [{"file", "n_blocks"}, ...]}
@@ -32,7 +32,7 @@ class Blocks:
     def __init__(self, path: Path, index: dict):
         self.path, self._index = Path(path), index
         self.block_size: int = int(index["block_size"])
-        self.tokens: int = int(index["tokens"])  # text tokens packed (before [CLS]/[SEP] framing)
+        self.tokens: int = int(index["tokens"])  # text tokens packed (before the objective's framing)
         self._shards = [np.load(self.path / s["file"], mmap_mode="r") for s in index["shards"]]
         counts = np.array([len(s) for s in self._shards], dtype=np.int64)
         # _starts[i] is the global index of shard i's first block; the last entry is the total.

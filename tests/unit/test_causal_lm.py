@@ -39,11 +39,11 @@ def test_chunked_cross_entropy_equals_the_dense_loss_and_gradients():
     assert torch.allclose(ch, dh, atol=1e-5) and torch.allclose(cw, dw, atol=1e-5)
 
 
-def test_loss_falls_and_heldout_perplexity_is_reported(cleaned_dir, tmp_path):
+def test_loss_falls_and_heldout_perplexity_is_reported(clm_cleaned_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "clm"
-    metrics = pretrain(cleaned_dir, out, config(max_steps=40), checkpoint_dir=tmp_path / "ckpt")
+    metrics = pretrain(clm_cleaned_dir, out, config(max_steps=40), checkpoint_dir=tmp_path / "ckpt")
     losses = [h["loss"] for h in artifacts.read_json(out / artifacts.HISTORY)]
     vocab = len(AutoTokenizer.from_pretrained(out))
     assert len(losses) == 40 and all(math.isfinite(x) for x in losses)
@@ -60,10 +60,10 @@ def test_loss_falls_and_heldout_perplexity_is_reported(cleaned_dir, tmp_path):
     assert model.config.eos_token_id == tok.sep_token_id and model.config.pad_token_id == tok.pad_token_id
 
 
-def test_an_interrupted_run_resumes_to_identical_weights(cleaned_dir, tmp_path, monkeypatch):
+def test_an_interrupted_run_resumes_to_identical_weights(clm_cleaned_dir, tmp_path, monkeypatch):
     import torch
 
-    pretrain(cleaned_dir, tmp_path / "straight", config(max_steps=12), checkpoint_dir=tmp_path / "ckpt-a")
+    pretrain(clm_cleaned_dir, tmp_path / "straight", config(max_steps=12), checkpoint_dir=tmp_path / "ckpt-a")
     save = checkpoint.save
 
     def save_then_die(ckpt_dir, step, state):
@@ -72,17 +72,17 @@ def test_an_interrupted_run_resumes_to_identical_weights(cleaned_dir, tmp_path, 
 
     monkeypatch.setattr(checkpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        pretrain(cleaned_dir, tmp_path / "resumed", config(max_steps=12, checkpoint_every=5), checkpoint_dir=tmp_path / "ckpt-b")
+        pretrain(clm_cleaned_dir, tmp_path / "resumed", config(max_steps=12, checkpoint_every=5), checkpoint_dir=tmp_path / "ckpt-b")
     assert checkpoint.step_of(checkpoint.latest(tmp_path / "ckpt-b")) == 5 and not (tmp_path / "resumed").exists()
     monkeypatch.setattr(checkpoint, "save", save)
-    pretrain(cleaned_dir, tmp_path / "resumed", config(max_steps=12, checkpoint_every=5), checkpoint_dir=tmp_path / "ckpt-b")
+    pretrain(clm_cleaned_dir, tmp_path / "resumed", config(max_steps=12, checkpoint_every=5), checkpoint_dir=tmp_path / "ckpt-b")
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     history = [artifacts.read_json(tmp_path / n / artifacts.HISTORY) for n in ("straight", "resumed")]
     assert history[0] == history[1]
 
 
-def test_flop_formula_counts_what_the_step_computes(cleaned_dir):
+def test_flop_formula_counts_what_the_step_computes(clm_cleaned_dir):
     """causal_lm.train_flops against torch's FlopCounterMode on one step; the counter also sees
     the head's recomputation in the chunked loss's backward, which the formula leaves out."""
     import torch
@@ -92,7 +92,7 @@ def test_flop_formula_counts_what_the_step_computes(cleaned_dir):
     from components.objectives import causal_lm
     from components.shared.modeling import ModelSizes
 
-    tok = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
+    tok = AutoTokenizer.from_pretrained(clm_cleaned_dir / artifacts.TOKENIZER_DIR)
     # dropout > 0 keeps SDPA on its math path on a CPU, whose matmuls the counter sees
     model = causal_lm.build_model(ModelSizes.model_validate({**TINY, "dropout": 0.1}), tok).train()
     ids = torch.randint(5, len(tok), (4, 32), generator=torch.Generator().manual_seed(0))
@@ -110,20 +110,20 @@ def test_an_unknown_objective_is_one_line_naming_the_known_ones():
     assert "\n" not in str(info.value) and "pretrain.objective" in str(info.value)
 
 
-def test_two_gloo_processes_and_accumulation_match_one_process(cleaned_dir, tmp_path):
+def test_two_gloo_processes_and_accumulation_match_one_process(clm_cleaned_dir, tmp_path):
     """The engine's DDP and accumulation guarantees hold for the causal objective too (see test_ddp)."""
     from model_weights import max_diff
 
     runs = {"one": {}, "two": {"nproc": 2}, "accum": {"grad_accum": 4}}
     for name, extra in runs.items():
-        pretrain(cleaned_dir, tmp_path / name, config(max_steps=6, batch_size=16, model={**TINY, "dropout": 0.0}, **extra), checkpoint_dir=tmp_path / f"ck-{name}")
+        pretrain(clm_cleaned_dir, tmp_path / name, config(max_steps=6, batch_size=16, model={**TINY, "dropout": 0.0}, **extra), checkpoint_dir=tmp_path / f"ck-{name}")
     one = weights(tmp_path / "one")
     assert max_diff(one, weights(tmp_path / "two")) < 1e-4 and max_diff(one, weights(tmp_path / "accum")) < 1e-4
     losses = [[h["loss"] for h in artifacts.read_json(tmp_path / n / artifacts.HISTORY)] for n in runs]
     assert max(abs(x - y) for x, y in zip(losses[0], losses[1])) < 1e-4
 
 
-def test_the_decoder_fine_tunes_into_a_last_token_classifier_and_evaluate_scores_it(cleaned_dir, tmp_path):
+def test_the_decoder_fine_tunes_into_a_last_token_classifier_and_evaluate_scores_it(clm_cleaned_dir, tmp_path):
     """finetune's classifier from the decoder pools the last non-pad token (right padding changes
     nothing), and evaluate's held-out perplexity is the objective's, the one pretrain reported."""
     import torch
@@ -132,7 +132,7 @@ def test_the_decoder_fine_tunes_into_a_last_token_classifier_and_evaluate_scores
     from components.finetune.finetune import FinetuneConfig, build_classifier
     from components.shared.modeling import load_tokenizer
 
-    metrics = pretrain(cleaned_dir, tmp_path / "clm", config(max_steps=5), checkpoint_dir=tmp_path / "ckpt")
+    metrics = pretrain(clm_cleaned_dir, tmp_path / "clm", config(max_steps=5), checkpoint_dir=tmp_path / "ckpt")
     model = build_classifier(tmp_path / "clm", FinetuneConfig.from_params({}, "finetune")).eval()
     assert type(model).__name__ == "GPT2ForSequenceClassification"
     tok = load_tokenizer(str(tmp_path / "clm"))
@@ -144,20 +144,20 @@ def test_the_decoder_fine_tunes_into_a_last_token_classifier_and_evaluate_scores
         padded = model(input_ids=batch, attention_mask=(batch != pad).long()).logits
         alone = model(input_ids=torch.tensor([ids])).logits
     assert torch.allclose(padded[0], alone[0], atol=1e-5) and not torch.allclose(padded[1], alone[0], atol=1e-5)
-    ppl = heldout_perplexity(tmp_path / "clm", cleaned_dir, EvaluateConfig(max_heldout_blocks=256, threads=1))
+    ppl = heldout_perplexity(tmp_path / "clm", clm_cleaned_dir, EvaluateConfig(max_heldout_blocks=256, threads=1))
     assert ppl == pytest.approx(metrics["pretrain/heldout_perplexity"], rel=1e-4)
 
 
-def test_bf16_autocast_trains_with_the_chunked_loss(cleaned_dir, tmp_path):
+def test_bf16_autocast_trains_with_the_chunked_loss(clm_cleaned_dir, tmp_path):
     """bf16 autocast (a GPU's default, here on the CPU): the checkpointed chunks recompute under the
     same autocast, and the loss stays close to float32's."""
-    runs = {p: pretrain(cleaned_dir, tmp_path / p, config(max_steps=4, precision=p), checkpoint_dir=tmp_path / f"ck-{p}") for p in ("fp32", "bf16")}
+    runs = {p: pretrain(clm_cleaned_dir, tmp_path / p, config(max_steps=4, precision=p), checkpoint_dir=tmp_path / f"ck-{p}") for p in ("fp32", "bf16")}
     fp32, bf16 = ([h["loss"] for h in artifacts.read_json(tmp_path / p / artifacts.HISTORY)] for p in runs)
     assert all(math.isfinite(x) for x in bf16) and fp32 != bf16
     assert max(abs(a - b) for a, b in zip(fp32, bf16)) < 0.1
 
 
-def test_layer_decay_reaches_the_decoder_layers(cleaned_dir):
+def test_layer_decay_reaches_the_decoder_layers(clm_cleaned_dir):
     """finetune.layer_decay on a GPT-2 classifier: embeddings lowest, layer i of L at L - i, the head on top."""
     from transformers import AutoTokenizer
 
@@ -165,7 +165,7 @@ def test_layer_decay_reaches_the_decoder_layers(cleaned_dir):
     from components.shared.modeling import ModelSizes
     from components.shared.training import layer_depth
 
-    model = causal_lm.build_model(ModelSizes.model_validate(TINY), AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR))
+    model = causal_lm.build_model(ModelSizes.model_validate(TINY), AutoTokenizer.from_pretrained(clm_cleaned_dir / artifacts.TOKENIZER_DIR))
     depths = {name: layer_depth(name, 2) for name, _ in model.named_parameters()}
     assert depths["transformer.wte.weight"] == depths["transformer.wpe.weight"] == 3
     assert depths["transformer.h.0.attn.c_attn.weight"] == 2 and depths["transformer.h.1.mlp.c_fc.weight"] == 1

@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_text, clean_tokenize, heldout_rows
-from components.clean_tokenize.packing import BlockPacker, encode, pack_texts, special_ids
+from components.clean_tokenize.packing import BlockPacker, encode, framing, pack_texts
 from components.ingest.ingest import IngestConfig, ingest
+from components.objectives.masked_lm import PACKING as MASKED_LM
 from components.shared import artifacts
 from components.shared.errors import UserError
 from components.shared.shards import open_blocks
@@ -283,8 +284,8 @@ def test_packer_carries_the_tail_across_chunks(cleaned_dir, tmp_path):
     """Fed in uneven chunks (some empty), the packer never holds a whole block back."""
     tok = _backend(cleaned_dir)
     texts = pd.read_parquet(cleaned_dir / artifacts.CORPUS)["text"].tolist()
-    reference = pack_texts(tok, [texts], tmp_path / "one", 16, shard_blocks=1000)
-    packer = BlockPacker(tmp_path / "many", 16, 7, special_ids(tok))
+    reference = pack_texts(tok, [texts], tmp_path / "one", 16, shard_blocks=1000, packing=MASKED_LM)
+    packer = BlockPacker(tmp_path / "many", 16, 7, framing(tok, MASKED_LM))
     start = 0
     for size in [0, 1, 5, 0, 2, 13, 3] * 10:
         packer.add(encode(tok, texts[start : start + size]))
