@@ -7,6 +7,8 @@ line in `OBJECTIVES`; the module provides:
 - `DESCRIPTION`: one line for `pretrain.objective`'s help and the loss-curve title
 - `PACKING`: what packing must put around a document (block prefix, document separator)
 - `build_model(sizes, tokenizer)` and `load_model(init_from)`: a fresh or a continued model
+- `training_blocks(blocks, tokenizer, config)`: what the engine draws examples from (`len`, `take`,
+  `block_size`): the packed blocks, or a view of them (next-sentence prediction's segment pairs)
 - `Batches(tokenizer, config)`: batch preparation (masking, shifting) from a global batch of
   block ids to `(inputs, labels, n_targets)`; seeded, with `state_dict`/`load_state_dict`
 - `step_module(model)`: an nn.Module whose forward(*micro_batch) is the summed loss (DDP wraps it)
@@ -34,6 +36,8 @@ OBJECTIVES = {
     "causal_lm": "components.objectives.causal_lm",
 }
 NAMES = tuple(OBJECTIVES)
+# Options of an objective that change what it is made of: (objective, PretrainConfig flag) -> module.
+VARIANTS = {("masked_lm", "nsp"): "components.objectives.next_sentence"}
 
 
 def unknown(name: str) -> str:
@@ -45,6 +49,15 @@ def get(name: str) -> ModuleType:
     if name not in OBJECTIVES:
         raise UserError(unknown(name))
     return importlib.import_module(OBJECTIVES[name])
+
+
+def for_pretrain(config) -> ModuleType:
+    """The module that trains a PretrainConfig: `pretrain.objective`'s, or its variant for a flag
+    that is on (masked_lm with `nsp: true`: next-sentence prediction added)."""
+    for (name, flag), module in VARIANTS.items():
+        if config.objective == name and getattr(config, flag, False):
+            return importlib.import_module(module)
+    return get(config.objective)
 
 
 def of_pretrained(pretrained_dir: Path) -> ModuleType:

@@ -60,6 +60,11 @@ def load_model(init_from: str):
     return _from_checkpoint(AutoModelForCausalLM, init_from, attn_implementation="sdpa")
 
 
+def training_blocks(blocks, tokenizer, config):
+    """What the engine draws from: the packed blocks themselves."""
+    return blocks
+
+
 class Batches:
     """Batch preparation: the inputs are the blocks, the labels the blocks shifted by one token.
     Nothing is random, so the state is empty (the engine's block order carries the position)."""

@@ -20,6 +20,11 @@ CARD = {"architecture": "BERT-style encoder", "pretraining": "masked-language-mo
 PACKING = {"block_prefix": "[CLS]", "doc_separator": "[SEP]"}
 
 
+def training_blocks(blocks, tokenizer, config):
+    """What the engine draws from: the packed blocks themselves."""
+    return blocks
+
+
 class Batches:
     """Batch preparation: BERT's masking of a global batch of blocks; n_targets = masked positions."""
 
@@ -154,7 +159,7 @@ def sparse_mlm_module(model):
             for layer in body:
                 hidden = layer(hidden)
             hidden = _last_layer_at(last, hidden, query_rows, slots)
-            logits = self.mlm.cls(hidden)
+            logits = self.mlm.cls.predictions(hidden)  # the MLM head of BertForMaskedLM and of BertForPreTraining (NSP)
             return F.cross_entropy(logits.float(), targets, reduction="sum")
 
     return SparseMLM(model)

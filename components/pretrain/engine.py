@@ -55,7 +55,7 @@ def train(model, tokenizer, blocks, opt, sched, config, device, world, progress,
     from components import objectives
     from components.pretrain import checkpoint
 
-    objective = objective or objectives.get(config.objective)
+    objective = objective or objectives.for_pretrain(config)
     B, A, W = config.batch_size, config.grad_accum, world.size
     if B % (A * W):  # an outer torchrun (a multi-node job) may start more processes than pretrain.nproc
         raise UserError(f"pretrain.batch_size {B} does not split into grad_accum {A} x {W} processes: make batch_size a multiple of {A * W}")
@@ -93,12 +93,12 @@ def train(model, tokenizer, blocks, opt, sched, config, device, world, progress,
     for step in range(start + 1, config.max_steps + 1):
         ids = torch.from_numpy(blocks.take(order.next(B))).long()
         inputs, labels, n_targets = batches(ids)
-        inputs, labels = inputs[mine], labels[mine]
+        inputs, labels = _rows(inputs, mine), _rows(labels, mine)
         loss_sum = torch.zeros((), device=device)
         for a in range(A):
             sync = contextlib.nullcontext() if (W == 1 or a == A - 1) else module.no_sync()
             rows = slice(a * micro, (a + 1) * micro)
-            batch = objective.micro_batch(inputs[rows], labels[rows], fixed)
+            batch = objective.micro_batch(_rows(inputs, rows), _rows(labels, rows), fixed)
             if device.type == "cuda":  # pinned: the copy runs behind the host, which goes on to the next step
                 batch = [t.pin_memory().to(device, non_blocking=True) for t in batch]
             with sync, autocast:
@@ -124,6 +124,11 @@ def train(model, tokenizer, blocks, opt, sched, config, device, world, progress,
     if device.type == "cuda":
         torch.cuda.synchronize()
     return {"tokens": (config.max_steps - start) * B * blocks.block_size, "seconds": time.perf_counter() - t0, "targets": targets_total, "steps": config.max_steps - start}
+
+
+def _rows(batch, rows: slice):
+    """Rows of a batch tensor, or of each tensor of a tuple (an objective's inputs may be several)."""
+    return batch[rows] if not isinstance(batch, tuple) else tuple(t[rows] for t in batch)
 
 
 def _flush(pending: list, progress, tokens_per_step: int, device) -> None:

@@ -39,6 +39,9 @@ class PretrainConfig(StageConfig):
         0.0, ge=0, lt=1, description="dropout while pretraining (0: Cramming's choice, and SDPA's fused CPU kernel); the saved model keeps model.dropout for fine-tuning; None = model.dropout"
     )
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="masked_lm: share of tokens to predict (BERT's 15%)")
+    nsp: bool = Field(
+        False, description="masked_lm: add BERT's next-sentence prediction (segment pairs from document order, half of them random; components/objectives/next_sentence.py); off: RoBERTa found it does not help"
+    )
     seed: int = Field(42, description="seeds weights, batch order and masks")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when visible")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on a GPU that has it, else fp32")
@@ -55,6 +58,12 @@ class PretrainConfig(StageConfig):
         if name not in objectives.NAMES:
             raise ValueError(objectives.unknown(name))
         return name
+
+    @model_validator(mode="after")
+    def _nsp_is_masked_lm(self):
+        if self.nsp and self.objective != "masked_lm":
+            raise ValueError(f"nsp is a second loss of the masked_lm objective, not of {self.objective}: set nsp false or objective masked_lm")
+        return self
 
     @model_validator(mode="after")
     def _batch_splits(self):
@@ -108,11 +117,11 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
     seed_everything(config.seed, config.threads)
     device = distributed.resolve_device(config.device, distributed.world())
     world = distributed.init(device.type)
-    objective = objectives.get(config.objective)
+    objective = objectives.for_pretrain(config)
     try:
         _check_packing(cleaned_dir, config)
         tokenizer, model = _tokenizer_and_model(cleaned_dir, config, objective)
-        blocks = open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN)
+        blocks = objective.training_blocks(open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN), tokenizer, config)
         if len(blocks) < config.batch_size:
             raise UserError(f"only {len(blocks)} training blocks for batch_size {config.batch_size}: lower pretrain.batch_size or add text")
         model.to(device)
