@@ -33,6 +33,9 @@ ROWS: list[tuple[str, list[str]]] = [
     ("vocab 4000 mask 30% lr 2e-3", ["clean_tokenize.vocab_size=4000", "pretrain.mlm_probability=0.3", "pretrain.learning_rate=2e-3", "pretrain.warmup_ratio=0.1"]),
     ("pooling cls", ["finetune.pooling=cls"]),
     ("lr 3e-4", ["pretrain.learning_rate=3e-4"]),
+    # Issue 11: BERT's second loss against the demo preset's plain masked LM (RoBERTa found it does not help).
+    # Its steps are segment pairs, padded: fewer real tokens per step than the packed blocks.
+    ("next-sentence prediction", ["pretrain.nsp=true"]),
 ]
 BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/4x, 1x and 4x the demo's 600
 QUICK_BUDGETS = [20]  # one small budget on the tiny preset: a smoke run of a minute or two

@@ -103,3 +103,20 @@ def test_a_bad_row_fails_before_any_cell_runs(tmp_path):
     plan = [(spec, ("demo preset", []), 0), (spec, ("typo", ["pretrain.max_stepz=5"]), 600)]
     with pytest.raises(UserError, match="row 'typo' on demo: unknown config key 'pretrain.max_stepz'"):
         quality.check_configs(plan, "demo", tmp_path / "corpus.jsonl", None)
+
+
+def test_every_row_validates_and_the_nsp_row_turns_nsp_on(tmp_path):
+    spec = quality.Spec("demo", tmp_path / "labeled.csv")
+    quality.check_configs([(spec, row, budget) for row in quality.ROWS for budget in quality.BUDGETS], "demo", tmp_path / "corpus.jsonl", 1)
+    rows = dict(quality.ROWS)
+    nsp = load_config("demo", quality.cell_overrides(spec, tmp_path / "corpus.jsonl", rows["next-sentence prediction"], 600))
+    plain = load_config("demo", quality.cell_overrides(spec, tmp_path / "corpus.jsonl", rows["demo preset"], 600))
+    assert nsp.pretrain.nsp and not plain.pretrain.nsp
+    assert nsp.section("clean_tokenize") == plain.section("clean_tokenize")  # the same blocks: one clean_tokenize serves both
+
+
+def test_the_nsp_row_runs_on_the_tiny_preset(text_files, tmp_path):
+    spec = quality.Spec("tiny-set", text_files / LABELED_FILE)
+    row = ("next-sentence prediction", dict(quality.ROWS)["next-sentence prediction"])
+    result = quality.run_cell(Cache(tmp_path / "cache"), spec, "tiny", row, 10, text_files / CORPUS_FILE, threads=1).result
+    assert result["stages"]["pretrain"]["cached"] is False and 0 <= result["accuracy"] <= 1 and result["perplexity"] > 1
