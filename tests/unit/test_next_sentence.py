@@ -180,3 +180,13 @@ def test_nsp_is_a_masked_lm_option_only():
     with pytest.raises(UserError, match="nsp is a second loss of the masked_lm objective, not of causal_lm") as info:
         PretrainConfig.from_params({"objective": "causal_lm", "nsp": True}, "pretrain")
     assert "\n" not in str(info.value)
+
+
+def test_nsp_continues_a_masked_lm_checkpoint_with_a_fresh_nsp_head(cleaned_dir, mlm_dir, tmp_path):
+    import torch
+
+    pretrain(cleaned_dir, tmp_path / "continued", config(max_steps=2, init_from=str(mlm_dir)), checkpoint_dir=tmp_path / "ck")
+    before, after = weights(mlm_dir), weights(tmp_path / "continued")
+    assert "cls.seq_relationship.weight" in after and "cls.seq_relationship.weight" not in before
+    assert before["bert.embeddings.word_embeddings.weight"].shape == after["bert.embeddings.word_embeddings.weight"].shape
+    assert not torch.equal(before["bert.embeddings.word_embeddings.weight"], after["bert.embeddings.word_embeddings.weight"])  # it trained on
