@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", help=f"comma-separated, default all: {','.join(DATASETS)}")
     parser.add_argument("--budgets", help=f"pretrain.max_steps values, 0 = no pretraining (default {','.join(map(str, BUDGETS))})")
-    parser.add_argument("--rows", help=f"recipe rows by name (default all: {', '.join(n for n, _ in ROWS)})")
+    parser.add_argument("--rows", help=f"recipe rows by name (default all: {', '.join(n for n, _ in ROWS)})".replace("%", "%%"))  # argparse formats help with %
     parser.add_argument("--quick", action="store_true", help=f"tiny preset, budgets {QUICK_BUDGETS}, first row only: a smoke run")
     parser.add_argument("--preset", help="base preset (default demo; tiny with --quick)")
     parser.add_argument("--threads", type=int, help="torch threads for pretrain, finetune and evaluate (default: all cores)")

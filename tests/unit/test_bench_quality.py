@@ -120,3 +120,14 @@ def test_the_nsp_row_runs_on_the_tiny_preset(text_files, tmp_path):
     row = ("next-sentence prediction", dict(quality.ROWS)["next-sentence prediction"])
     result = quality.run_cell(Cache(tmp_path / "cache"), spec, "tiny", row, 10, text_files / CORPUS_FILE, threads=1).result
     assert result["stages"]["pretrain"]["cached"] is False and 0 <= result["accuracy"] <= 1 and result["perplexity"] > 1
+
+
+def test_help_lists_every_row_even_those_named_with_a_percent_sign(capsys):
+    """`--help` crashed in argparse's %-formatting on the row named 'vocab 4000 mask 30%'."""
+    from bench import quality
+
+    with pytest.raises(SystemExit) as exit_:
+        quality.main(["--help"])
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text (at spaces and hyphens)
+    assert "demo preset" in out and "vocab 4000 mask 30% lr 2e-3" in out
