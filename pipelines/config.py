@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from components import tasks
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig
 from components.evaluate.evaluate import EvaluateConfig
 from components.finetune.finetune import FinetuneConfig
@@ -26,6 +27,7 @@ from pipelines.cluster import ClusterConfig
 
 PRESETS_DIR = Path(__file__).parent / "configs"
 STAGES = ("ingest", "clean_tokenize", "validate", "pretrain", "finetune", "evaluate", "register")
+TASK_STAGES = ("ingest", "validate", "evaluate", "register")  # the stages that ask the task (finetune names it)
 
 
 class PipelineConfig(StrictModel):
@@ -70,11 +72,30 @@ class PipelineConfig(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
+    def _one_task(cls, data):
+        """The task is named once, in finetune.task: ingest (the label schema), validate (the label
+        checks), evaluate (metrics, baselines, gate) and register (model name, card) get it from there."""
+        if not isinstance(data, dict) or not all(isinstance(data.get(k) or {}, dict) for k in TASK_STAGES + ("finetune",)):
+            return data
+        task = (data.get("finetune") or {}).get("task", tasks.DEFAULT)
+        out = dict(data)
+        for stage in TASK_STAGES:
+            section = dict(data.get(stage) or {})
+            if section.get("task", task) != task:
+                raise ValueError(f"{stage}.task differs from finetune.task: name the task once, in finetune.task")
+            out[stage] = {**section, "task": task}
+        return out
+
+    @model_validator(mode="before")
+    @classmethod
     def _one_label_list(cls, data):
         """The classes are named once, in finetune.label_names: ingest maps string labels by them
         and validate allows their ids (validate.labels, when set, must agree: checked below)."""
         if not isinstance(data, dict) or not all(isinstance(data.get(k) or {}, dict) for k in ("ingest", "finetune", "validate")):
             return data
+        task = (data.get("finetune") or {}).get("task", tasks.DEFAULT)
+        if task in tasks.NAMES and not tasks.get(task).USES_CLASSES:
+            return data  # no classes to name (regression)
         names = (data.get("finetune") or {}).get("label_names", FinetuneConfig.model_fields["label_names"].default)
         ingest, val = dict(data.get("ingest") or {}), dict(data.get("validate") or {})
         if ingest.get("label_names") not in (None, names):
@@ -109,7 +130,7 @@ class PipelineConfig(StrictModel):
                 raise ValueError(f"{name}.nproc is {nproc} but cluster.stages.{name}.accelerator_count is {gpus}: one process per GPU, make them equal")
         if self.evaluate.gate.baseline == "control" and not self.finetune.control:
             raise ValueError("evaluate.gate.baseline is control but finetune.control is false, so no control is trained: set finetune.control: true or choose another baseline")
-        if len(self.finetune.label_names) != len(val.labels):
+        if val.labels is not None and tasks.get(self.finetune.task).USES_CLASSES and len(self.finetune.label_names) != len(val.labels):
             raise ValueError(f"finetune.label_names names {len(self.finetune.label_names)} classes but validate.labels allows {len(val.labels)}: make them match")
         # clean_tokenize keeps long labeled texts (their tokens are truncated), so a validate.max_chars
         # bound is the user's own choice to fail on them, not a contradiction with cleaning.

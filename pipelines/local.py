@@ -27,6 +27,13 @@ SUMMARY_METRICS = [
     ("majority baseline accuracy", "eval/baseline_majority_accuracy"),
     ("TF-IDF + LR baseline accuracy", "eval/baseline_tfidf_accuracy"),
     ("random-init control accuracy", "eval/control_accuracy"),
+    ("Pearson", "eval/pearson"),  # regression (finetune.task: regression); a run shows its task's rows only
+    ("Spearman", "eval/spearman"),
+    ("RMSE", "eval/rmse"),
+    ("train-mean baseline RMSE", "eval/baseline_mean_rmse"),
+    ("TF-IDF + ridge baseline RMSE", "eval/baseline_ridge_rmse"),
+    ("TF-IDF + ridge baseline Pearson", "eval/baseline_ridge_pearson"),
+    ("random-init control Pearson", "eval/control_pearson"),
     ("held-out MLM perplexity", "eval/perplexity"),
     ("pretrain final loss", "pretrain/final_loss"),
 ]

@@ -76,14 +76,18 @@ def versions_table(rows: list[dict]) -> str:
     def num(value, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
-    header = ["model", "version", "aliases", "created (UTC)", "gate", "accuracy", "macro-F1", "majority", "TF-IDF", "perplexity", "data rev", "run"]
+    # A regression model's scores get columns of their own, shown only when such a version is listed.
+    scored = any(r.get("pearson") is not None for r in rows)
+    extra = ["Pearson", "RMSE"] if scored else []
+    header = ["model", "version", "aliases", "created (UTC)", "gate", "accuracy", "macro-F1", "majority", "TF-IDF", *extra, "perplexity", "data rev", "run"]
     body = [
         [r["model"], r["version"], ",".join(f"@{a}" for a in r["aliases"]) or "-", r["created"], r["gate"], num(r["accuracy"], ".4f"),
          num(r["macro_f1"], ".4f"), num(r["baseline_majority_accuracy"], ".4f"),
-         num(r.get("baseline_tfidf_accuracy"), ".4f"), num(r["perplexity"], ".1f"), r["data_rev"] or "-", r["run_name"] or "-"]
+         num(r.get("baseline_tfidf_accuracy"), ".4f"), *([num(r.get("pearson"), ".4f"), num(r.get("rmse"), ".4f")] if scored else []),
+         num(r["perplexity"], ".1f"), r["data_rev"] or "-", r["run_name"] or "-"]
         for r in rows
     ]  # fmt: skip
-    return table(header, body, right={"version", "accuracy", "macro-F1", "majority", "TF-IDF", "perplexity"})
+    return table(header, body, right={"version", "accuracy", "macro-F1", "majority", "TF-IDF", "Pearson", "RMSE", "perplexity"})
 
 
 def history_table(records: list[dict]) -> str:

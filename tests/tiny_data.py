@@ -11,6 +11,8 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
+
 CORPUS_FILE = "corpus.jsonl"  # in text_files: id, title, text
 LABELED_FILE = "labeled.csv"  # in text_files: id, text, label, split
 
@@ -89,6 +91,21 @@ def labeled_sentences(n: int = 400) -> list[dict]:
     return rows
 
 
+# How strongly each sentiment word says it, for the regression task's target (the demo's human
+# ratings run -4..+4): a sentence's score is the mean of its three words' intensities.
+INTENSITY = {w: 1.0 + 2.0 * i / (len(POSITIVE) - 1) for i, w in enumerate(POSITIVE)} | {w: -1.0 - 2.0 * i / (len(NEGATIVE) - 1) for i, w in enumerate(NEGATIVE)}
+
+
+def scored_sentences(n: int = 400) -> list[dict]:
+    """labeled_sentences with a `score` column: the mean intensity of the three sentiment words
+    (-3..+3), rounded to 3 decimals, as the demo's rt_sentences.csv carries its ratings."""
+    rows = labeled_sentences(n)
+    for row in rows:
+        words = [w.strip(",.") for w in row["text"].split()]
+        row["score"] = round(float(np.mean([INTENSITY[w] for w in words if w in INTENSITY])), 3)
+    return rows
+
+
 def _split(row_id: str) -> str:
     from components.shared.splits import split_of
 
@@ -103,7 +120,8 @@ def write_text_files(root: Path, docs: list[dict], rows: list[dict]) -> Path:
     with (root / CORPUS_FILE).open("w", encoding="utf-8") as f:
         for doc in docs:
             f.write(json.dumps(doc) + "\n")
-    pd.DataFrame(rows, columns=["id", "text", "label", "split"]).to_csv(root / LABELED_FILE, index=False)
+    columns = ["id", "text", "score", "label", "split"] if rows and "score" in rows[0] else ["id", "text", "label", "split"]
+    pd.DataFrame(rows, columns=columns).to_csv(root / LABELED_FILE, index=False)
     return root
 
 

@@ -11,8 +11,9 @@ def evaluate_op(
     config: dict, register_config: dict, run_name: str, cleaned: Input[Dataset], mlm: Input[Model], classifier: Input[Model],
     evaluation: Output[Dataset], metrics: Output[Metrics], confusion: Output[ClassificationMetrics], report_html: Output[HTML],
 ):
-    """Test accuracy, macro-F1, confusion matrix, held-out perplexity, baselines, and the gate
-    against the champion of the model that register will add a version to."""
+    """The task's test metrics and picture (a confusion matrix, or a scatter plot of predicted against
+    true), held-out perplexity, baselines, and the gate against the champion of the model that
+    register will add a version to."""
     from pathlib import Path
 
     from components.evaluate.evaluate import EvaluateConfig, evaluate
@@ -20,7 +21,7 @@ def evaluate_op(
     from components.shared.reporting import log_confusion_matrix, stage_task
 
     out = Path(evaluation.path)
-    files = [out / name for name in (artifacts.EVAL_REPORT, artifacts.CONFUSION_PNG, artifacts.EVAL_HTML, artifacts.GATE_MD, artifacts.GATE_PNG, artifacts.GATE_REPORT)]
+    files = [out / name for name in (artifacts.EVAL_REPORT, artifacts.CONFUSION_PNG, artifacts.SCATTER_PNG, artifacts.EVAL_HTML, artifacts.GATE_MD, artifacts.GATE_PNG, artifacts.GATE_REPORT)]
     with stage_task("evaluate", run_name, metrics, config, files=files) as task:
         cfg = EvaluateConfig.from_params(config, "evaluate")
         model_name = register_config.get("model_name")  # register validated it; the section always holds it

@@ -1,6 +1,8 @@
-"""finetune: a sequence classifier initialised from the pretrained encoder.
+"""finetune: a model for the downstream task (`task`: classification, regression) initialised
+from the pretrained encoder; the task module (components/tasks/) supplies the head, the batches,
+the loss and the validation scores.
 
-The MLM head is dropped and a fresh classification head is trained on the labeled train split
+The MLM head is dropped and a fresh task head is trained on the labeled train split
 within a step budget, validated every `eval_every` steps and stopped after `patience` validations
 without improvement, once per rate in `learning_rates`; the best weights of the best rate on
 validation are kept (`loop.py`). A randomly initialised control of the same shape gets exactly the
@@ -16,8 +18,10 @@ from typing import Literal
 import pandas as pd
 from pydantic import Field, PositiveFloat, model_validator
 
+from components import tasks
 from components.finetune import loop
-from components.tasks.classification import CONTROL_DIR, accuracy
+from components.tasks.classification import accuracy
+from components.tasks.sequence import CONTROL_DIR
 from components.shared import artifacts, distributed
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
@@ -29,6 +33,7 @@ SEARCH = "search.json"  # every rate's evaluations, for the classifier and the c
 
 
 class FinetuneConfig(StageConfig):
+    task: str = Field(tasks.DEFAULT, description=f"the downstream task, a module in components/tasks/: {', '.join(tasks.NAMES)}")
     max_steps: int = Field(1000, ge=1, description="step budget of each run (one run per learning rate); early stopping usually ends a run sooner")
     eval_every: int | None = Field(None, ge=1, description="validate every N steps (and at the last); None = once an epoch, or every max_steps / 10 if sooner, but at most every 50 steps")
     patience: int = Field(3, ge=0, description="stop a run after this many validations without improvement, keeping its best weights; 0 = always run the whole budget")
@@ -36,8 +41,11 @@ class FinetuneConfig(StageConfig):
     learning_rates: list[PositiveFloat] = Field(
         [1e-4], min_length=1, description="peak rates to try, one run each from the same initial weights and seed; the best on validation is kept (a single `learning_rate: x` means [x])"
     )
-    select_metric: Literal["accuracy", "macro_f1"] = Field("accuracy", description="what early stopping and the rate search maximise on validation (ties: lower validation loss); macro_f1 for imbalanced or many classes")
-    class_weights: Literal["none", "balanced"] = Field("none", description="balanced: cross-entropy weighted by n_rows / (n_classes * rows of the class), counted on the train split")
+    select_metric: str = Field(
+        "accuracy", description="what early stopping and the rate search optimise on validation (ties: lower validation loss); classification: accuracy or macro_f1 "
+        "(for imbalanced or many classes); regression: rmse (the default, lower is better), pearson or spearman",
+    )
+    class_weights: Literal["none", "balanced"] = Field("none", description="balanced: cross-entropy weighted by n_rows / (n_classes * rows of the class), counted on the train split (classification only)")
     pooling: Literal["pooler", "cls"] = Field(
         "pooler",
         description="pooler: BERT's pooler (dense + tanh on [CLS]) from a random init, as transformers builds it; cls: the same pooler initialised to the identity with zero bias, so the head starts on tanh([CLS]) of the pretrained encoder (it trains from there)",
@@ -45,7 +53,7 @@ class FinetuneConfig(StageConfig):
     layer_decay: float = Field(1.0, gt=0, le=1, description="layer-wise rate decay: encoder layer i of L trains at lr * decay**(L - i), embeddings decay**(L + 1), pooler and head at lr; 1.0 = off")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of max_steps spent warming up (linear decay to zero at max_steps)")
     weight_decay: float = Field(0.01, ge=0, description="AdamW decay, not applied to biases and norms")
-    label_names: list[str] = Field(["negative", "positive"], description="class names, index = label id (shown by the served model)")
+    label_names: list[str] = Field(["negative", "positive"], description="class names, index = label id (shown by the served model); classification only")
     seed: int = Field(42, description="seeds the head, batch order and dropout (the same for every rate)")
     threads: int | None = Field(None, ge=1, description="torch threads; None = all cores")
     log_every: int = Field(50, ge=1, description="progress line every N steps")
@@ -65,7 +73,21 @@ class FinetuneConfig(StageConfig):
             if "learning_rates" in data:
                 raise ValueError("finetune.learning_rate and finetune.learning_rates are both set: keep one (learning_rates: [a, b] searches several)")
             data = {**{k: v for k, v in data.items() if k != "learning_rate"}, "learning_rates": [data["learning_rate"]]}
+        task = data.get("task", tasks.DEFAULT)
+        if "select_metric" not in data and task in tasks.NAMES:  # the task's own default (classification: accuracy)
+            data = {**data, "select_metric": next(iter(tasks.get(task).SELECT_METRICS))}
         return data
+
+    @model_validator(mode="after")
+    def _task_knows(self):
+        if self.task not in tasks.NAMES:
+            raise ValueError(tasks.unknown(self.task))
+        task = tasks.get(self.task)
+        if self.select_metric not in task.SELECT_METRICS:
+            raise ValueError(f"finetune.select_metric {self.select_metric!r} is not a {self.task} metric: use one of {', '.join(task.SELECT_METRICS)}")
+        if self.class_weights != "none" and not task.USES_CLASSES:
+            raise ValueError(f"finetune.class_weights {self.class_weights!r} weighs classes, which the {self.task} task has none of: set finetune.class_weights: none")
+        return self
 
     @model_validator(mode="after")
     def _fits(self):
@@ -105,7 +127,7 @@ def run(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Finetune
     device = distributed.resolve_device(config.device, distributed.world(), "finetune")
     world = distributed.init(device.type)
     try:
-        train, val = labeled_splits(cleaned_dir, len(config.label_names))
+        train, val = labeled_splits(cleaned_dir, config)
         tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
         model = build_classifier(pretrained_dir, config).to(device)
         model, runs, chosen = loop.search(model, tokenizer.pad_token_id, train, val, config, "finetune", world)
@@ -134,47 +156,27 @@ def run(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Finetune
         distributed.shutdown()
 
 
-def labeled_splits(cleaned_dir: Path, num_labels: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The train and validation rows (the test split stays untouched), checked against the label names."""
+def labeled_splits(cleaned_dir: Path, config: FinetuneConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and validation rows (the test split stays untouched), their labels checked by the task."""
     labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
     train, val = labeled[labeled.split == "train"], labeled[labeled.split == "validation"]
     if train.empty or val.empty:
         raise UserError(f"the labeled set has {len(train)} train and {len(val)} validation rows: both splits need rows")
-    if labeled.label.max() >= num_labels or labeled.label.min() < 0:
-        raise UserError(f"labels run from {labeled.label.min()} to {labeled.label.max()} but finetune.label_names has {num_labels} names: name every class")
+    tasks.get(config.task).check_labels(labeled, config)
     return train, val
 
 
 def build_classifier(pretrained_dir: Path, config: FinetuneConfig, random_init: bool = False):
-    """A BertForSequenceClassification (any class AutoModelForSequenceClassification loads back)
-    from the pretrained encoder, or of its shape from random weights (the control), with
-    `config.pooling` applied to the fresh pooler."""
-    import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    names = config.label_names
-    labels = {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-    hf_logging.set_verbosity_error()  # "some weights were not used / newly initialized": expected, the MLM head is dropped
-    if random_init:
-        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(pretrained_dir, **labels))
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(pretrained_dir, **labels)
-    if config.pooling == "cls":
-        pooler = getattr(model.base_model, "pooler", None)
-        if pooler is None or not isinstance(getattr(pooler, "dense", None), torch.nn.Linear):
-            raise UserError(f"finetune.pooling=cls needs a BERT-style pooler (dense + tanh), which {type(model).__name__} lacks: set finetune.pooling=pooler")
-        with torch.no_grad():  # tanh([CLS]) at the start: the head sees the pretrained encoder's own [CLS] state
-            pooler.dense.weight.copy_(torch.eye(pooler.dense.in_features))
-            pooler.dense.bias.zero_()
-    return model
+    """The task's model (an AutoModelForSequenceClassification: a classifier, or a one-output
+    regressor) on the pretrained encoder, or of its shape from random weights (the control)."""
+    return tasks.get(config.task).build_model(pretrained_dir, config, random_init)
 
 
 def search_metrics(prefix: str, runs: list, chosen: int, config: FinetuneConfig) -> dict:
     """The chosen run's validation scores, rate and steps, and every rate's best validation score
     (`<prefix>val_<metric>_lr<i>`, -1 where a rate diverged before its first validation)."""
     metric, best = config.select_metric, runs[chosen].best
-    out = {f"{prefix}val_accuracy": best["accuracy"], f"{prefix}val_macro_f1": best["macro_f1"], f"{prefix}lr": runs[chosen].lr}
+    out = {f"{prefix}val_{k}": v for k, v in best.items() if k not in ("step", "loss")} | {f"{prefix}lr": runs[chosen].lr}
     if prefix == "finetune/":  # the classifier's own run; the control's steps are in search.json
         out |= {"finetune/best_step": best["step"], "finetune/steps": runs[chosen].summary()["steps"], "finetune/stopped_early": int(runs[chosen].stopped_early)}
     for i, r in enumerate(runs):

@@ -3,9 +3,11 @@
 One run per rate in `learning_rates`, each from the same initial weights and seed; a run validates
 every `eval_every` steps and stops after `patience` validations without improvement; the best
 weights of the best run are kept. Evaluations and runs are ranked on the validation
-`select_metric`, ties broken by the lower validation loss: on a small validation split accuracy
+`select_metric` (higher or lower is better as the task says: accuracy up, RMSE down), ties
+broken by the lower validation loss: on a small validation split accuracy
 often stays flat for several evaluations while the model still improves (at the start, say), and
-the loss keeps such a plateau from ending a run. The test split never enters here.
+the loss keeps such a plateau from ending a run. The task (components/tasks/) gives the batches,
+the loss and the scores. The test split never enters here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.tasks.classification import collate, scores, to_device
+from components import tasks
 from components.shared.distributed import World
 from components.shared.errors import UserError
 from components.shared.training import Progress, optimizer_and_schedule
@@ -54,6 +56,7 @@ class Setup:
     config: Any  # FinetuneConfig
     world: World
     name: str
+    task: Any  # the task module (components/tasks/<config.task>.py)
     class_w: Any  # per-class loss weights (float32, on the model's device), or None
     row_w: Any  # each train row's loss weight (float64, CPU): a global batch's sum normalises its loss
 
@@ -70,7 +73,7 @@ def search(model, pad_id: int, train: pd.DataFrame, val: pd.DataFrame, config, n
         model.load_state_dict(initial)
         set_rng_state(rng)  # the same dropout masks for every rate (the stream goes on from the head's init, not replaying it)
         runs.append(train_run(s, lr, name if len(config.learning_rates) == 1 else f"{name} lr={lr:g}"))
-        if rank(runs[i], config.select_metric) > rank(runs[chosen], config.select_metric):
+        if rank(runs[i], config.select_metric, s.task) > rank(runs[chosen], config.select_metric, s.task):
             runs[chosen].state, chosen = None, i
         elif i != chosen:
             runs[i].state = None
@@ -85,7 +88,6 @@ def search(model, pad_id: int, train: pd.DataFrame, val: pd.DataFrame, config, n
 
 def prepare(model, pad_id: int, train: pd.DataFrame, val: pd.DataFrame, config, name: str, world: World) -> Setup:
     """The DDP wrapper (once per model: every run reuses it) and the loss weights."""
-    import torch
 
     if config.batch_size % world.size:  # an outer torchrun may start more processes than finetune.nproc
         raise UserError(f"finetune.batch_size {config.batch_size} does not split into {world.size} processes: make batch_size a multiple of {world.size}")
@@ -95,11 +97,9 @@ def prepare(model, pad_id: int, train: pd.DataFrame, val: pd.DataFrame, config, 
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         step_fn = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)  # broadcasts rank 0's weights (the fresh head included) to every rank
-    weights = class_weights(train["label"].to_numpy(), model.config.num_labels, config.class_weights)
-    labels = torch.from_numpy(train["label"].to_numpy(dtype=np.int64, copy=True))
-    class_w = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
-    row_w = torch.ones(len(train), dtype=torch.float64) if weights is None else torch.tensor(weights, dtype=torch.float64)[labels]
-    return Setup(model, step_fn, pad_id, train, val, config, world, name, class_w, row_w)
+    task = tasks.get(config.task)
+    class_w, row_w = task.loss_weights(train["label"].to_numpy(), model.config.num_labels, config.class_weights, device)
+    return Setup(model, step_fn, pad_id, train, val, config, world, name, task, class_w, row_w)
 
 
 def train_run(s: Setup, lr: float, name: str) -> Run:
@@ -138,8 +138,8 @@ def train_step(s: Setup, idx, opt, sched) -> tuple[float, int] | None:
 
     Each rank's summed (weighted) loss is divided by the global batch's total row weight and
     multiplied by the number of ranks, which DDP's gradient average cancels: the gradient is that
-    of the global batch's weighted mean loss (F.cross_entropy's mean: sum of w[y] * loss over the
-    sum of w[y]), as on one process. Every rank draws the whole global batch, so each knows that sum
+    of the global batch's weighted mean loss (classification, F.cross_entropy's mean: sum of
+    w[y] * loss over the sum of w[y]; regression: the mean squared error), as on one process. Every rank draws the whole global batch, so each knows that sum
     without a collective. A rank whose slice of a short last batch is empty (fewer rows than ranks)
     runs one row at weight zero, so that every rank takes part in DDP's all-reduce."""
     import torch
@@ -149,9 +149,9 @@ def train_step(s: Setup, idx, opt, sched) -> tuple[float, int] | None:
     mine, keep = idx.tensor_split(W)[s.world.rank], 1.0
     if not len(mine):
         mine, keep = idx[:1], 0.0
-    batch = to_device(collate(s.train.iloc[mine.numpy()], s.pad_id), s.model)
+    batch = s.task.to_device(s.task.collate(s.train.iloc[mine.numpy()], s.pad_id), s.model)
     logits = s.step_fn(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    summed = weighted_loss_sum(logits, batch["labels"], s.class_w) * keep
+    summed = s.task.loss_sum(logits, batch["labels"], s.class_w) * keep
     norm = float(s.row_w[idx].sum())
     # The global batch's loss and token count, known to every rank (so all stop together on a divergence).
     totals = torch.stack([summed.detach().double(), batch["attention_mask"].sum().double() * keep])
@@ -173,14 +173,14 @@ def validate(s: Setup, run: Run, step: int, name: str) -> bool:
     """Score the whole validation split (on every rank: same weights, same scores, no collective),
     record it in the run and its history; keep the weights if it is the best so far."""
     metric = s.config.select_metric
-    ev = {"step": step, **scores(s.model, s.val, s.pad_id, s.model.config.num_labels)}
+    ev = {"step": step, **s.task.scores(s.model, s.val, s.pad_id, s.model.config.num_labels)}
     run.evaluations.append(ev)
-    run.history[-1].update(eval_loss=ev["loss"], eval_accuracy=ev["accuracy"], eval_macro_f1=ev["macro_f1"])
-    better = run.best is None or rank_of(ev, metric) > rank_of(run.best, metric)
+    run.history[-1].update({"eval_loss": ev["loss"], **{f"eval_{k}": v for k, v in ev.items() if k not in ("step", "loss")}})
+    better = run.best is None or rank_of(ev, metric, s.task) > rank_of(run.best, metric, s.task)
     if better:
         run.best, run.state = ev, cpu_state(s.model)
     note = "best so far" if better else f"best {metric} {run.best[metric]:.4f} at step {run.best['step']}"
-    say(s, f"[{name}] step {step}/{s.config.max_steps}: validation accuracy {ev['accuracy']:.4f} macro-F1 {ev['macro_f1']:.4f} loss {ev['loss']:.4f} ({note})")
+    say(s, f"[{name}] step {step}/{s.config.max_steps}: {s.task.describe(ev)} ({note})")
     return better
 
 
@@ -197,32 +197,14 @@ def eval_interval(config, train_rows: int) -> int:
     return max(1, min(per_epoch, max(MIN_EVAL_STEPS, -(-config.max_steps // EVALS_PER_BUDGET))))
 
 
-def class_weights(labels: np.ndarray, num_labels: int, mode: str) -> np.ndarray | None:
-    """Per-class loss weights from the train labels: None for "none"; for "balanced", scikit-learn's
-    n_rows / (n_classes * rows of the class) over the classes present (a class without train rows
-    gets 0: no row carries it)."""
-    if mode == "none":
-        return None
-    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
-    present = counts > 0
-    weights = np.zeros(num_labels)
-    weights[present] = len(labels) / (present.sum() * counts[present])
-    return weights
+def rank_of(evaluation: dict, metric: str, task) -> tuple[float, float]:
+    """Larger is better: the metric (negated where lower is better, as RMSE), then the lower loss."""
+    value = evaluation[metric]
+    return (value if task.SELECT_METRICS[metric] else -value, -evaluation["loss"])
 
 
-def weighted_loss_sum(logits, labels, class_w):
-    """Sum over rows of w[y] * cross-entropy (w = 1 without class weights), in fp32."""
-    import torch.nn.functional as F
-
-    return F.cross_entropy(logits.float(), labels, weight=class_w, reduction="sum")
-
-
-def rank_of(evaluation: dict, metric: str) -> tuple[float, float]:
-    return (evaluation[metric], -evaluation["loss"])
-
-
-def rank(run: Run, metric: str) -> tuple[float, float]:
-    return rank_of(run.best, metric) if run.best else (-np.inf, -np.inf)
+def rank(run: Run, metric: str, task) -> tuple[float, float]:
+    return rank_of(run.best, metric, task) if run.best else (-np.inf, -np.inf)
 
 
 def cpu_state(model) -> dict:

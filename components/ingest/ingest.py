@@ -5,10 +5,10 @@ through `dvc.api` from the cache or the remote, so an old revision stays readabl
 working copy has moved on), or plain local paths. Either way the manifest records where the
 data came from, its md5s and row counts, which `register` turns into lineage tags.
 
-The corpus is one file or a folder of documents (folder.py). The labeled set's labels are
-integers or the class names of `label_names` (finetune.label_names: the one place a preset names
-its classes), stored as ids; a file without an id column gets ids from a hash of each text, so
-the hash split does not follow the order of the rows.
+The corpus is one file or a folder of documents (folder.py). The labeled set (labeled.py) keeps
+its label column as the task reads it (classification: integer ids or the class names of
+finetune.label_names, stored as ids; regression: numbers); a file without an id column gets ids
+from a hash of each text, so the hash split does not follow the order of the rows.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from components.ingest.folder import FolderStats, document_files, folder_documents
+from components.ingest.labeled import canonical_labeled, require_column
+from components import tasks
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
-from components.shared.splits import SPLITS, split_of
 
 
 BATCH_BYTES = 8 << 20  # raw bytes per corpus batch: a JSONL batch as a DataFrame is a few times that
@@ -84,11 +85,18 @@ class IngestConfig(StageConfig):
     text_column: str = Field("text", description="text column in both files")
     id_column: str = Field("id", description="stable row id in both files (used for the hash split when no split column); a labeled file without it gets ids from a hash of its text")
     title_column: str = Field("title", description="document title in the corpus (optional)")
-    label_column: str = Field("label", description="class label in the labeled file: an integer id, or one of label_names")
+    label_column: str = Field("label", description="the target in the labeled file: classification, an integer id or one of label_names; regression, a number (the demo's is `score`)")
+    task: str = Field(tasks.DEFAULT, description="the downstream task, whose label schema the label column must follow: filled from finetune.task (name it there, once)")
     label_names: list[str] | None = Field(None, description="class names, index = id; filled from finetune.label_names (name the classes there, once)")
     split_column: str = Field("split", description="train/validation/test column; missing -> split by a hash of the id")
     max_docs: int | None = Field(None, ge=1, description="keep only the first N corpus documents (tiny runs)")
     max_labeled: int | None = Field(None, ge=3, description="keep about N labeled rows, chosen by id hash (tiny runs)")
+
+    @model_validator(mode="after")
+    def _known_task(self):
+        if self.task not in tasks.NAMES:
+            raise ValueError(tasks.unknown(self.task))
+        return self
 
 
 def ingest(out_dir: Path, config: IngestConfig, data_repo: str = "", data_rev: str = "") -> dict:
@@ -99,7 +107,7 @@ def ingest(out_dir: Path, config: IngestConfig, data_repo: str = "", data_rev: s
     the corpus. The labeled set is read whole.
     """
     source = _Source(config, data_repo, data_rev)
-    labeled = _canonical_labeled(source.read_table(config.labeled_path, "labeled_path"), config)
+    labeled = canonical_labeled(source.read_table(config.labeled_path, "labeled_path"), config)
     with artifacts.staged_dir(out_dir) as tmp:
         docs = write_corpus(source.iter_corpus(config.corpus_path), tmp / artifacts.CORPUS, config)
         labeled.to_parquet(tmp / artifacts.LABELED, index=False)
@@ -128,7 +136,7 @@ def write_corpus(batches: Iterable[pd.DataFrame], dst: Path, config: IngestConfi
             batch = batch.set_axis(pd.RangeIndex(seen, seen + len(batch)))
             seen += len(batch)
             if written == 0:
-                _require(batch, config.text_column, "corpus", config.corpus_path, "text_column")
+                require_column(batch, config.text_column, "corpus", config.corpus_path, "text_column")
             out = _canonical_corpus(batch, config)
             if config.max_docs:
                 out = out.head(config.max_docs - written)
@@ -301,12 +309,6 @@ def resolve_rev(repo: str, rev: str) -> str:
     return out.stdout.strip()
 
 
-def _require(df: pd.DataFrame, column: str, what: str, path: str, key: str) -> None:
-    if column not in df.columns:
-        cols = ", ".join(map(str, df.columns)) or "none"
-        raise UserError(f"{what} file {path} has no {column!r} column (columns: {cols}): add it or set ingest.{key}")
-
-
 def _canonical_corpus(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
     """One batch of raw rows -> doc_id, title, text (as strings), rows without text left out."""
     if config.text_column not in df:  # a JSONL batch in which no line has the text key
@@ -320,75 +322,3 @@ def _canonical_corpus(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
     )
     out = out[out["text"].str.strip() != ""]
     return out
-
-
-def _canonical_labeled(df: pd.DataFrame, config: IngestConfig) -> pd.DataFrame:
-    path = config.labeled_path
-    _require(df, config.text_column, "labeled", path, "text_column")
-    _require(df, config.label_column, "labeled", path, "label_column")
-    texts = df[config.text_column].fillna("").astype(str)
-    if config.id_column in df:
-        ids = df[config.id_column].astype(str)
-        split_keys = ids
-    else:
-        # No id column: a hash of the text, so reordering the file moves no row between splits.
-        # Copies of one text share the split (the k-th copy's id gets "-k"), so they cannot leak.
-        split_keys = texts.map(text_id)
-        ids = split_keys + split_keys.groupby(split_keys).cumcount().map(lambda k: f"-{k}" if k else "")
-        print(f"[ingest] labeled file {path} has no {config.id_column!r} column: ids and the split come from a hash of each text (row order does not matter)", flush=True)
-    labels = label_ids(df[config.label_column], config.label_names, path)
-    if config.split_column in df:  # plain str per cell, as in label_ids: a str column keeps a missing value as NaN
-        split = pd.Series(["" if _missing(v) else str(v).strip().lower() for v in df[config.split_column]], index=df.index, dtype=object)
-    else:
-        split = split_keys.map(split_of)
-    out = pd.DataFrame({"id": ids, "text": texts, "label": labels, "split": split})
-    unknown = sorted(set(out["split"]) - set(SPLITS))
-    if unknown:
-        raise UserError(f"labeled file {path} has unknown split values {unknown}: use train, validation and test")
-    if config.max_labeled and len(out) > config.max_labeled:
-        # Sample by hash rank rather than head(): the file may be sorted by label or source.
-        rank = out["id"].map(_hash_rank)
-        out = out.loc[rank.sort_values(kind="stable").index[: config.max_labeled]]
-    if out.empty:
-        raise UserError(f"labeled file {path} has no rows: point ingest.labeled_path at a labeled set")
-    return out.sort_values("id", kind="stable").reset_index(drop=True)
-
-
-def label_ids(values: pd.Series, names: list[str] | None, path: str) -> pd.Series:
-    """Class ids (int64) from integer labels or from class names (`names`, index = id)."""
-    # Plain str per cell: an Arrow-backed column keeps None as NA through astype(str), and names must sort
-    as_text = pd.Series(["" if _missing(v) else str(v).strip() for v in values], index=values.index, dtype=object)
-    named = as_text.isin(names or [])
-    if names and named.all():
-        return as_text.map({n: i for i, n in enumerate(names)}).astype("int64")
-    if named.any():  # names in the file, and something else: that one is what to fix
-        bad = values[~named].iloc[0]
-        raise UserError(f"labeled file {path} has a label {bad!r} that is neither an integer id nor one of finetune.label_names {names}: add it to finetune.label_names or fix the row")
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad_rows = numbers.isna() | (numbers != numbers.round())  # 0.5 must not be cut down to 0
-    if bad_rows.any():
-        bad = values[bad_rows].iloc[0]
-        if not names and pd.notna(pd.to_numeric(pd.Series([bad]), errors="coerce")[0]):
-            raise UserError(f"labeled file {path} has a non-integer label {bad!r}: labels are integer ids (0, 1, ...) or class names")
-        if not names:
-            found = sorted(as_text[bad_rows].unique().tolist())
-            shown = ", ".join(found[:8]) + (", ..." if len(found) > 8 else "")
-            raise UserError(f"labeled file {path} has a non-integer label {bad!r}: for string labels, name the classes once in finetune.label_names (index = id), e.g. [{shown}]")
-        raise UserError(f"labeled file {path} has a label {bad!r} that is neither an integer id nor one of finetune.label_names {names}: add it to finetune.label_names or fix the row")
-    numbers = numbers.astype("int64")
-    if names and (numbers.min() < 0 or numbers.max() >= len(names)):
-        raise UserError(f"labeled file {path} has label ids from {numbers.min()} to {numbers.max()} but finetune.label_names names {len(names)} classes (ids 0-{len(names) - 1}): name every class")
-    return numbers
-
-
-def _missing(value) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
-
-
-def text_id(text: str) -> str:
-    """The id of a labeled row that has none: the first 16 hex digits of the text's sha256."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _hash_rank(row_id: str) -> int:
-    return int(hashlib.sha256(f"sample:{row_id}".encode()).hexdigest()[:12], 16)

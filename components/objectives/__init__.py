@@ -2,7 +2,8 @@
 
 The engine (components/pretrain/engine.py) runs the generic loop and asks the objective for
 everything that depends on what is being predicted. A new objective is one module here plus one
-line in `OBJECTIVES`; the module provides:
+line in `OBJECTIVES`; the module provides every name in `REQUIRED` (tests/contract/test_components.py
+fails on a registered module that lacks one; the README's "Adding an objective" shows the list):
 
 - `DESCRIPTION`: one line for `pretrain.objective`'s help and the loss-curve title
 - `PACKING`: what packing must put around a document (block prefix, document separator)
@@ -38,6 +39,12 @@ OBJECTIVES = {
 NAMES = tuple(OBJECTIVES)
 # Options of an objective that change what it is made of: (objective, PretrainConfig flag) -> module.
 VARIANTS = {("masked_lm", "nsp"): "components.objectives.next_sentence"}
+
+# What every objective module provides: the one list (the contract test and the README read it).
+REQUIRED = (
+    "DESCRIPTION", "PACKING", "CARD", "MODEL_TYPES", "build_model", "load_model", "Batches", "step_module", "micro_batch", "fixed_shapes",
+    "heldout_loss", "heldout_perplexity", "train_flops",
+)  # fmt: skip
 
 
 def unknown(name: str) -> str:

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import ModuleType
 
-INTENDED_USE = (
-    "Binary sentiment (negative/positive) of short English sentences in the style of film reviews. "
-    "A small research and demonstration model: compare it with the baselines below before relying on it."
-)
-LIMITS = [
-    "Trained on a few thousand review sentences: expect errors on sarcasm, negation across clauses, domains other than film reviews, and text in other languages.",
-    "The encoder was pretrained on a small Wikipedia sample; its vocabulary and knowledge are narrow.",
-    "Inputs longer than the model's maximum length are truncated.",
-    "Not for decisions about people (hiring, credit, moderation) without an evaluation on that task and population.",
-]
+from components.tasks import classification
 
 
-def model_card(model_name: str, version: str, report: dict, gate: dict, tags: dict, clean: dict, classifier_dir: Path) -> str:
+def model_card(model_name: str, version: str, report: dict, gate: dict, tags: dict, clean: dict, classifier_dir: Path, task: ModuleType = classification) -> str:
+    """The card of one version: the task (components/tasks/) gives the intended use, the limits,
+    the head and the metrics table's columns; the objective the architecture and pretraining."""
     from transformers import AutoConfig
 
     from components import objectives
@@ -37,7 +31,7 @@ def model_card(model_name: str, version: str, report: dict, gate: dict, tags: di
         "",
         "## Intended use",
         "",
-        INTENDED_USE,
+        task.CARD["intended_use"],
         "",
         "## Data",
         "",
@@ -51,22 +45,26 @@ def model_card(model_name: str, version: str, report: dict, gate: dict, tags: di
         "",
         f"- {card['architecture']}: {shape.num_hidden_layers} layers, hidden {shape.hidden_size}, {shape.num_attention_heads} heads, "
         f"vocabulary {shape.vocab_size} (WordPiece trained on the corpus, hash `{tags['lmforge.tokenizer_hash'][:12]}`)",
-        f"- {card['pretraining']} on packed blocks, then fine-tuning of a classification head on the train split",
+        f"- {card['pretraining']} on packed blocks, then fine-tuning of {task.CARD['head']} on the train split",
         f"- preset `{tags['lmforge.preset']}`, config hash `{tags['lmforge.config_hash'][:12]}` (the whole config: `config.yaml` on the run); seeds {tags['lmforge.seeds']}",
         "",
         "## Metrics (test split)",
         "",
-        "| metric | this model | majority baseline | TF-IDF + LR | random-init control | champion |",
-        "|---|---|---|---|---|---|",
+        f"| metric | this model | {' | '.join(short for _, _, short in task.BASELINES.values())} | random-init control | champion |",
+        "|---|---|" + "---|" * (len(task.BASELINES) + 2),
     ]
-    for m in ("accuracy", "macro_f1"):
-        others = [gate[key][m]["other"] if gate.get(key) else None for key in ("vs_majority", "vs_tfidf", "vs_control", "vs_champion")]
+    keys = [key for key, _, _ in task.BASELINES.values()] + ["vs_control", "vs_champion"]
+    for m in task.GATE_METRICS:
+        others = [gate[key][m]["other"] if gate.get(key) else None for key in keys]
         lines.append(f"| {m} | {report[m]:.4f} | " + " | ".join(_fmt(v) for v in others) + " |")
     lines += ["", f"Held-out {card['perplexity']} perplexity {report['perplexity']:.1f}; {report['n_test']} test sentences."]
     if report.get("baseline_tfidf_chosen"):  # written by evaluate since the TF-IDF baseline exists
         lines.append(f"TF-IDF + LR trained on the train split, its settings chosen on validation: {report['baseline_tfidf_chosen']}.")
+    if report.get("baseline_ridge_chosen"):
+        lines.append(f"TF-IDF + ridge regression trained on the train split, its settings chosen on validation: {report['baseline_ridge_chosen']}; "
+                     f"the train-mean baseline predicts {report['baseline_mean_value']:.3f} everywhere. Lower RMSE is better.")
     lines.append("")
-    lines += ["## Gate", "", gate["summary"], ""] + [f"- {r}" for r in gate["reasons"]] + ["", "## Limits", ""] + [f"- {x}" for x in LIMITS]
+    lines += ["## Gate", "", gate["summary"], ""] + [f"- {r}" for r in gate["reasons"]] + ["", "## Limits", ""] + [f"- {x}" for x in task.CARD["limits"]]
     lines += ["", "## Lineage", "", "| tag | value |", "|---|---|"] + [f"| {k} | `{v}` |" for k, v in sorted(tags.items()) if k != "lmforge.gate_summary"]
     return "\n".join(lines) + "\n"
 

@@ -1,4 +1,5 @@
-"""register: log the classifier to MLflow, create a model version with its lineage, alias it.
+"""register: log the fine-tuned model (the task's: a classifier, a regressor) to MLflow, create a
+model version with its lineage, alias it.
 
 The version is created with all its lineage tags and `lmforge.state=incomplete` in one call;
 its card, its alias and that move's record follow, and only then is it marked complete. Every
@@ -18,8 +19,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from components import tasks
 from components.shared import artifacts, registry, settings, tracking
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
@@ -31,10 +33,27 @@ SERVING_PACKAGES = ("torch", "transformers", "tokenizers", "numpy")
 
 
 class RegisterConfig(StageConfig):
-    model_name: str = Field("lmforge-sentiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$", description="registered model name in MLflow")
+    task: str = Field(tasks.DEFAULT, description="the downstream task: filled from finetune.task (name it there, once)")
+    model_name: str = Field(
+        "lmforge-sentiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$", description="registered model name in MLflow; default: the task's (lmforge-sentiment, lmforge-sentiment-intensity)"
+    )
     alias: str = Field("challenger", pattern=r"^[A-Za-z0-9_-]{1,255}$", description="alias set on every new version (letters, digits, _ and -)")
     auto_promote: bool = Field(False, description="when the gate passed, move @champion to the new version too (else `lmforge promote` does)")
     dry_run: bool = Field(False, description="record lineage and weight hashes on the run but create no version and move no alias (lmforge reproduce)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_model_name(cls, data):
+        """Each task registers under a name of its own unless the preset names one."""
+        if isinstance(data, dict) and "model_name" not in data and data.get("task", tasks.DEFAULT) in tasks.NAMES:
+            data = {**data, "model_name": tasks.get(data.get("task", tasks.DEFAULT)).MODEL_NAME}
+        return data
+
+    @model_validator(mode="after")
+    def _known_task(self):
+        if self.task not in tasks.NAMES:
+            raise ValueError(tasks.unknown(self.task))
+        return self
 
 
 def register(
@@ -75,7 +94,7 @@ def register(
         print(f"[register] completing version {version}, left incomplete by an interrupted attempt of this run", flush=True)
     try:  # a new version counts only once its card, alias and record are all in place
         settings.fault_point("register.version_created")
-        card = model_card(config.model_name, version, report, gate, tags, _read(Path(cleaned_dir) / artifacts.CLEAN_REPORT, "clean_tokenize"), classifier_dir)
+        card = model_card(config.model_name, version, report, gate, tags, _read(Path(cleaned_dir) / artifacts.CLEAN_REPORT, "clean_tokenize"), classifier_dir, tasks.get(config.task))
         client.update_model_version(config.model_name, version, description=card)
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / artifacts.MODEL_CARD).write_text(card)
@@ -101,9 +120,10 @@ def register(
     return {"register/version": int(version), "register/created": int(created), "register/promoted": int(any(m["alias"] == registry.CHAMPION for m in moves))}
 
 
-# Scores copied onto the version as tags, so `lmforge models list` needs no run look-ups.
+# Scores copied onto the version as tags (those its task reports), so `lmforge models list` needs no run look-ups.
 METRIC_TAGS = (
     "accuracy", "macro_f1", "baseline_majority_accuracy", "baseline_tfidf_accuracy", "perplexity", "control_accuracy", "pretraining_gain", "gain_over_tfidf", "gain_over_champion",
+    "pearson", "spearman", "rmse", "baseline_mean_rmse", "baseline_ridge_pearson", "baseline_ridge_rmse", "control_pearson", "gain_over_ridge",
 )
 
 
@@ -112,13 +132,14 @@ def _version_for_run(client, config: RegisterConfig, run_name: str, parent: str,
     with every lineage tag, and the incomplete mark, set in the same call. Returns (version,
     created, complete)."""
     import mlflow
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    task = tasks.get(config.task)
     try:
         client.get_registered_model(config.model_name)
     except mlflow.exceptions.MlflowException:
         try:
-            client.create_registered_model(config.model_name, description="LMForge text classifier (BERT-style encoder pretrained by LMForge)")
+            client.create_registered_model(config.model_name, description=task.CARD["registered"])
         except mlflow.exceptions.MlflowException as exc:  # a concurrent run created it first
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -126,14 +147,14 @@ def _version_for_run(client, config: RegisterConfig, run_name: str, parent: str,
     if found:
         first = min(found, key=lambda v: int(v.version))
         return str(first.version), False, registry.is_complete(first.tags)
-    model = AutoModelForSequenceClassification.from_pretrained(classifier_dir)
+    model = task.load_model(classifier_dir)
     tokenizer = AutoTokenizer.from_pretrained(classifier_dir)
     # run_id, not `with mlflow.start_run(run_id=parent)`: leaving that block would end the
     # pipeline's run as FINISHED before the pipeline has.
     info = mlflow.transformers.log_model(
         transformers_model={"model": model, "tokenizer": tokenizer},
         name="model",
-        task="text-classification",
+        task=task.MLFLOW_TASK,
         pip_requirements=pip_requirements(),
         metadata={"lmforge": tags},
         run_id=parent,

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 # ingest -> clean_tokenize
 CORPUS = "corpus.parquet"  # doc_id: str, title: str, text: str
-LABELED = "labeled.parquet"  # id: str, text: str, label: int (0/1), split: train|validation|test
+LABELED = "labeled.parquet"  # id: str, text: str, label: int class id (classification) or float target (regression), split: train|validation|test
 MANIFEST = "manifest.json"  # data repo, rev, md5s and row counts (lineage)
 
 # clean_tokenize -> validate / pretrain / finetune / evaluate
@@ -39,8 +39,9 @@ HISTORY = "history.json"  # per-step training loss and learning rate
 LOSS_CURVE = "loss_curve.png"
 
 # evaluate
-EVAL_REPORT = "eval.json"  # metrics, baselines, confusion matrix
-CONFUSION_PNG = "confusion_matrix.png"
+EVAL_REPORT = "eval.json"  # metrics, baselines, confusion matrix (classification)
+CONFUSION_PNG = "confusion_matrix.png"  # classification
+SCATTER_PNG = "scatter.png"  # regression: predicted against true test targets
 EVAL_HTML = "report.html"  # scores beside baselines and the confusion matrix, one file (KFP UI)
 GATE_REPORT = "gate.json"  # the promotion gate: rules, comparisons with intervals, passed or not
 GATE_MD = "gate_report.md"  # the same for people, with GATE_PNG

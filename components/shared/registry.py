@@ -42,7 +42,7 @@ GATES = ("passed", "failed", "none")
 # card, alias and record are in place, then "complete"; versions from before the tag have none
 # and count as complete. Every command here ignores or refuses an incomplete version.
 STATE_TAG, INCOMPLETE, COMPLETE = "lmforge.state", "incomplete", "complete"
-METRIC_TAGS = ("accuracy", "macro_f1", "baseline_majority_accuracy", "baseline_tfidf_accuracy", "perplexity")  # metric.<key> on versions
+METRIC_TAGS = ("accuracy", "macro_f1", "baseline_majority_accuracy", "baseline_tfidf_accuracy", "perplexity", "pearson", "rmse")  # metric.<key> on versions (a task's own)
 MAX_REASON = 1000  # characters; the whole record stays well under MLflow's 6000-character param value
 LEASE_S = 120.0  # a move takes well under a second; a record pending longer is from a writer that died
 WAIT_S = 300.0  # how long a move waits behind others before it gives up with one line

@@ -73,9 +73,11 @@ def task_seconds() -> float:
 
 
 def log_confusion_matrix(kfp_confusion, eval_report: Path) -> None:
-    """The evaluate report's confusion matrix as a KFP ClassificationMetrics artifact."""
+    """The evaluate report's confusion matrix as a KFP ClassificationMetrics artifact (a regression
+    report has none: the artifact stays empty, its scatter plot is on the HTML page)."""
     scores = artifacts.read_json(eval_report)
-    kfp_confusion.log_confusion_matrix(scores["label_names"], scores["confusion_matrix"])
+    if "confusion_matrix" in scores:
+        kfp_confusion.log_confusion_matrix(scores["label_names"], scores["confusion_matrix"])
 
 
 def registered_uri(registration_dir: Path) -> str:

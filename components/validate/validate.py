@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 from pydantic import Field, model_validator
 
+from components import tasks
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
@@ -38,7 +39,7 @@ from components.shared.decontamination import DEFAULT_NGRAM, MIN_WORDS, EvalInde
 from components.shared.splits import SPLITS
 from components.validate.corpus_scan import CorpusScan
 from components.validate.gx_run import label, run_suites, summarise
-from components.validate.profile import EVAL_SPLITS, labeled_profile, share_bounds, share_column, share_columns
+from components.validate.profile import EVAL_SPLITS, labeled_profile, share_bounds, share_column
 
 SUITES = ("corpus", "corpus_stats", "labeled", "labeled_splits", "tokens", "decontamination")
 EXACT = ("null_doc_ids", "null_texts", "blank_texts", "duplicate_doc_ids", "duplicate_texts", "short_texts")  # must be 0
@@ -49,6 +50,7 @@ MIN_VOCAB = 100  # below this the tokenizer was trained on next to nothing
 class ValidateConfig(StageConfig):
     """Thresholds for the data validation suites."""
 
+    task: str = Field(tasks.DEFAULT, description="The downstream task, whose label checks run: filled from finetune.task (name it there, once).")
     min_chars: int = Field(1, ge=0, description="Shortest labeled sentence allowed, in characters.")
     max_chars: int | None = Field(
         None,
@@ -59,7 +61,7 @@ class ValidateConfig(StageConfig):
     min_doc_chars: int = Field(
         200, ge=0, description="Shortest corpus document allowed, in characters (stubs are noise)."
     )
-    labels: list[int] | None = Field(None, min_length=2, description="The label ids allowed; None: the ids of finetune.label_names (filled in when the preset loads).")
+    labels: list[int] | None = Field(None, min_length=2, description="The label ids allowed (classification); None: the ids of finetune.label_names (filled in when the preset loads).")
     class_share_tolerance: float = Field(
         0.05,
         ge=0.0,
@@ -100,6 +102,12 @@ class ValidateConfig(StageConfig):
             raise ValueError("validate.min_class_fraction is gone: class shares are now checked against the train split's, within validate.class_share_tolerance; remove the key")
         return data
 
+    @model_validator(mode="after")
+    def _known_task(self):
+        if self.task not in tasks.NAMES:
+            raise ValueError(tasks.unknown(self.task))
+        return self
+
 
 class DataValidationError(UserError):
     """One or more suites failed; the message lists the failures and points at the Data Docs."""
@@ -118,7 +126,7 @@ def validate(cleaned_dir: Path, out_dir: Path, config: ValidateConfig, docs_page
     docs = out_dir / artifacts.DATA_DOCS_DIR
     # The site is built straight into a staging folder and moved into place once complete.
     with artifacts.staged_dir(docs) as site:
-        profile = labeled_profile(frames["labeled"])
+        profile = labeled_profile(frames["labeled"], tasks.get(config.task))
         suites = build_suites(config, facts(cleaned_dir), profile, stats_columns=list(frames["corpus_stats"].columns))
         results = run_suites(frames, suites, site)
     report = {name: summarise(result) for name, result in results.items()}
@@ -162,7 +170,7 @@ def load_frames(cleaned_dir: Path, config: ValidateConfig | None = None) -> dict
             f"{cleaned_dir / artifacts.CLEAN_REPORT} lacks tokens.{', tokens.'.join(missing)}: "
             "rerun clean_tokenize with this version of LMForge"
         )
-    labeled = labeled.assign(n_chars=labeled["text"].str.len(), **share_columns(labeled))
+    labeled = labeled.assign(n_chars=labeled["text"].str.len(), **tasks.get(config.task).label_columns(labeled))
     if "input_ids" in labeled:
         # GX measures value lengths with pandas' .str.len(), which gives NaN for the numpy arrays
         # parquet returns, and NaN counts as "missing", so an empty list would pass unseen.
@@ -251,7 +259,6 @@ def build_suites(
         *(gxe.ExpectColumnMaxToBeBetween(column=c, min_value=0) for c in stats_columns if "_removed_" in c),
         gxe.ExpectColumnMaxToBeBetween(column="docs_sharing_eval_ngrams", min_value=0),
     ]
-    allowed = list(config.labels) if config.labels is not None else profile["labels"]
     labeled = [
         gxe.ExpectTableColumnsToMatchSet(
             column_set=["id", "text", "label", "split", "input_ids"], exact_match=False
@@ -262,11 +269,7 @@ def build_suites(
         gxe.ExpectColumnValueLengthsToBeBetween(
             column="text", min_value=config.min_chars, max_value=config.max_chars
         ),
-        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=allowed, description="every label is a known class id"),
-        # Every class has train rows (a class seen only in validation/test cannot be learned).
-        gxe.ExpectColumnDistinctValuesToContainSet(
-            column="label", value_set=allowed, row_condition=Column("split") == "train", description="every class has train rows"
-        ),
+        *tasks.get(config.task).label_expectations(config.labels, profile, gxe, Column),  # known class ids / numeric targets
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
         # Every split present means every split is non-empty.
         gxe.ExpectColumnDistinctValuesToContainSet(column="split", value_set=list(SPLITS)),

@@ -75,3 +75,59 @@ def test_only_register_and_the_gates_champion_lookup_talk_to_the_registry():
     registry = {"components.shared.registry", "components.shared.audit_ledger"}
     users = {p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.py") if registry & set(_imports(p))}
     assert users - {"shared/registry.py", "shared/audit_ledger.py"} == {"register/register.py", "evaluate/gate.py"}
+
+
+# --- the seams: every registered objective and task provides what the README lists ------------
+
+def _seams():
+    from components import objectives, tasks
+
+    return {"objective": (objectives, objectives.OBJECTIVES), "task": (tasks, tasks.TASKS)}
+
+
+def _lacks(module, required) -> list[str]:
+    return [name for name in required if not hasattr(module, name)]
+
+
+@pytest.mark.parametrize("kind", ["objective", "task"])
+def test_every_registered_module_provides_every_required_piece(kind):
+    import importlib
+
+    registry, modules = _seams()[kind]
+    for name, path in modules.items():
+        lacking = _lacks(importlib.import_module(path), registry.REQUIRED)
+        assert not lacking, f"{kind} {name} ({path}) lacks {lacking}: every {kind} provides all of {registry.__name__}.REQUIRED"
+
+
+@pytest.mark.parametrize("kind", ["objective", "task"])
+def test_the_check_fails_on_a_module_missing_a_piece(kind):
+    """The check above is not vacuous: a copy of a real module with one piece removed fails it."""
+    import importlib
+    import types
+
+    registry, modules = _seams()[kind]
+    real = importlib.import_module(next(iter(modules.values())))
+    for dropped in registry.REQUIRED:
+        copy = types.ModuleType("incomplete")
+        copy.__dict__.update({k: v for k, v in vars(real).items() if k != dropped})
+        assert _lacks(copy, registry.REQUIRED) == [dropped]
+
+
+@pytest.mark.parametrize("kind", ["objective", "task"])
+def test_the_readme_lists_every_required_piece(kind):
+    registry, _ = _seams()[kind]
+    readme = (ROOT.parent / "README.md").read_text()
+    heading = f"### Adding {'an objective' if kind == 'objective' else 'a task'}"
+    assert heading in readme, f"README.md lacks the section {heading!r}"
+    section = readme.split(heading, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    missing = [name for name in registry.REQUIRED if f"`{name}" not in section]
+    assert not missing, f"README.md's {heading!r} does not list {missing} (the list is {registry.__name__}.REQUIRED)"
+
+
+def test_stages_that_need_the_task_ask_the_registry_not_a_task_module():
+    """finetune, evaluate and register reach a task through components.tasks.get(config.task);
+    only their re-exports of classification helpers name a task module directly."""
+    for stage in ("finetune/loop.py", "evaluate/evaluate.py", "register/register.py", "validate/validate.py", "ingest/labeled.py"):
+        imports = set(_imports(ROOT / stage))
+        assert "components.tasks" in imports or "components.tasks.get" in imports or any(m.startswith("components.tasks") for m in imports), stage
+        assert not {"components.tasks.regression", "components.tasks.classification"} & imports, f"{stage} names a task module: ask components.tasks.get(config.task)"

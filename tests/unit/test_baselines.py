@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tiny_data import NEGATIVE, NOUNS, POSITIVE, SUBJECTS
 
-from components.evaluate.baselines import GRID, class_weight, majority_label, tfidf_logreg
+from components.tasks.baselines import GRID, class_weight, majority_label, tfidf_logreg
 
 
 def negation_set(n: int = 600, seed: int = 0) -> tuple[list[str], np.ndarray]:

@@ -106,7 +106,7 @@ def test_confusion_matrix_reaches_kfp_with_the_class_names(eval_dir, report, cla
 
 
 def test_tfidf_baseline_is_reported_beside_the_majority(eval_dir, report, labeled):
-    from components.evaluate.baselines import GRID
+    from components.tasks.baselines import GRID
 
     train, test = labeled[labeled.split == "train"], labeled[labeled.split == "test"]
     majority = (test["label"] == train["label"].value_counts().idxmax()).mean()

@@ -196,7 +196,7 @@ def test_the_control_searches_the_same_rates_with_the_same_budget(searched):
 def test_balanced_class_weights_are_inverse_frequencies_from_the_train_labels():
     import numpy as np
 
-    from components.finetune.loop import class_weights
+    from components.tasks.classification import class_weights
 
     assert class_weights(np.array([0, 0, 0, 1]), 2, "none") is None
     assert class_weights(np.array([0, 0, 0, 1]), 2, "balanced").tolist() == pytest.approx([4 / (2 * 3), 4 / (2 * 1)])
@@ -207,7 +207,7 @@ def test_balanced_class_weights_are_inverse_frequencies_from_the_train_labels():
 def test_balanced_weights_change_the_loss_of_an_imbalanced_batch_as_computed_by_hand():
     import torch
 
-    from components.finetune.loop import weighted_loss_sum
+    from components.tasks.classification import loss_sum as weighted_loss_sum
 
     logits = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.5, 0.0]])  # the class-1 row is the one most wrong
     labels = torch.tensor([0, 0, 0, 1])
