@@ -14,6 +14,7 @@ tokenizer, batch size, learning rate and warm-up share, and train on the same nu
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import threading
 import time
@@ -72,6 +73,15 @@ def fresh_model(sizes, tokenizer, seed: int, threads: int):
     return build_mlm(sizes, tokenizer)
 
 
+def group_texts(examples: dict, block_size: int) -> dict:
+    """run_mlm.py's and run_clm.py's `group_texts`: concatenate a batch of tokenized texts and cut it
+    into `block_size` chunks, dropping the remainder."""
+    concatenated = {k: list(itertools.chain(*examples[k])) for k in examples.keys()}
+    total_length = len(concatenated[list(examples.keys())[0]])
+    total_length = (total_length // block_size) * block_size
+    return {k: [t[i : i + block_size] for i in range(0, total_length, block_size)] for k, t in concatenated.items()}
+
+
 def seed_examples(tokenizer, texts: list[str], block_size: int) -> list[dict]:
     """Line by line: every non-empty line one example, [CLS] ... [SEP], truncated to the block."""
     lines = [line for text in texts for line in text.split("\n") if line.strip()]
@@ -79,11 +89,12 @@ def seed_examples(tokenizer, texts: list[str], block_size: int) -> list[dict]:
     return [{"input_ids": ids} for ids in enc["input_ids"]]
 
 
-def run_trainer(model, tokenizer, examples: list[dict], steps: int, spec: dict) -> Timeline:
-    """Hugging Face `Trainer` + DataCollatorForLanguageModeling for `steps` steps, timed per step."""
+def run_trainer(model, tokenizer, examples: list[dict], steps: int, spec: dict, collator=None) -> Timeline:
+    """Hugging Face `Trainer` for `steps` steps, timed per step; `collator`: DataCollatorForLanguageModeling
+    (15% masked) unless given (run_clm's is transformers' default_data_collator)."""
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+    collator = collator or DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     timeline, sizes = Timeline(), []
 
     def collate(features):

@@ -112,20 +112,16 @@ def _run_mlm(tokenizer, texts: list[str], max_seq_length: int) -> int:
     """run_mlm.py's path for a text corpus without --line_by_line, in memory (no cache files)."""
     import datasets
 
+    from bench import recipes
+
     datasets.disable_progress_bars()
     raw = datasets.Dataset.from_dict({"text": texts})
 
     def tokenize_function(examples):
         return tokenizer(examples["text"], return_special_tokens_mask=True)
 
-    def group_texts(examples):
-        concatenated_examples = {k: list(itertools.chain(*examples[k])) for k in examples.keys()}
-        total_length = len(concatenated_examples[list(examples.keys())[0]])
-        total_length = (total_length // max_seq_length) * max_seq_length
-        return {k: [t[i : i + max_seq_length] for i in range(0, total_length, max_seq_length)] for k, t in concatenated_examples.items()}
-
     tokenized = raw.map(tokenize_function, batched=True, remove_columns=["text"])
-    return len(tokenized.map(group_texts, batched=True))
+    return len(tokenized.map(recipes.group_texts, batched=True, fn_kwargs={"block_size": max_seq_length}))
 
 
 def _lmforge(backend, texts: list[str], block_size: int, chunk_chars: int) -> int:
