@@ -4,8 +4,10 @@ One process, the demo corpus (data/), its LMForge WordPiece tokenizer and packed
 small model sizes. For each size: the seed's recipe, Trainer on packed blocks and LMForge's engine
 train on the same number of real tokens; reported are steady-state real tokens/s after warm-up,
 ratios, held-out masked-LM loss, peak memory and MFU against a matmul peak measured here with the
-same dtype and thread count. Tokenization rows come from bench/tokenization.py when it is present.
-Writes bench/results/latest.{md,json,png}.
+same dtype and thread count. The causal-LM rows (bench/clm.py) do the same for a GPT-2 decoder:
+`Trainer` on the run_clm recipe against the engine's causal_lm objective. Tokenization rows come
+from bench/tokenization.py when it is present. Writes bench/results/latest.{md,json,png}
+(`--name` for another stem; `--rows` to run some of the row groups).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ SIZES = {  # the presets' model sizes (pipelines/configs/demo.yaml, small.yaml)
 }
 STEPS = {"demo": 60, "small": 24}  # engine steps of 32 x 128 tokens; the other recipes get as many real tokens
 QUICK_STEPS = {"demo": 20}
+ROWS = ("tokenization", "mlm", "clm")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,27 +37,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--options", action="store_true", help="also time the engine with torch.compile and with foreach AdamW (demo size)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every recipe and the matmul peak (default 1, as in the issue)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.md/.json/.png go")
+    parser.add_argument("--name", default="latest", help="the results' file stem: NAME.md/.json/.png (default latest)")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated row groups to run, of {', '.join(ROWS)} (default all)")
+    parser.add_argument("--sizes", default=None, help="comma-separated model sizes, of demo, small (default both; demo with --quick)")
     args = parser.parse_args(argv)
+    groups = args.rows.split(",")
+    if not groups or set(groups) - set(ROWS):
+        parser.error(f"--rows {args.rows!r}: give a comma-separated list of {', '.join(ROWS)}")
+    steps_by_size = QUICK_STEPS if args.quick else STEPS
+    if args.sizes:
+        if set(args.sizes.split(",")) - set(steps_by_size):
+            parser.error(f"--sizes {args.sizes!r}: give a comma-separated list of {', '.join(steps_by_size)}")
+        steps_by_size = {s: n for s, n in steps_by_size.items() if s in args.sizes.split(",")}
 
     import torch
 
+    from bench import clm
     from components.shared import flops
+    from pipelines.config import load_config
 
+    heldout_pct = load_config("demo").clean_tokenize.heldout_pct  # prepare()'s split, for the run_clm recipe's training texts
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lmforge-bench-") as tmp:
         cleaned = prepare(Path(tmp))
-        result = {"machine": machine(args.threads), "quick": args.quick, "tokenization": tokenization_rows(cleaned), "training": []}
+        result = {"machine": machine(args.threads), "quick": args.quick, "rows": groups, "tokenization": tokenization_rows(cleaned) if "tokenization" in groups else [], "training": [], "clm": []}
         peak = flops.matmul_peak("cpu", torch.float32)
         result["matmul_peak_gflops"] = peak / 1e9
         print(f"matmul peak (fp32, {args.threads} thread(s)): {peak / 1e9:.1f} GFLOP/s", flush=True)
-        for size, steps in (QUICK_STEPS if args.quick else STEPS).items():
-            result["training"] += training_rows(cleaned, size, steps, peak, args.threads, options=args.options and size == "demo")
+        for size, steps in steps_by_size.items():
+            if "mlm" in groups:
+                result["training"] += training_rows(cleaned, size, steps, peak, args.threads, options=args.options and size == "demo")
+            if "clm" in groups:
+                result["clm"] += clm.training_rows(cleaned, size, steps, peak, args.threads, SIZES[size]["model"], SIZES[size]["learning_rate"], heldout_pct)
         result["matmul_peak_gflops_end"] = flops.matmul_peak("cpu", torch.float32) / 1e9  # drift = how busy the machine was
     rescale_mfu(result)
     result["seconds"] = time.perf_counter() - start
-    write(result, args.out)
-    print((args.out / "latest.md").read_text())
+    write(result, args.out, args.name)
+    print((args.out / f"{args.name}.md").read_text())
     return 0
 
 
@@ -148,7 +168,7 @@ def rescale_mfu(result: dict) -> None:
     """MFU against the better of the two peak measurements: on a shared machine the lower one only
     measured how busy the other tenants were at that moment."""
     peak = max(result["matmul_peak_gflops"], result["matmul_peak_gflops_end"])
-    for row in result["training"]:
+    for row in result["training"] + result["clm"]:
         row["mfu"] = row["model_gflops_per_s"] / peak
 
 
@@ -170,11 +190,11 @@ def machine(threads: int) -> dict:
             "torch": torch.__version__, "transformers": transformers.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
-def write(result: dict, out: Path) -> None:
+def write(result: dict, out: Path, name: str = "latest") -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "latest.md").write_text(markdown(result))
-    plot(result, out / "latest.png")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown(result))
+    plot(result, out / f"{name}.png")
 
 
 def markdown(result: dict) -> str:
@@ -190,16 +210,21 @@ def markdown(result: dict) -> str:
         lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
         lines += ["| " + " | ".join(_fmt(r[k]) for k in keys) + " |" for r in result["tokenization"]]
         lines.append("")
-    lines += [
-        "| size | recipe | real tokens/s | x seed | x Trainer packed | padding | held-out MLM loss | real tokens | peak RSS MiB | MFU |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in result["training"]:
-        lines.append(
-            f"| {r['size']} | {r['recipe']} | {r['real_tokens_per_s']:,.0f} | {r['x_seed']:.2f} | {r['x_trainer_packed']:.2f} | {r['padding_share']:.0%} "
-            f"| {r['heldout_mlm_loss']:.3f} ± {r['heldout_loss_stderr']:.3f} | {r['real_tokens']:,} | {r['peak_rss_mib']:.0f} | {r['mfu']:.1%} |"
-        )
-    lines += ["", "Rates are steady state (after 5 warm-up steps); loss is on 128 fixed masked held-out blocks after the same number of real training tokens (± = standard error over masked tokens).", ""]
+    if result["training"]:
+        lines += [
+            "| size | recipe | real tokens/s | x seed | x Trainer packed | padding | held-out MLM loss | real tokens | peak RSS MiB | MFU |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in result["training"]:
+            lines.append(
+                f"| {r['size']} | {r['recipe']} | {r['real_tokens_per_s']:,.0f} | {r['x_seed']:.2f} | {r['x_trainer_packed']:.2f} | {r['padding_share']:.0%} "
+                f"| {r['heldout_mlm_loss']:.3f} ± {r['heldout_loss_stderr']:.3f} | {r['real_tokens']:,} | {r['peak_rss_mib']:.0f} | {r['mfu']:.1%} |"
+            )
+        lines += ["", "Rates are steady state (after 5 warm-up steps); loss is on 128 fixed masked held-out blocks after the same number of real training tokens (± = standard error over masked tokens).", ""]
+    if result.get("clm"):
+        from bench import clm
+
+        lines += clm.markdown(result["clm"])
     return "\n".join(lines)
 
 
@@ -213,13 +238,14 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result["training"]
-    labels = [f"{r['size']}\n{r['recipe'].replace(' (', chr(10) + '(')}" for r in rows]
+    rows = result["training"] + result.get("clm", [])
+    labels = [f"{r['size']}{' clm' if 'heldout_clm_loss' in r else ''}\n{r['recipe'].replace(' (', chr(10) + '(')}" for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(rows)), 4.5), dpi=100)
     a.bar(range(len(rows)), [r["real_tokens_per_s"] for r in rows], color=["C0" if "engine" in r["recipe"] else "C7" for r in rows])
     a.set(ylabel="real tokens / s (steady state)", title="training throughput")
-    b.bar(range(len(rows)), [r["heldout_mlm_loss"] for r in rows], yerr=[r["heldout_loss_stderr"] for r in rows], color="C1")
-    b.set(ylabel="held-out masked-LM loss", title="loss after equal real tokens")
+    clm_row = ["heldout_clm_loss" in r for r in rows]
+    b.bar(range(len(rows)), [r["heldout_clm_loss" if c else "heldout_mlm_loss"] for r, c in zip(rows, clm_row)], yerr=[r["heldout_loss_stderr"] for r in rows], color=["C2" if c else "C1" for c in clm_row])
+    b.set(ylabel="held-out loss (masked LM: orange, causal LM: green)", title="loss after equal real tokens")
     for ax in (a, b):
         ax.set_xticks(range(len(rows)), labels, fontsize=6)
         ax.grid(axis="y", alpha=0.3)
