@@ -150,9 +150,11 @@ def _fused_class():
                     tc = tc.clamp(min=0)
                     logits = (hc @ w.t()).float()
                     target_logit = logits.gather(1, tc[:, None]).squeeze(1)
-                    lse = torch.logsumexp(logits, 1)
-                    total += ((lse - target_logit) * keep).sum()
-                    probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+                    top = logits.amax(1, keepdim=True)
+                    probs = logits.sub_(top).exp_()  # one exp, in place of the logits (logsumexp would take another)
+                    sums = probs.sum(1, keepdim=True)
+                    total += ((top + sums.log()).squeeze(1) - target_logit).mul(keep).sum()
+                    probs.div_(sums)  # the softmax
                     probs[torch.arange(len(tc), device=probs.device), tc] -= 1.0
                     probs.mul_(keep[:, None])  # d loss / d logits; ignored rows contribute nothing
                     grad = probs.to(dtype)
