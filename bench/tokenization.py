@@ -125,10 +125,12 @@ def _run_mlm(tokenizer, texts: list[str], max_seq_length: int) -> int:
 
 
 def _lmforge(backend, texts: list[str], block_size: int, chunk_chars: int) -> int:
+    from components import objectives
     from components.clean_tokenize.packing import pack_texts
 
+    packing = {"objective": "masked_lm", **objectives.get("masked_lm").PACKING}  # the demo's: one [CLS] per block, [SEP] after each document
     with tempfile.TemporaryDirectory(prefix="lmforge-tok-bench-") as tmp:
-        return pack_texts(backend, _chunks(texts, chunk_chars), Path(tmp) / "blocks", block_size, shard_blocks=65536)["n_blocks"]
+        return pack_texts(backend, _chunks(texts, chunk_chars), Path(tmp) / "blocks", block_size, shard_blocks=65536, packing=packing)["n_blocks"]
 
 
 # --- the 1 GB peak-RSS check --------------------------------------------------------------------
