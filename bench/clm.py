@@ -6,8 +6,9 @@
     labels = input_ids, transformers' `default_data_collator`, `Trainer`; GPT2LMHeadModel computes
     the vocabulary logits at every position and the shifted loss itself.
 (b) the same recipe on a model without dropout: the engine pretrains without it (pretrain.dropout=0).
-(c) LMForge's engine with `pretrain.objective: causal_lm` on LMForge's packed blocks ([CLS] opens a
-    block, [SEP] ends a document; the chunked next-token cross-entropy).
+(c) LMForge's engine with `pretrain.objective: causal_lm` on LMForge's blocks packed for it (the
+    demo-clm preset's clean_tokenize: [SEP] ends each document, no [CLS]; the chunked next-token
+    cross-entropy).
 
 Same GPT-2 decoder (components.objectives.causal_lm.build_model, same seed), tokenizer, batch,
 learning rate, warm-up share and number of real tokens (neither side pads). Both train on the
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+PRESET = "demo-clm"  # whose clean_tokenize packs the engine's blocks (objective causal_lm: no [CLS], [SEP] after each document)
 RECIPE = "Trainer, run_clm recipe (group_texts)"
 NO_DROPOUT = "Trainer, run_clm recipe, no dropout"
 ENGINE = "LMForge engine (causal_lm)"

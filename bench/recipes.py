@@ -143,6 +143,9 @@ def run_engine(model, tokenizer, blocks, steps: int, spec: dict, **options) -> T
 
     opt, sched = optimizer_and_schedule(model, config.learning_rate, config.weight_decay, config.warmup_ratio, steps, fused=options.get("fused", True))
     progress = Timed("bench", steps, 10**9, quiet=True)
+    from components import objectives
+
+    blocks = objectives.get(config.objective).training_blocks(blocks, tokenizer, config)  # as pretrain() does
     engine.train(model, tokenizer, blocks, opt, sched, config, torch.device("cpu"), World(), progress, None, lambda *a: None)
     return timeline
 

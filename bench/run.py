@@ -56,11 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     from components.shared import flops
     from pipelines.config import load_config
 
-    heldout_pct = load_config("demo").clean_tokenize.heldout_pct  # prepare()'s split, for the run_clm recipe's training texts
+    heldout_pct = load_config(clm.PRESET).clean_tokenize.heldout_pct  # prepare()'s split, for the run_clm recipe's training texts
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lmforge-bench-") as tmp:
-        cleaned = prepare(Path(tmp))
+        cleaned = prepare(Path(tmp)) if set(groups) - {"clm"} else None
+        clm_cleaned = prepare(Path(tmp), clm.PRESET) if "clm" in groups else None  # blocks packed for the causal LM
         result = {"machine": machine(args.threads), "quick": args.quick, "rows": groups, "tokenization": tokenization_rows(cleaned) if "tokenization" in groups else [], "training": [], "clm": []}
         peak = flops.matmul_peak("cpu", torch.float32)
         result["matmul_peak_gflops"] = peak / 1e9
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             if "mlm" in groups:
                 result["training"] += training_rows(cleaned, size, steps, peak, args.threads, options=args.options and size == "demo")
             if "clm" in groups:
-                result["clm"] += clm.training_rows(cleaned, size, steps, peak, args.threads, SIZES[size]["model"], SIZES[size]["learning_rate"], heldout_pct)
+                result["clm"] += clm.training_rows(clm_cleaned, size, steps, peak, args.threads, SIZES[size]["model"], SIZES[size]["learning_rate"], heldout_pct)
         result["matmul_peak_gflops_end"] = flops.matmul_peak("cpu", torch.float32) / 1e9  # drift = how busy the machine was
     rescale_mfu(result)
     result["seconds"] = time.perf_counter() - start
@@ -78,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def prepare(tmp: Path) -> Path:
-    """ingest + clean_tokenize of the demo data with the demo preset's settings (real stage code)."""
+def prepare(tmp: Path, preset: str = "demo") -> Path:
+    """ingest + clean_tokenize of the demo data with `preset`'s settings (real stage code), under tmp/preset."""
     from components.clean_tokenize.clean_tokenize import clean_tokenize
     from components.ingest.ingest import IngestConfig, ingest
     from components.shared import settings
@@ -88,8 +89,8 @@ def prepare(tmp: Path) -> Path:
     data = settings.project_dir() / "data"
     if not (data / "corpus" / "enwiki.jsonl").is_file():
         sys.exit(f"error: the demo data is not at {data}: run `make data` first")
-    config = load_config("demo")
-    raw, cleaned = tmp / "raw", tmp / "cleaned"
+    config = load_config(preset)
+    raw, cleaned = tmp / preset / "raw", tmp / preset / "cleaned"
     paths = {"source": "path", "corpus_path": str(data / "corpus" / "enwiki.jsonl"), "labeled_path": str(data / "labeled" / "rt_sentences.csv")}
     ingest(raw, IngestConfig.from_params(paths, "ingest"))
     clean_tokenize(raw, cleaned, config.clean_tokenize)

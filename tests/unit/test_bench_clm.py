@@ -19,13 +19,13 @@ BLOCK = 32  # tests/conftest.py CLEAN["block_size"]
 STEPS = 8  # 5 warm-up steps, then a steady state of 3
 
 
-def test_run_clm_dataset_is_group_texts_of_the_training_documents(cleaned_dir):
+def test_run_clm_dataset_is_group_texts_of_the_training_documents(clm_cleaned_dir):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR)
-    corpus = pd.read_parquet(cleaned_dir / artifacts.CORPUS)
-    held = heldout_rows(cleaned_dir / artifacts.CORPUS, 5)
-    texts = clm.training_texts(cleaned_dir, 5)
+    tok = AutoTokenizer.from_pretrained(clm_cleaned_dir / artifacts.TOKENIZER_DIR)
+    corpus = pd.read_parquet(clm_cleaned_dir / artifacts.CORPUS)
+    held = heldout_rows(clm_cleaned_dir / artifacts.CORPUS, 5)
+    texts = clm.training_texts(clm_cleaned_dir, 5)
     assert texts == corpus["text"][~held].tolist() and 0 < len(texts) < len(corpus)  # held-out documents never train the recipe
     grouped = clm.run_clm_blocks(tok, texts, BLOCK)
     tokens = sum(len(tok(t)["input_ids"]) for t in texts)  # run_clm's tokenizer(texts): [CLS] ... [SEP] around each
@@ -34,8 +34,8 @@ def test_run_clm_dataset_is_group_texts_of_the_training_documents(cleaned_dir):
     assert grouped[0]["input_ids"][0] == tok.cls_token_id
 
 
-def test_clm_rows_train_on_equal_tokens_and_write_their_own_table(cleaned_dir, tmp_path):
-    rows = clm.training_rows(cleaned_dir, "tiny", STEPS, 1e9, 1, MODEL, 2e-3, 5)
+def test_clm_rows_train_on_equal_tokens_and_write_their_own_table(clm_cleaned_dir, tmp_path):
+    rows = clm.training_rows(clm_cleaned_dir, "tiny", STEPS, 1e9, 1, MODEL, 2e-3, 5)
     assert [r["recipe"] for r in rows] == [clm.RECIPE, clm.NO_DROPOUT, clm.ENGINE]
     # Equal real tokens, no padding on either side; the tiny recipe's epoch (~5 batches) ends in a short
     # batch, as run_clm's Trainer does (the demo's 60 steps stay inside the first epoch).
@@ -44,7 +44,7 @@ def test_clm_rows_train_on_equal_tokens_and_write_their_own_table(cleaned_dir, t
     assert all(r["padding_share"] == 0 and r["steps"] == STEPS for r in rows)
     from transformers import AutoTokenizer
 
-    vocab = len(AutoTokenizer.from_pretrained(cleaned_dir / artifacts.TOKENIZER_DIR))
+    vocab = len(AutoTokenizer.from_pretrained(clm_cleaned_dir / artifacts.TOKENIZER_DIR))
     for r in rows:  # every recipe learned something: below the uniform guess's loss, with a real spread
         assert math.isfinite(r["heldout_clm_loss"]) and r["heldout_clm_loss"] < math.log(vocab)
         assert 0 < r["heldout_loss_stderr"] < 0.5 and r["mfu"] > 0 and r["real_tokens_per_s"] > 0
