@@ -19,7 +19,7 @@ from components.finetune.finetune import FinetuneConfig
 from components.ingest.ingest import IngestConfig
 from components.pretrain.pretrain import PretrainConfig
 from components.register.register import RegisterConfig
-from components.shared.config import StrictModel, explain
+from components.shared.config import StrictModel, as_params, explain
 from components.shared.errors import UserError
 from components.validate.validate import ValidateConfig
 from pipelines.cluster import ClusterConfig
@@ -109,8 +109,9 @@ class PipelineConfig(StrictModel):
         return getattr(self, f"{name}_" if name in ("validate", "register") else name)
 
     def section(self, name: str) -> dict:
-        """One stage's section as a KFP parameter: unset (None) values left out, the stage fills defaults."""
-        return self.stage(name).model_dump(mode="json", exclude_none=True)
+        """One stage's section as a KFP parameter: None left out where it is the field's default (the
+        stage fills it back in), kept where it is not (`--set pretrain.dropout=null`)."""
+        return as_params(self.stage(name))
 
     def resolved(self) -> dict:
         """The whole configuration as plain data (what gets hashed, logged and compiled)."""

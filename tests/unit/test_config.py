@@ -9,6 +9,7 @@ import json
 import pytest
 
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig
+from components.pretrain.pretrain import PretrainConfig
 from components.shared.errors import UserError
 from pipelines.config import PRESETS_DIR, STAGES, PipelineConfig, load_config, presets
 
@@ -64,6 +65,16 @@ def test_decontamination_off_survives_the_trip_to_the_stage():
     section = load_config("tiny", ["clean_tokenize.decontaminate_ngram=null"]).section("clean_tokenize")
     assert CleanTokenizeConfig.from_params(section, "clean_tokenize").decontaminate_ngram == 0
     assert load_config("tiny").clean_tokenize.decontaminate_ngram == 13
+
+
+def test_a_null_that_is_not_the_default_survives_the_trip_to_the_stage():
+    # dropout: null means "the model's own dropout"; dropping it from the section rebuilt 0.0.
+    config = load_config("tiny", ["pretrain.dropout=null"])
+    section = json.loads(json.dumps(config.section("pretrain")))  # as KFP hands it back
+    assert section["dropout"] is None and PretrainConfig.from_params(section, "pretrain").dropout is None
+    assert PretrainConfig.from_params(load_config("tiny").section("pretrain"), "pretrain").dropout == 0.0
+    # A None that is the default stays out, so sections (and the config hash) are as before.
+    assert "max_docs" not in load_config("tiny", ["ingest.max_docs=null"]).section("ingest")
 
 
 def test_overrides_are_parsed_as_typed_values():
