@@ -27,7 +27,7 @@ ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DVC_NO_ANALYTICS": "1",
-    "TOKENIZERS_PARALLELISM": "false",
+    "TOKENIZERS_PARALLELISM": "false",  # two xdist workers already hold the two cores (settings sets true)
     "GX_ANALYTICS_ENABLED": "false",
     # CI machines have no git identity; the DVC fixtures commit.
     "GIT_AUTHOR_NAME": "LMForge Tests",
