@@ -10,8 +10,6 @@ from pathlib import Path
 
 from pipelines.config import PipelineConfig
 
-TARGETS = ("local", "cluster")
-
 
 def compile_pipeline(config: PipelineConfig, preset: str, output: str | Path, target: str = "local") -> Path:
     """Write the IR YAML; every task's image is the project-version image from components/shared/images."""
