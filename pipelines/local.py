@@ -17,6 +17,7 @@ from typing import Iterator
 
 from components.shared import locks, settings, tracking
 from components.shared.errors import UserError
+from components.shared.lineage import CONFIG_HASH_TAG, GATE_SUMMARY_TAG
 from pipelines import run_names
 from pipelines.config import STAGES, PipelineConfig
 from pipelines.console import filtered_console, plain
@@ -50,7 +51,7 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
     repo = data_repo or (str(project) if config.ingest.source == "dvc" else "")
     args = arguments(config, run_name, repo, data_rev, lineage)
     run_names.kfp_local_safe(args, project / "local_outputs")
-    recipe = {"lmforge.config_hash": lineage["config_hash"], DATA_TAG: data_request(config, repo, data_rev)}
+    recipe = {CONFIG_HASH_TAG: lineage["config_hash"], DATA_TAG: data_request(config, repo, data_rev)}
     _same_recipe(run_name, recipe)  # before writing anything: a dead server is one line here
     with tracking.reported_errors():
         dead = settle_dead_runs(project)
@@ -83,7 +84,7 @@ def settle_dead_runs(project: Path) -> list[str]:
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
     if exp is None:
         return []
-    running = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING' and tags.`lmforge.stage` = 'pipeline'", max_results=500)
+    running = client.search_runs([exp.experiment_id], f"attributes.status = 'RUNNING' and tags.`{tracking.STAGE_TAG}` = 'pipeline'", max_results=500)
     dead = []
     for run in running:
         name = run.data.tags.get(tracking.RUN_NAME_TAG, "")
@@ -123,10 +124,10 @@ def _same_recipe(run_name: str, recipe: dict) -> None:
     with tracking.reported_errors():
         found = tracking.find_pipeline_run(run_name)
     tags = found.data.tags if found else {}
-    config, data = (tags.get(t, "") for t in ("lmforge.config_hash", DATA_TAG))
-    if config and config != recipe["lmforge.config_hash"]:
+    config, data = (tags.get(t, "") for t in (CONFIG_HASH_TAG, DATA_TAG))
+    if config and config != recipe[CONFIG_HASH_TAG]:
         raise UserError(
-            f"run name {run_name} already exists with another configuration (config hash {config[:12]}, this one {recipe['lmforge.config_hash'][:12]}): "
+            f"run name {run_name} already exists with another configuration (config hash {config[:12]}, this one {recipe[CONFIG_HASH_TAG][:12]}): "
             "choose a new --run-name, or give the same preset and --set values to resume that run"
         )
     if data and data != recipe[DATA_TAG]:
@@ -168,7 +169,7 @@ def _run(config: PipelineConfig, project: Path, run_name: str, args: dict, linea
     return {
         "run_name": run_name, "run_id": parent, "model_uri": task.output, "alias": config.stage("register").alias,
         "metrics": run.data.metrics,
-        "gate": run.data.tags.get("lmforge.gate_summary", ""), "seconds": time.perf_counter() - start,
+        "gate": run.data.tags.get(GATE_SUMMARY_TAG, ""), "seconds": time.perf_counter() - start,
     }
 
 

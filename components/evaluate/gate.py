@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from components.shared.config import StrictModel
 from components.shared.errors import UserError
+from components.shared.lineage import DATA_REV_TAG
 
 Metric = Literal["accuracy", "macro_f1"]
 Baseline = Literal["majority", "tfidf", "control", "strongest"]
@@ -146,7 +147,7 @@ def champion_predictions(model_name: str, alias: str, texts: list[str], batch_si
         for start in range(0, len(texts), batch_size):
             enc = tokenizer(texts[start : start + batch_size], truncation=True, max_length=limit, padding=True, return_tensors="pt")
             preds.append(model(**enc).logits.argmax(-1).numpy())
-    info = {"version": str(version.version), "run_id": version.run_id, "data_rev": version.tags.get("lmforge.data_rev", "")}
+    info = {"version": str(version.version), "run_id": version.run_id, "data_rev": version.tags.get(DATA_REV_TAG, "")}
     return info, np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 

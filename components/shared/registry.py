@@ -31,12 +31,10 @@ from datetime import datetime, timezone
 
 from components.shared import audit_ledger, settings, tracking
 from components.shared.errors import UserError
+from components.shared.lineage import DATA_REV_TAG, GATE_SUMMARY_TAG, GATE_TAG, PIPELINE_RUN_NAME_TAG
 
 AUDIT_EXPERIMENT = audit_ledger.AUDIT_EXPERIMENT  # where the history lives
 CHAMPION = "champion"
-CHALLENGER = "challenger"
-GATE_TAG = "lmforge.gate"
-GATE_SUMMARY_TAG = "lmforge.gate_summary"
 GATES = ("passed", "failed", "none")
 # A version's registration state (components/register): "incomplete" from its creation until its
 # card, alias and record are in place, then "complete"; versions from before the tag have none
@@ -85,7 +83,7 @@ def promote(model_name: str, version, *, force: bool = False, reason: str | None
         tags = _complete_version(_client(), model_name, version).tags
     gate, summary = gate_of(tags), tags.get(GATE_SUMMARY_TAG, "").strip()
     if gate != "passed" and not force:
-        why = f"its gate {gate}" if gate != "none" else "it has no gate result (tag lmforge.gate)"
+        why = f"its gate {gate}" if gate != "none" else f"it has no gate result (tag {GATE_TAG})"
         detail = f" ({summary})" if summary else ""
         raise UserError(f'{model_name} version {version} cannot become @{CHAMPION}: {why}{detail}: promote a version whose gate passed, or override with --force --reason "why"')
     return move_alias(model_name, CHAMPION, version, reason=reason or f"gate passed{': ' + summary if summary else ''}", gate=gate, forced=force, actor=actor, action=action)
@@ -289,7 +287,7 @@ def list_versions(model_name: str | None = None) -> list[dict]:
                     "model": name, "version": str(mv.version), "aliases": sorted(holders.get(str(mv.version), [])),
                     "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
                     "gate": gate_of(tags), **{k: _float(tags.get(f"metric.{k}")) for k in METRIC_TAGS},
-                    "data_rev": tags.get("lmforge.data_rev", "")[:8], "run_name": tags.get("lmforge.pipeline_run_name", ""),
+                    "data_rev": tags.get(DATA_REV_TAG, "")[:8], "run_name": tags.get(PIPELINE_RUN_NAME_TAG, ""),
                 })  # fmt: skip
     return sorted(rows, key=lambda r: (r["model"], int(r["version"])))
 
@@ -328,7 +326,7 @@ def _complete_version(client, name: str, version: str):
     """The model version, refused when its registration never finished."""
     mv = _model_version(client, name, version)
     if not is_complete(mv.tags):
-        run = (mv.tags or {}).get("lmforge.pipeline_run_name", "")
+        run = (mv.tags or {}).get(PIPELINE_RUN_NAME_TAG, "")
         again = f"lmforge run --run-name {run} with the same config" if run else "its pipeline run again"
         raise UserError(f"{name} version {version} is incomplete (its registration was interrupted): run {again} to complete it, or use another version")
     return mv
