@@ -181,7 +181,6 @@ def cmd_data(args) -> int:
 
 def cmd_config(args) -> int:
     from pipelines.config import load_config
-
     from pipelines.config_show import render
 
     config = load_config(args.config, args.overrides)

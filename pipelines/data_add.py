@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -245,7 +245,7 @@ def write_preset(path: Path, base, base_name: str, name: str, corpus_rel: str, n
     cap = base.pretrain.model.max_position
     est_tokens = math.ceil(stats["words_p95"] * TOKENS_PER_WORD) + 2
     data["description"] = (f"{name}: {len(frame):,} labeled texts in {len(names)} classes, corpus data/{name}/{corpus_rel}; "
-                           f"written by `lmforge data add` on {datetime.now(timezone.utc):%Y-%m-%d} from the {Path(base_name).stem} preset")
+                           f"written by `lmforge data add` on {datetime.now(UTC):%Y-%m-%d} from the {Path(base_name).stem} preset")
     data["ingest"] = {**(data.get("ingest") or {}), "source": "dvc", "corpus_path": f"data/{name}/{corpus_rel}", "labeled_path": f"data/{name}/labeled.parquet", "dvc_file": "data.dvc"}
     clean = data.setdefault("clean_tokenize", {})
     clean.update({"max_seq_len": "auto", "max_seq_len_cap": cap, "max_chars": max(1, int(stats["chars_p99"]))})

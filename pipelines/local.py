@@ -12,8 +12,8 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from components.shared import locks, settings, tracking
 from components.shared.errors import UserError

@@ -13,8 +13,8 @@ import json
 import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from components.shared import settings
 from components.shared.errors import UserError

@@ -16,8 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from tiny_data import CLEAN, EVALUATE, FINETUNE, PRETRAIN, CORPUS_FILE, LABELED_FILE, corpus_documents, labeled_sentences, path_config, write_text_files  # noqa: F401 (tests import them too)
+from tiny_data import CLEAN, CORPUS_FILE, EVALUATE, FINETUNE, LABELED_FILE, PRETRAIN, corpus_documents, labeled_sentences, path_config, write_text_files  # noqa: F401 (tests import them too)
 
 # Set before any test module imports transformers, huggingface_hub, mlflow or dvc: several of
 # them read these once, at import time.

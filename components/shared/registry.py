@@ -27,7 +27,7 @@ import random
 import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from components.shared import audit_ledger, settings, tracking
 from components.shared.errors import UserError
@@ -209,7 +209,7 @@ def _age_s(record: dict) -> float:
         then = datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
     except (KeyError, ValueError):
         return LEASE_S + 1  # an unreadable time cannot hold the history forever
-    return (datetime.now(timezone.utc) - then).total_seconds()
+    return (datetime.now(UTC) - then).total_seconds()
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def list_versions(model_name: str | None = None) -> list[dict]:
                     continue  # a registration cut short: not a version anyone should use
                 rows.append({
                     "model": name, "version": str(mv.version), "aliases": sorted(holders.get(str(mv.version), [])),
-                    "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                    "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
                     "gate": gate_of(tags), **{k: _float(tags.get(f"metric.{k}")) for k in METRIC_TAGS},
                     "data_rev": tags.get(DATA_REV_TAG, "")[:8], "run_name": tags.get(PIPELINE_RUN_NAME_TAG, ""),
                 })  # fmt: skip
@@ -357,7 +357,7 @@ def _quietly(fn, *args) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _float(value: str | None) -> float | None:

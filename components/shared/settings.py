@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 # Set by the local CLI for its child tasks: a failing stage writes its one-line reason there.
 ERROR_FILE_ENV = "LMFORGE_ERROR_FILE"

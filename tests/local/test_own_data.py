@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from tiny_data import corpus_documents
 
 from components.shared.lineage import DATA_REV_TAG, VALIDATION_TAG

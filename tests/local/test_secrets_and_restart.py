@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from mlflow_server import start_mlflow_server, stop_mlflow_server
 
 from components.shared import tracking

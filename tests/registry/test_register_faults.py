@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow_server import start_mlflow_server, stop_mlflow_server
 
 from components.shared import registry
-from mlflow_server import start_mlflow_server, stop_mlflow_server
 
 MODEL, RUN = "lmforge-fault-test", "lmforge-tiny-20260101-000000-fault"
 LINEAGE = {"git_commit": "0" * 40, "git_dirty": False, "config_hash": "c" * 16, "preset": "tiny"}
