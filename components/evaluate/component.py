@@ -24,6 +24,8 @@ def evaluate_op(
     with stage_task("evaluate", run_name, metrics, config, files=files) as task:
         cfg = EvaluateConfig.from_params(config, "evaluate")
         model_name = register_config.get("model_name")  # register validated it; the section always holds it
-        paths = [Path(a.path) for a in (cleaned, mlm, classifier)]
-        task.metrics = evaluate(*paths, out, cfg, html_page=Path(report_html.path), model_name=model_name)
+        task.metrics = evaluate(
+            cleaned_dir=Path(cleaned.path), pretrained_dir=Path(mlm.path), classifier_dir=Path(classifier.path), out_dir=out, config=cfg,
+            html_page=Path(report_html.path), model_name=model_name,
+        )
     log_confusion_matrix(confusion, out / artifacts.EVAL_REPORT)

@@ -17,4 +17,4 @@ def pretrain_op(config: dict, run_name: str, cleaned: Input[Dataset], mlm: Outpu
 
     out = Path(mlm.path)
     with stage_task("pretrain", run_name, metrics, config, files=[out / artifacts.LOSS_CURVE, out / artifacts.HISTORY], history=out / artifacts.HISTORY) as task:
-        task.metrics = pretrain(Path(cleaned.path), out, PretrainConfig.from_params(config, "pretrain"))
+        task.metrics = pretrain(cleaned_dir=Path(cleaned.path), out_dir=out, config=PretrainConfig.from_params(config, "pretrain"))

@@ -17,4 +17,4 @@ def validate_op(config: dict, run_name: str, cleaned: Input[Dataset], report_dir
 
     out = Path(report_dir.path)
     with stage_task("validate", run_name, metrics, config, files=[out / artifacts.VALIDATION, out / artifacts.DATA_DOCS_DIR]) as task:
-        task.metrics = validate(Path(cleaned.path), out, ValidateConfig.from_params(config, "validate"), docs_page=Path(data_docs.path))
+        task.metrics = validate(cleaned_dir=Path(cleaned.path), out_dir=out, config=ValidateConfig.from_params(config, "validate"), docs_page=Path(data_docs.path))
