@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     tj.add_argument("--namespace", default="lmforge", help="the job's namespace")
     tj.add_argument("--pvc", default="", help="shared PersistentVolumeClaim (default: the preset's cluster.stages.pretrain.pvc)")
     tj.add_argument("--cleaned", default="/mnt/lmforge/cleaned", help="clean_tokenize's output on the shared volume")
-    tj.add_argument("--out", default="/mnt/lmforge/mlm", help="where the model goes on the shared volume")
+    tj.add_argument("--out", default="/mnt/lmforge/pretrained", help="where the model goes on the shared volume")
     tj.add_argument("--output", "-o", default="lmforge-pretrain-job.yaml", help="where to write the manifest")
 
     data = sub.add_parser("data", help="demo data, or your own")

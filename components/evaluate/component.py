@@ -8,7 +8,7 @@ from components.shared.images import GPU_IMAGE
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def evaluate_op(
-    config: dict, register_config: dict, run_name: str, cleaned: Input[Dataset], mlm: Input[Model], classifier: Input[Model],
+    config: dict, register_config: dict, run_name: str, cleaned: Input[Dataset], pretrained: Input[Model], classifier: Input[Model],
     evaluation: Output[Dataset], metrics: Output[Metrics], confusion: Output[ClassificationMetrics], report_html: Output[HTML],
 ):
     """Test accuracy, macro-F1, confusion matrix, held-out perplexity, baselines, and the gate
@@ -25,7 +25,7 @@ def evaluate_op(
         cfg = EvaluateConfig.from_params(config, "evaluate")
         model_name = register_config.get("model_name")  # register validated it; the section always holds it
         task.metrics = evaluate(
-            cleaned_dir=Path(cleaned.path), pretrained_dir=Path(mlm.path), classifier_dir=Path(classifier.path), out_dir=out, config=cfg,
+            cleaned_dir=Path(cleaned.path), pretrained_dir=Path(pretrained.path), classifier_dir=Path(classifier.path), out_dir=out, config=cfg,
             html_page=Path(report_html.path), model_name=model_name,
         )
     log_confusion_matrix(confusion, out / artifacts.EVAL_REPORT)

@@ -77,7 +77,7 @@ def test_pod_template_validates_strictly_and_carries_the_placement(job):
     ],
 )
 def test_bad_requests_are_one_line(kwargs, message):
-    args = {"nodes": 2, "name": "lmforge-pretrain", "cleaned": "/mnt/lmforge/cleaned", "out": "/mnt/lmforge/mlm", "pvc": "lmforge-shared", **kwargs}
+    args = {"nodes": 2, "name": "lmforge-pretrain", "cleaned": "/mnt/lmforge/cleaned", "out": "/mnt/lmforge/pretrained", "pvc": "lmforge-shared", **kwargs}
     with pytest.raises(UserError, match=message):
         trainjob_manifest(load_config("gpu"), **args)
 

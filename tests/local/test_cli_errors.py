@@ -87,7 +87,7 @@ def test_failed_validation_stops_the_run_and_keeps_the_data_docs(tmp_path, files
     assert line.startswith("error: validate: data validation failed: labeled:") and "Data Docs" in line
     assert registered_versions(tmp_path) == 0
     assert list((tmp_path / "local_outputs").rglob("data_docs/index.html")), "the Data Docs are kept on failure"
-    assert not list((tmp_path / "local_outputs").rglob("pretrain-op/mlm/config.json"))
+    assert not list((tmp_path / "local_outputs").rglob("pretrain-op/pretrained/config.json"))
     # The failed run ends FAILED in MLflow (not FINISHED by a stage's logging), and so does the
     # failed stage's own run, nested under it.
     import mlflow
