@@ -126,6 +126,18 @@ class PipelineConfig(StrictModel):
         seeds = {s: self.stage(s).seed for s in STAGES if hasattr(self.stage(s), "seed")} | {"gate": self.evaluate.gate.seed}
         return {**git_state(settings.code_dir()), "config_hash": self.hash(), "preset": Path(preset).stem, "images": IMAGES, "seeds": seeds}
 
+    def data_source(self, target: str, commit: str, repo: str = "", rev: str = "") -> tuple[str, str]:
+        """The DVC repository and revision ingest reads, from what the user passed ("" = the default).
+
+        local: this project's checkout at its HEAD when the run starts. cluster: cluster.data_repo
+        (the pods have no checkout) at `commit`, this checkout's, whose data.dvc names the data.
+        Plain files (ingest.source: path) read no repository."""
+        from components.shared import settings
+
+        if target == "cluster":
+            return repo or self.cluster.data_repo, rev or commit
+        return repo or (str(settings.project_dir()) if self.ingest.source == "dvc" else ""), rev or "HEAD"
+
     def hash(self) -> str:
         """sha256 of the resolved config minus its description: same hash, same training recipe."""
         body = {s: self.section(s) for s in STAGES}

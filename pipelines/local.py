@@ -48,10 +48,10 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
     project = settings.project_dir()
     run_name = run_names.check_run_name(run_name) if run_name else new_run_name(preset)
     lineage = config.lineage(preset)
-    repo = data_repo or (str(project) if config.ingest.source == "dvc" else "")
-    args = arguments(config, run_name, repo, data_rev, lineage)
+    repo, rev = config.data_source("local", lineage["git_commit"], data_repo, data_rev)
+    args = arguments(config, run_name, repo, rev, lineage)
     run_names.kfp_local_safe(args, project / "local_outputs")
-    recipe = {CONFIG_HASH_TAG: lineage["config_hash"], DATA_TAG: data_request(config, repo, data_rev)}
+    recipe = {CONFIG_HASH_TAG: lineage["config_hash"], DATA_TAG: data_request(config, repo, rev)}
     _same_recipe(run_name, recipe)  # before writing anything: a dead server is one line here
     with tracking.reported_errors():
         dead = settle_dead_runs(project)
@@ -112,9 +112,9 @@ def data_request(config: PipelineConfig, repo: str, data_rev: str) -> str:
     if config.ingest.source != "dvc":
         return f"{config.ingest.corpus_path} {config.ingest.labeled_path}"
     try:
-        rev = resolve_rev(repo, data_rev or "HEAD")
+        rev = resolve_rev(repo, data_rev)
     except UserError:
-        rev = data_rev or "HEAD"  # ingest reports a revision that does not exist, as before
+        rev = data_rev  # ingest reports a revision that does not exist, as before
     return f"{repo}@{rev}"
 
 

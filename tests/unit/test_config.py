@@ -76,6 +76,19 @@ def test_a_null_that_is_not_the_default_survives_the_trip_to_the_stage():
     assert "max_docs" not in load_config("tiny", ["ingest.max_docs=null"]).section("ingest")
 
 
+def test_the_data_repository_and_revision_default_in_one_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMFORGE_PROJECT_DIR", str(tmp_path))
+    config = load_config("tiny", ["cluster.data_repo=https://git.example/data.git"])
+    # local: this project's checkout at HEAD; cluster: cluster.data_repo at the code's commit.
+    assert config.data_source("local", "c0ffee") == (str(tmp_path.resolve()), "HEAD")
+    assert config.data_source("cluster", "c0ffee") == ("https://git.example/data.git", "c0ffee")
+    # What the user passed wins on both targets.
+    assert config.data_source("local", "c0ffee", "/elsewhere", "v1") == ("/elsewhere", "v1")
+    assert config.data_source("cluster", "c0ffee", "https://other/x.git", "v2") == ("https://other/x.git", "v2")
+    # Plain files read no repository locally.
+    assert load_config("tiny", ["ingest.source=path"]).data_source("local", "c0ffee")[0] == ""
+
+
 def test_overrides_are_parsed_as_typed_values():
     config = load_config(
         "tiny",
