@@ -121,11 +121,8 @@ def decide(config: GateConfig, champion: dict | None, vs_champion: dict | None, 
 
 
 def champion_predictions(model_name: str, alias: str, texts: list[str], batch_size: int) -> tuple[dict, np.ndarray] | None:
-    """The current holder of `alias` and its predictions on `texts`, tokenized with its own
-    tokenizer (a champion trained on another data revision has another vocabulary). None when
-    the model or the alias does not exist yet, or its holder is an incomplete version."""
-    import torch
-
+    """The current holder of `alias` and its predictions on `texts` (see `predict_registered`).
+    None when the model or the alias does not exist yet, or its holder is an incomplete version."""
     from components.shared import registry, tracking
 
     mlflow = tracking.connect()
@@ -140,15 +137,26 @@ def champion_predictions(model_name: str, alias: str, texts: list[str], batch_si
         if not registry.is_complete(version.tags):
             return None  # a registration cut short is nobody's champion
         parts = mlflow.transformers.load_model(f"models:/{model_name}/{version.version}", return_type="components")
-    model, tokenizer = parts["model"].eval(), parts["tokenizer"]
-    limit = min(getattr(model.config, "max_position_embeddings", 512), 512)
-    preds = []
-    with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[start : start + batch_size], truncation=True, max_length=limit, padding=True, return_tensors="pt")
-            preds.append(model(**enc).logits.argmax(-1).numpy())
     info = {"version": str(version.version), "run_id": version.run_id, "data_rev": version.tags.get(DATA_REV_TAG, "")}
-    return info, np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    return info, predict_registered(parts["model"], parts["tokenizer"], texts, batch_size)
+
+
+def predict_registered(model, tokenizer, texts: list[str], batch_size: int) -> np.ndarray:
+    """A registered model's class predictions on `texts`, tokenized with its own tokenizer (a
+    champion trained on another data revision has another vocabulary), then through the task's
+    `predict`, the new model's own path: the same collate, batching, eval mode and device."""
+    import pandas as pd
+
+    from components.tasks.classification import predict
+
+    if not len(texts):
+        return np.zeros(0, dtype=np.int64)
+    limit = min(getattr(model.config, "max_position_embeddings", 512), 512)
+    ids = tokenizer(list(texts), truncation=True, max_length=limit)["input_ids"]
+    # predict also reports a loss, which needs labels: class 0 exists in every label space; unused.
+    rows = pd.DataFrame({"input_ids": ids, "label": np.zeros(len(ids), dtype=np.int64)})
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id
+    return predict(model, rows, pad_id, batch_size)[0]
 
 
 def render_markdown(gate: dict, picture: str) -> str:
