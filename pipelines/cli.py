@@ -163,7 +163,7 @@ def cmd_trainjob(args) -> int:
 
 def cmd_data(args) -> int:
     from components.shared import settings
-    from pipelines.demo_data import build_demo_data
+    from data_builders.demo_data import build_demo_data
 
     if args.data_command == "add":
         from pipelines.data_add import add_dataset
