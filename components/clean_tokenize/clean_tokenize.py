@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -124,7 +123,7 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
     return _metrics(report)
 
 
-def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: _Clock) -> dict:
+def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: "_Clock") -> dict:
     """Everything but the packed blocks into `tmp`: the cleaned corpus and labeled set (with
     input_ids), the task-adaptive texts, the tokenizer. Returns the report without its block counts."""
     raw_dir = Path(raw_dir)
@@ -232,7 +231,7 @@ def _bounds_line(bounds: dict, config: CleanTokenizeConfig) -> str:
     )
 
 
-def _decontamination(index, corpus: dict, adaptive_removed: int, clock: _Clock) -> dict:
+def _decontamination(index, corpus: dict, adaptive_removed: int, clock: "_Clock") -> dict:
     """The clean_report section (and one console line) saying what decontamination did."""
     if index is None:
         clock.say("decontamination off (clean_tokenize.decontaminate_ngram is null)", timed=False)

@@ -4,6 +4,8 @@ pipelines/pipeline.py uses them when `cluster.data_shards` > 1: prepare once, to
 in a ParallelFor, merge in shard order; the merge's `cleaned` output is what clean_tokenize_op writes.
 """
 
+from typing import List
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
@@ -34,7 +36,7 @@ def clean_tokenize_shard_op(prepared: Input[Dataset], shard: int, num_shards: in
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def clean_tokenize_merge_op(config: dict, run_name: str, prepared: Input[Dataset], parts: Input[list[Dataset]], cleaned: Output[Dataset], metrics: Output[Metrics]):
+def clean_tokenize_merge_op(config: dict, run_name: str, prepared: Input[Dataset], parts: Input[List[Dataset]], cleaned: Output[Dataset], metrics: Output[Metrics]):
     """Pack the shards' streams in shard order: the output one clean_tokenize task would write."""
     from pathlib import Path
 

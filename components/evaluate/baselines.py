@@ -8,7 +8,7 @@ them. A pretrained encoder that does not beat a bag of n-grams has not yet earne
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from typing import Sequence
 
 import numpy as np
 

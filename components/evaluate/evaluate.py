@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from components.evaluate.baselines import describe_tfidf, majority_label, tfidf_logreg
-from components.evaluate.gate import GateConfig, render_markdown
-from components.evaluate.gate import plot as plot_gate
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.shards import open_blocks
 from components.shared.training import require_dir
+from components.evaluate.baselines import describe_tfidf, majority_label, tfidf_logreg
+from components.evaluate.gate import GateConfig, render_markdown
+from components.evaluate.gate import plot as plot_gate
 
 
 class EvaluateConfig(StageConfig):

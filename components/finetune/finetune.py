@@ -17,11 +17,11 @@ import pandas as pd
 from pydantic import Field, PositiveFloat, model_validator
 
 from components.finetune import loop
+from components.tasks.classification import CONTROL_DIR, accuracy
 from components.shared import artifacts, distributed
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.training import require_dir, save_history, seed_everything
-from components.tasks.classification import CONTROL_DIR, accuracy
 
 __all__ = ["CONTROL_DIR", "SEARCH", "FinetuneConfig", "finetune", "run", "build_classifier", "accuracy"]
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.tasks.classification import collate, scores, to_device
 from components.shared.distributed import World
 from components.shared.errors import UserError
 from components.shared.training import Progress, optimizer_and_schedule
-from components.tasks.classification import collate, scores, to_device
 
 EVALS_PER_BUDGET = 10  # the default eval_every validates at least this often within max_steps ...
 MIN_EVAL_STEPS = 50  # ... unless that is more often than every 50 steps (or an epoch is shorter)

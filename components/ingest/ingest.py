@@ -17,9 +17,8 @@ import contextlib
 import hashlib
 import io
 import subprocess
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Iterable, Iterator, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -32,6 +31,7 @@ from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.splits import SPLITS, split_of
+
 
 BATCH_BYTES = 8 << 20  # raw bytes per corpus batch: a JSONL batch as a DataFrame is a few times that
 CSV_ROWS = 4096  # rows per CSV/TSV batch

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from components import objectives
+
 from components.shared import artifacts, distributed
 from components.shared.config import StageConfig
 from components.shared.errors import UserError

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from components.register.model_card import model_card
 from components.shared import artifacts, registry, settings, tracking
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
+from components.register.model_card import model_card
 from components.shared.lineage import (
     CONFIG_ARTIFACT_TAG,
     CONFIG_HASH_TAG,

@@ -9,13 +9,13 @@ import random
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from tiny_data import CLEAN, CORPUS_FILE, path_config, write_text_files
 
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_tokenize
 from components.clean_tokenize.sharded import SHARD_INDEX, merge_shards, prepare_stage, shard_row_groups, tokenize_shard
 from components.ingest.ingest import ingest
 from components.shared import artifacts
 from components.shared.errors import UserError
+from tiny_data import CLEAN, CORPUS_FILE, path_config, write_text_files
 
 # chunk_chars small: the cleaned corpus has many row groups, so every shard gets some.
 CONFIG = {**CLEAN, "chunk_chars": 3000, "shard_blocks": 7, "task_adaptive": True, "quality": {"enabled": True}, "near_dup": {"enabled": True}}
@@ -118,6 +118,6 @@ def test_a_near_dup_rule_removing_too_much_stops_the_prepare_task_naming_its_set
     message = str(info.value)
     assert message.startswith(f"clean_tokenize rule 'near_duplicate' (a MinHash near-copy of an earlier document) removed {NEAR_COPIES} of ")
     assert "check clean_tokenize.near_dup.threshold" in message and "clean_tokenize.max_corpus_removed (5%)" in message
-    line = next(ln for ln in capsys.readouterr().out.splitlines() if "removed from the corpus documents" in ln)
+    line = next(l for l in capsys.readouterr().out.splitlines() if "removed from the corpus documents" in l)
     assert f"near_duplicate {NEAR_COPIES}" in line and "punctuated_lines" in line  # quality rules counted in the same line
     assert not (tmp_path / "prepared").exists()

@@ -8,12 +8,12 @@ import json
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from tiny_data import CORPUS_FILE, LABELED_FILE
 
 from components.ingest import ingest as ingest_module
 from components.ingest.ingest import IngestConfig, ingest, write_corpus
 from components.shared import artifacts
 from components.validate.validate import ValidateConfig, validate
+from tiny_data import CORPUS_FILE, LABELED_FILE
 
 TOKENS = {"vocab_size": 512, "unk_rate": 0.002, "n_blocks_train": 4, "n_blocks_heldout": 1}
 
