@@ -6,7 +6,7 @@ STAMP := $(VENV)/.lmforge-installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo data test test-fast test-load compile bench bench-quick bench-quality bench-data clean
+.PHONY: setup demo data lint test test-fast test-load compile bench bench-quick bench-quality bench-data clean
 
 setup: $(STAMP)
 
@@ -49,7 +49,11 @@ bench-data: data
 # torch thread each: two processes of two threads on two cores spin at OpenMP barriers.
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal
 
-test: setup
+# The linter first: seconds, and it names the line (rules and why in pyproject.toml's [tool.ruff]).
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PYTEST) -m "not load"
 
 # 8 whole tiny runs at once against one real MLflow server, registering one model: every version
@@ -57,7 +61,7 @@ test: setup
 test-load: setup
 	$(PY) -m pytest -q -s -m load tests/local/test_load.py
 
-test-fast: setup
+test-fast: lint
 	$(PYTEST) -m "not slow and not network and not load"
 
 compile: setup

@@ -45,9 +45,10 @@ class RandomBlocks:
 
 def tokenizer_for(vocab: int):
     """A WordPiece tokenizer with `vocab` entries (sizes only matter here; built offline)."""
-    from components.shared.tokenizer import SPECIAL_TOKENS
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
+
+    from components.shared.tokenizer import SPECIAL_TOKENS
 
     words = {t: i for i, t in enumerate(SPECIAL_TOKENS + [f"w{i}" for i in range(vocab - len(SPECIAL_TOKENS))])}
     tok = Tokenizer(models.WordPiece(vocab=words, unk_token="[UNK]"))

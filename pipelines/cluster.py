@@ -26,10 +26,6 @@ from components.shared.config import StrictModel
 # pod label, which Kueue (or an admission policy of the cluster's admins) maps to the real class.
 # The multi-node TrainJob manifest (pipelines/trainjob.py) sets priorityClassName directly.
 PRIORITY_LABEL = "lmforge.io/priority-class"
-# The processes a training task was placed for (one per accelerator), for the task's own logs and
-# the multi-node job; the stage starts `pretrain.nproc` (`finetune.nproc`) processes, which the preset's validation
-# (pipelines/config.py) keeps equal to that task's accelerator count.
-NPROC_ENV = "LMFORGE_NPROC_PER_NODE"
 
 # Kubernetes resource quantities: "500m", "2", "16Gi", "1.5G".
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
@@ -166,7 +162,6 @@ def apply_placement(task, p: Placement) -> None:
 
     if p.accelerator_count:
         task.set_accelerator_type(p.accelerator_type).set_accelerator_limit(p.accelerator_count)
-        task.set_env_variable(NPROC_ENV, str(p.nproc_per_node))
     setters = {"cpu_request": task.set_cpu_request, "cpu_limit": task.set_cpu_limit, "memory_request": task.set_memory_request, "memory_limit": task.set_memory_limit}
     for field, setter in setters.items():
         if getattr(p, field):

@@ -10,8 +10,6 @@ from pathlib import Path
 
 from pipelines.config import PipelineConfig
 
-TARGETS = ("local", "cluster")
-
 
 def compile_pipeline(config: PipelineConfig, preset: str, output: str | Path, target: str = "local") -> Path:
     """Write the IR YAML; every task's image is the project-version image from components/shared/images."""
@@ -20,8 +18,9 @@ def compile_pipeline(config: PipelineConfig, preset: str, output: str | Path, ta
     from pipelines.pipeline import arguments, cluster_pipeline, lmforge_pipeline
 
     pipeline = cluster_pipeline(config.cluster) if target == "cluster" else lmforge_pipeline
-    data_repo = config.cluster.data_repo if target == "cluster" else ""
-    defaults = arguments(config, run_name="", data_repo=data_repo, data_rev="", lineage=config.lineage(preset))
+    lineage = config.lineage(preset)
+    data_repo, data_rev = config.data_source(target, lineage["git_commit"])  # what `lmforge run` / `submit` would pass
+    defaults = arguments(config, run_name="", data_repo=data_repo, data_rev=data_rev, lineage=lineage)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.tmp{output.suffix or '.yaml'}")  # kfp wants a .yaml/.json name

@@ -20,7 +20,7 @@ from components.finetune.finetune import FinetuneConfig
 from components.ingest.ingest import IngestConfig
 from components.pretrain.pretrain import PretrainConfig
 from components.register.register import RegisterConfig
-from components.shared.config import StrictModel, explain
+from components.shared.config import StrictModel, as_params, explain
 from components.shared.errors import UserError
 from components.validate.validate import ValidateConfig
 from pipelines.cluster import ClusterConfig
@@ -146,8 +146,9 @@ class PipelineConfig(StrictModel):
         return getattr(self, f"{name}_" if name in ("validate", "register") else name)
 
     def section(self, name: str) -> dict:
-        """One stage's section as a KFP parameter: unset (None) values left out, the stage fills defaults."""
-        return self.stage(name).model_dump(mode="json", exclude_none=True)
+        """One stage's section as a KFP parameter: None left out where it is the field's default (the
+        stage fills it back in), kept where it is not (`--set pretrain.dropout=null`)."""
+        return as_params(self.stage(name))
 
     def resolved(self) -> dict:
         """The whole configuration as plain data (what gets hashed, logged and compiled)."""
@@ -161,6 +162,18 @@ class PipelineConfig(StrictModel):
 
         seeds = {s: self.stage(s).seed for s in STAGES if hasattr(self.stage(s), "seed")} | {"gate": self.evaluate.gate.seed}
         return {**git_state(settings.code_dir()), "config_hash": self.hash(), "preset": Path(preset).stem, "images": IMAGES, "seeds": seeds}
+
+    def data_source(self, target: str, commit: str, repo: str = "", rev: str = "") -> tuple[str, str]:
+        """The DVC repository and revision ingest reads, from what the user passed ("" = the default).
+
+        local: this project's checkout at its HEAD when the run starts. cluster: cluster.data_repo
+        (the pods have no checkout) at `commit`, this checkout's, whose data.dvc names the data.
+        Plain files (ingest.source: path) read no repository."""
+        from components.shared import settings
+
+        if target == "cluster":
+            return repo or self.cluster.data_repo, rev or commit
+        return repo or (str(settings.project_dir()) if self.ingest.source == "dvc" else ""), rev or "HEAD"
 
     def hash(self) -> str:
         """sha256 of the resolved config minus its description: same hash, same training recipe."""

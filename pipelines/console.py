@@ -12,8 +12,8 @@ import io
 import re
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from components.shared import settings
 

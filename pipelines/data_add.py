@@ -5,7 +5,7 @@ The corpus (a file, or a folder of .txt/.md/.rst/.jsonl documents) is copied as 
 folder written by `save_to_disk`) becomes `data/NAME/labeled.parquet` with the columns ingest
 reads (text, label, and split and id when the file has them), its labels kept as they are.
 `data/` is then tracked by DVC as the demo data is (`dvc add data`, `dvc push` to the default
-remote; see demo_data.track), and the new `data.dvc` and the preset are committed with git, so a
+remote; see data_builders/demo_data.track), and the new `data.dvc` and the preset are committed with git, so a
 run records a data revision that `lmforge reproduce` can return to.
 
 The preset (`pipelines/configs/NAME.yaml` in the project, or `--preset-dir`) is the base preset
@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,7 @@ def add_dataset(project: Path, name: str, corpus: str, labeled: str, *, base_pre
                 split_column: str = "", id_column: str = "", label_names: list[str] | None = None, preset_dir: str = "",
                 push: bool = True, log: Callable[[str], object] = print) -> dict:
     """Copy, track, commit and write the preset; return {"preset", "model_name", "label_names", ...}."""
-    from pipelines.demo_data import recorded_md5, track
+    from data_builders.demo_data import recorded_md5, track
 
     project = Path(project).resolve()
     if not NAME.match(name):
@@ -245,7 +245,7 @@ def write_preset(path: Path, base, base_name: str, name: str, corpus_rel: str, n
     cap = base.pretrain.model.max_position
     est_tokens = math.ceil(stats["words_p95"] * TOKENS_PER_WORD) + 2
     data["description"] = (f"{name}: {len(frame):,} labeled texts in {len(names)} classes, corpus data/{name}/{corpus_rel}; "
-                           f"written by `lmforge data add` on {datetime.now(timezone.utc):%Y-%m-%d} from the {Path(base_name).stem} preset")
+                           f"written by `lmforge data add` on {datetime.now(UTC):%Y-%m-%d} from the {Path(base_name).stem} preset")
     data["ingest"] = {**(data.get("ingest") or {}), "source": "dvc", "corpus_path": f"data/{name}/{corpus_rel}", "labeled_path": f"data/{name}/labeled.parquet", "dvc_file": "data.dvc"}
     clean = data.setdefault("clean_tokenize", {})
     clean.update({"max_seq_len": "auto", "max_seq_len_cap": cap, "max_chars": max(1, int(stats["chars_p99"]))})

@@ -12,11 +12,12 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from components.shared import locks, settings, tracking
 from components.shared.errors import UserError
+from components.shared.lineage import CONFIG_HASH_TAG, GATE_SUMMARY_TAG
 from pipelines import run_names
 from pipelines.config import STAGES, PipelineConfig
 from pipelines.console import filtered_console, plain
@@ -54,10 +55,10 @@ def run_local(config: PipelineConfig, preset: str, data_rev: str = "", data_repo
     project = settings.project_dir()
     run_name = run_names.check_run_name(run_name) if run_name else new_run_name(preset)
     lineage = config.lineage(preset)
-    repo = data_repo or (str(project) if config.ingest.source == "dvc" else "")
-    args = arguments(config, run_name, repo, data_rev, lineage)
+    repo, rev = config.data_source("local", lineage["git_commit"], data_repo, data_rev)
+    args = arguments(config, run_name, repo, rev, lineage)
     run_names.kfp_local_safe(args, project / "local_outputs")
-    recipe = {"lmforge.config_hash": lineage["config_hash"], DATA_TAG: data_request(config, repo, data_rev)}
+    recipe = {CONFIG_HASH_TAG: lineage["config_hash"], DATA_TAG: data_request(config, repo, rev)}
     _same_recipe(run_name, recipe)  # before writing anything: a dead server is one line here
     with tracking.reported_errors():
         dead = settle_dead_runs(project)
@@ -90,7 +91,7 @@ def settle_dead_runs(project: Path) -> list[str]:
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
     if exp is None:
         return []
-    running = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING' and tags.`lmforge.stage` = 'pipeline'", max_results=500)
+    running = client.search_runs([exp.experiment_id], f"attributes.status = 'RUNNING' and tags.`{tracking.STAGE_TAG}` = 'pipeline'", max_results=500)
     dead = []
     for run in running:
         name = run.data.tags.get(tracking.RUN_NAME_TAG, "")
@@ -118,9 +119,9 @@ def data_request(config: PipelineConfig, repo: str, data_rev: str) -> str:
     if config.ingest.source != "dvc":
         return f"{config.ingest.corpus_path} {config.ingest.labeled_path}"
     try:
-        rev = resolve_rev(repo, data_rev or "HEAD")
+        rev = resolve_rev(repo, data_rev)
     except UserError:
-        rev = data_rev or "HEAD"  # ingest reports a revision that does not exist, as before
+        rev = data_rev  # ingest reports a revision that does not exist, as before
     return f"{repo}@{rev}"
 
 
@@ -130,10 +131,10 @@ def _same_recipe(run_name: str, recipe: dict) -> None:
     with tracking.reported_errors():
         found = tracking.find_pipeline_run(run_name)
     tags = found.data.tags if found else {}
-    config, data = (tags.get(t, "") for t in ("lmforge.config_hash", DATA_TAG))
-    if config and config != recipe["lmforge.config_hash"]:
+    config, data = (tags.get(t, "") for t in (CONFIG_HASH_TAG, DATA_TAG))
+    if config and config != recipe[CONFIG_HASH_TAG]:
         raise UserError(
-            f"run name {run_name} already exists with another configuration (config hash {config[:12]}, this one {recipe['lmforge.config_hash'][:12]}): "
+            f"run name {run_name} already exists with another configuration (config hash {config[:12]}, this one {recipe[CONFIG_HASH_TAG][:12]}): "
             "choose a new --run-name, or give the same preset and --set values to resume that run"
         )
     if data and data != recipe[DATA_TAG]:
@@ -175,7 +176,7 @@ def _run(config: PipelineConfig, project: Path, run_name: str, args: dict, linea
     return {
         "run_name": run_name, "run_id": parent, "model_uri": task.output, "alias": config.stage("register").alias,
         "metrics": run.data.metrics,
-        "gate": run.data.tags.get("lmforge.gate_summary", ""), "seconds": time.perf_counter() - start,
+        "gate": run.data.tags.get(GATE_SUMMARY_TAG, ""), "seconds": time.perf_counter() - start,
     }
 
 

@@ -68,9 +68,9 @@ def lmforge_pipeline(
     validate = validate_op(config=validate_config, run_name=run_name, cleaned=cleaned).set_display_name("validate")
     # Pretraining must not start on data that failed validation: an explicit edge, no data passes.
     pretrain = pretrain_op(config=pretrain_config, run_name=run_name, cleaned=cleaned).after(validate).set_display_name("pretrain")
-    finetune = finetune_op(config=finetune_config, run_name=run_name, cleaned=cleaned, mlm=pretrain.outputs["mlm"]).set_display_name("finetune")
+    finetune = finetune_op(config=finetune_config, run_name=run_name, cleaned=cleaned, pretrained=pretrain.outputs["pretrained"]).set_display_name("finetune")
     evaluate = evaluate_op(
-        config=evaluate_config, register_config=register_config, run_name=run_name, cleaned=cleaned, mlm=pretrain.outputs["mlm"], classifier=finetune.outputs["classifier"]
+        config=evaluate_config, register_config=register_config, run_name=run_name, cleaned=cleaned, pretrained=pretrain.outputs["pretrained"], classifier=finetune.outputs["classifier"]
     ).set_display_name("evaluate")
     register = register_op(
         config=register_config,

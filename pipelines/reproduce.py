@@ -18,9 +18,22 @@ from pathlib import Path
 from components.ingest.ingest import resolve_rev
 from components.shared import artifacts, registry, settings, tracking
 from components.shared.errors import UserError
+from components.shared.lineage import (
+    CONFIG_HASH_TAG,
+    DATA_FILES_MD5_TAG,
+    DATA_MD5_TAG,
+    DATA_REPO_TAG,
+    DATA_REV_TAG,
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    PIPELINE_RUN_NAME_TAG,
+    PRESET_TAG,
+    TOKENIZER_HASH_TAG,
+    WEIGHTS_SHA256_TAG,
+)
 
 # Lineage a version must carry to be reproducible.
-REQUIRED_TAGS = ("lmforge.data_repo", "lmforge.data_rev", "lmforge.config_hash", "lmforge.git_commit", "lmforge.weights_sha256", "lmforge.preset")
+REQUIRED_TAGS = (DATA_REPO_TAG, DATA_REV_TAG, CONFIG_HASH_TAG, GIT_COMMIT_TAG, WEIGHTS_SHA256_TAG, PRESET_TAG)
 # The code whose changes would change the model (data/ and run outputs do not).
 CODE_PATHS = ("components", "pipelines", "pyproject.toml", "constraints.txt")
 # Metrics that depend on the moment, not the recipe: wall time, speed, the champion of the day.
@@ -59,24 +72,24 @@ def check_reproducible(mv, allow_dirty: bool = False) -> dict:
     """The lineage of `mv` if it can be reproduced exactly here, else one clear error."""
     tags, ref = mv.tags, f"{mv.name}/{mv.version}"
     if not registry.is_complete(tags):
-        raise UserError(f"{ref} is incomplete (its registration was interrupted), so there is nothing trusted to reproduce: re-run its pipeline run ({tags.get('lmforge.pipeline_run_name', '?')}) to complete it")
+        raise UserError(f"{ref} is incomplete (its registration was interrupted), so there is nothing trusted to reproduce: re-run its pipeline run ({tags.get(PIPELINE_RUN_NAME_TAG, '?')}) to complete it")
     missing = [t for t in REQUIRED_TAGS if not tags.get(t)]
-    if missing == ["lmforge.data_rev"] and tags.get("lmforge.pipeline_run_name"):
+    if missing == [DATA_REV_TAG] and tags.get(PIPELINE_RUN_NAME_TAG):
         # Registered by LMForge, from plain paths (ingest.source=path): the files have no revision.
-        files = ", ".join(json.loads(tags.get("lmforge.data_files_md5") or "{}")) or "plain files"
+        files = ", ".join(json.loads(tags.get(DATA_FILES_MD5_TAG) or "{}")) or "plain files"
         raise UserError(
             f"{ref} was trained on plain paths (ingest.source=path: {files}), which have no data revision to return to: "
             "track the data with DVC (`lmforge data add`, or `dvc add` and commit) and train again to get a reproducible version"
         )
     if missing:
         raise UserError(f"{ref} lacks lineage ({', '.join(missing)}): it was not registered by LMForge's register stage, so it cannot be reproduced")
-    commit = tags["lmforge.git_commit"]
-    if tags.get("lmforge.git_dirty") == "true" and not allow_dirty:
+    commit = tags[GIT_COMMIT_TAG]
+    if tags.get(GIT_DIRTY_TAG) == "true" and not allow_dirty:
         raise UserError(f"{ref} was trained from uncommitted changes on top of {commit[:12]}: an exact rebuild is impossible; pass --allow-dirty to re-run and compare anyway")
     drift = _code_drift(commit)
     if drift and not allow_dirty:
         raise UserError(f"{drift}: check out {commit[:12]} (e.g. `git worktree add ../repro {commit[:12]}`) and reproduce from there, or pass --allow-dirty to compare anyway")
-    repo, rev = tags["lmforge.data_repo"], tags["lmforge.data_rev"]
+    repo, rev = tags[DATA_REPO_TAG], tags[DATA_REV_TAG]
     if "://" not in repo and not repo.startswith("git@"):
         if not Path(repo).is_dir():
             raise UserError(f"data repository {repo} of {ref} no longer exists here: restore it, or clone it to that path")
@@ -111,7 +124,7 @@ def original_config(mv):
             raise UserError(f"{mv.name}/{mv.version}: its run {mv.run_id} has no config.yaml, so the recipe is unknown and cannot be reproduced") from None
         resolved = yaml.safe_load(Path(path).read_text())
     config = PipelineConfig.model_validate(resolved)
-    if config.hash() != mv.tags["lmforge.config_hash"]:
+    if config.hash() != mv.tags[CONFIG_HASH_TAG]:
         raise UserError(f"{mv.name}/{mv.version}: config.yaml on its run does not match the recorded config hash: the lineage is inconsistent")
     dry = {**resolved, "register": {**resolved["register"], "dry_run": True}}  # rebuild, never register again
     return PipelineConfig.model_validate(dry)
@@ -127,7 +140,7 @@ def reproduce(ref: str, allow_dirty: bool = False, verbose: bool = False) -> dic
     config = original_config(mv)
     run_name = new_run_name(f"reproduce-{mv.name}-v{mv.version}")
     print(f"reproducing {mv.name}/{mv.version} from data revision {lineage['data_rev'][:12]} of {settings.display_uri(lineage['data_repo'])}", flush=True)
-    result = run_local(config, mv.tags["lmforge.preset"], data_rev=lineage["data_rev"], data_repo=lineage["data_repo"], run_name=run_name, verbose=verbose)
+    result = run_local(config, mv.tags[PRESET_TAG], data_rev=lineage["data_rev"], data_repo=lineage["data_repo"], run_name=run_name, verbose=verbose)
     return {"ref": f"{mv.name}/{mv.version}", "run_name": run_name, **lineage, **compare_runs(mv.run_id, result["run_id"])}
 
 
@@ -139,7 +152,7 @@ def compare_runs(original: str, rebuilt: str) -> dict:
     metrics = [(k, old.metrics[k], new.metrics.get(k)) for k in keys]
     w_old, w_new = _weights(client, original), _weights(client, rebuilt)
     differing = sorted(k for k in w_old.keys() | w_new.keys() if w_old.get(k) != w_new.get(k))
-    checks = {t: (old.tags.get(t), new.tags.get(t)) for t in ("lmforge.data_md5", "lmforge.tokenizer_hash", "lmforge.config_hash")}
+    checks = {t: (old.tags.get(t), new.tags.get(t)) for t in (DATA_MD5_TAG, TOKENIZER_HASH_TAG, CONFIG_HASH_TAG)}
     match = not differing and all(a == b for _, a, b in metrics) and all(a == b for a, b in checks.values())
     return {"match": match, "metrics": metrics, "tensors": len(w_old), "differing_tensors": differing, "checks": checks}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from components.shared.errors import UserError
@@ -26,7 +26,7 @@ SUFFIX_BYTES = 3  # 6 hex digits: two runs started in the same second still diff
 def new_run_name(stem: str) -> str:
     """`<stem>-<UTC timestamp>-<random hex>`, with `stem` reduced to the allowed characters."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", stem.replace(REWRITTEN, "py3")).strip("-._")[:60] or "lmforge"
-    return f"{safe}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(SUFFIX_BYTES)}"
+    return f"{safe}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(SUFFIX_BYTES)}"
 
 
 def check_run_name(name: str, local: bool = True) -> str:

@@ -13,8 +13,8 @@ import json
 import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from components.shared import settings
 from components.shared.errors import UserError
@@ -35,13 +35,12 @@ def submit(config: PipelineConfig, preset: str, host: str = "", experiment: str 
     token = settings.kfp_token()
     if config.cluster.auth == "token" and not token:
         raise UserError("the preset's cluster.auth is 'token' but KFP_TOKEN is not set: export KFP_TOKEN (see infra/README.md)")
-    data_repo = data_repo or config.cluster.data_repo
+    lineage = config.lineage(preset)
+    data_repo, data_rev = config.data_source("cluster", lineage["git_commit"], data_repo, data_rev)
     if config.ingest.source == "dvc" and not data_repo:
         raise UserError("no data repository for the cluster (its pods have no checkout): set cluster.data_repo to the data's git URL or pass --data-repo")
     experiment = experiment or config.cluster.experiment
-    lineage = config.lineage(preset)
-    # The data revision defaults to this checkout's commit: its data.dvc names the data.
-    params = arguments(config, run_name, data_repo, data_rev or lineage["git_commit"], lineage)
+    params = arguments(config, run_name, data_repo, data_rev, lineage)
     with tempfile.TemporaryDirectory(prefix="lmforge-submit-") as tmp:
         package = compile_pipeline(config, preset, Path(tmp) / "lmforge.yaml", target="cluster")
         with _talking_to(host):

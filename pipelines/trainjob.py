@@ -19,7 +19,6 @@ import re
 import sys
 
 from components.shared.errors import UserError
-from pipelines.cluster import NPROC_ENV
 from pipelines.config import PipelineConfig
 
 API_VERSION = "kubeflow.org/v1"
@@ -67,8 +66,7 @@ def _pod_spec(config: PipelineConfig, place, image: str, claim: str, mount: str,
     limits = {k: v for k, v in (("cpu", place.cpu_limit), ("memory", place.memory_limit)) if v}
     if place.accelerator_count:
         limits[place.accelerator_type] = str(place.accelerator_count)
-    env = [{"name": NPROC_ENV, "value": str(place.nproc_per_node)}]
-    env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": s.name, "key": key}}} for s in config.cluster.secrets_for("pretrain") for var, key in s.env.items()]
+    env = [{"name": var, "valueFrom": {"secretKeyRef": {"name": s.name, "key": key}}} for s in config.cluster.secrets_for("pretrain") for var, key in s.env.items()]
     container = {
         "name": CONTAINER,
         "image": image,

@@ -16,8 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from tiny_data import CLEAN, EVALUATE, FINETUNE, PRETRAIN, CORPUS_FILE, LABELED_FILE, corpus_documents, labeled_sentences, path_config, write_text_files  # noqa: F401 (tests import them too)
+from tiny_data import CLEAN, CORPUS_FILE, EVALUATE, FINETUNE, LABELED_FILE, PRETRAIN, corpus_documents, labeled_sentences, path_config, write_text_files  # noqa: F401 (tests import them too)
 
 # Set before any test module imports transformers, huggingface_hub, mlflow or dvc: several of
 # them read these once, at import time.
@@ -27,7 +26,7 @@ ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DVC_NO_ANALYTICS": "1",
-    "TOKENIZERS_PARALLELISM": "false",
+    "TOKENIZERS_PARALLELISM": "false",  # two xdist workers already hold the two cores (settings sets true)
     "GX_ANALYTICS_ENABLED": "false",
     # CI machines have no git identity; the DVC fixtures commit.
     "GIT_AUTHOR_NAME": "LMForge Tests",

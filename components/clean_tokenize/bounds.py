@@ -45,7 +45,7 @@ class Bounds:
     def __init__(self, max_word_chars: int, max_doc_chars: int):
         self.max_word_chars, self.max_doc_chars = max_word_chars, max_doc_chars
         self.counts = BoundCounts()
-        self._long_word = re.compile(r"\S{%d,}" % (max_word_chars + 1))
+        self._long_word = re.compile(rf"\S{{{max_word_chars + 1},}}")
 
     def words(self, text: str) -> str:
         """`text` with every run of non-space characters over max_word_chars cut into pieces."""

@@ -16,10 +16,12 @@ uses) 713k; turning the ids into one int32 array costs 2-3% more, about the same
 (691k), a preallocated buffer filled by slices (683k) or one extended Python list (673k).
 
 Threads: the tokenizers library runs encode_batch on a Rust thread pool unless the environment
-sets TOKENIZERS_PARALLELISM=false; this stage keeps that default. Measured on a shared 2-core
-machine (python -m bench.tokenization --threads 1 2): with the second core free, 2 threads packed
-1.33M tokens/s against 0.68M with 1 (1.97x); while another tenant held that core, 1.1-1.2x, and
-0.75x at a load average of 5. Set TOKENIZERS_PARALLELISM=false only on an oversubscribed host.
+sets TOKENIZERS_PARALLELISM=false; `lmforge run` and every stage (settings.quiet_environment) set
+it to true unless the user already set it. Measured on a shared 2-core machine (python -m
+bench.tokenization --threads 1 2): with the second core free, 2 threads packed 1.33M tokens/s
+against 0.68M with 1 (1.97x); while another tenant held that core, 1.1-1.2x, and 0.75x at a load
+average of 5 (again at a load average of 4.5-5.3: 170-192k tokens/s with true against 179-207k
+with false, 0.94x). Export TOKENIZERS_PARALLELISM=false only on an oversubscribed host.
 """
 
 from __future__ import annotations

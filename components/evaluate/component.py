@@ -8,7 +8,7 @@ from components.shared.images import GPU_IMAGE
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def evaluate_op(
-    config: dict, register_config: dict, run_name: str, cleaned: Input[Dataset], mlm: Input[Model], classifier: Input[Model],
+    config: dict, register_config: dict, run_name: str, cleaned: Input[Dataset], pretrained: Input[Model], classifier: Input[Model],
     evaluation: Output[Dataset], metrics: Output[Metrics], confusion: Output[ClassificationMetrics], report_html: Output[HTML],
 ):
     """The task's test metrics and picture (a confusion matrix, or a scatter plot of predicted against
@@ -25,6 +25,8 @@ def evaluate_op(
     with stage_task("evaluate", run_name, metrics, config, files=files) as task:
         cfg = EvaluateConfig.from_params(config, "evaluate")
         model_name = register_config.get("model_name")  # register validated it; the section always holds it
-        paths = [Path(a.path) for a in (cleaned, mlm, classifier)]
-        task.metrics = evaluate(*paths, out, cfg, html_page=Path(report_html.path), model_name=model_name)
+        task.metrics = evaluate(
+            cleaned_dir=Path(cleaned.path), pretrained_dir=Path(pretrained.path), classifier_dir=Path(classifier.path), out_dir=out, config=cfg,
+            html_page=Path(report_html.path), model_name=model_name,
+        )
     log_confusion_matrix(confusion, out / artifacts.EVAL_REPORT)

@@ -19,6 +19,7 @@ from components.shared.errors import UserError
 from components import tasks
 from components.tasks import classification
 from components.tasks.classification import metric_values  # noqa: F401 (the classification gate's metrics, as tests call them)
+from components.shared.lineage import DATA_REV_TAG
 
 CONTROL = {"control": ("vs_control", "random-init control", "random-init control")}  # every task's control, after its own baselines
 CLASSIFICATION_SHOWN = [["vs_tfidf", "vs TF-IDF + LR"], ["vs_majority", "vs majority baseline"]]  # a gate.json without "shown"
@@ -150,11 +151,8 @@ def decide(config: GateConfig, champion: dict | None, vs_champion: dict | None, 
 
 
 def champion_predictions(model_name: str, alias: str, texts: list[str], batch_size: int, task: ModuleType = classification) -> tuple[dict, np.ndarray] | None:
-    """The current holder of `alias` and its predictions on `texts`, tokenized with its own
-    tokenizer (a champion trained on another data revision has another vocabulary). None when
-    the model or the alias does not exist yet, or its holder is an incomplete version."""
-    import torch
-
+    """The current holder of `alias` and its predictions on `texts` (see `predict_registered`).
+    None when the model or the alias does not exist yet, or its holder is an incomplete version."""
     from components.shared import registry, tracking
 
     mlflow = tracking.connect()
@@ -169,15 +167,24 @@ def champion_predictions(model_name: str, alias: str, texts: list[str], batch_si
         if not registry.is_complete(version.tags):
             return None  # a registration cut short is nobody's champion
         parts = mlflow.transformers.load_model(f"models:/{model_name}/{version.version}", return_type="components")
-    model, tokenizer = parts["model"].eval(), parts["tokenizer"]
+    info = {"version": str(version.version), "run_id": version.run_id, "data_rev": version.tags.get(DATA_REV_TAG, "")}
+    return info, predict_registered(parts["model"], parts["tokenizer"], texts, batch_size, task)
+
+
+def predict_registered(model, tokenizer, texts: list[str], batch_size: int, task: ModuleType = classification) -> np.ndarray:
+    """A registered model's predictions on `texts`, tokenized with its own tokenizer (a champion
+    trained on another data revision has another vocabulary), then through the task's `predict`,
+    the new model's own path: the same collate, batching, eval mode and device."""
+    import pandas as pd
+
+    if not len(texts):
+        return np.zeros(0, dtype=np.int64)
     limit = min(getattr(model.config, "max_position_embeddings", 512), 512)
-    preds = []
-    with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[start : start + batch_size], truncation=True, max_length=limit, padding=True, return_tensors="pt")
-            preds.append(task.from_logits(model(**enc).logits))
-    info = {"version": str(version.version), "run_id": version.run_id, "data_rev": version.tags.get("lmforge.data_rev", "")}
-    return info, np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    ids = tokenizer(list(texts), truncation=True, max_length=limit)["input_ids"]
+    # predict also reports a loss, which needs targets: 0 is in every task's target space; unused.
+    rows = pd.DataFrame({"input_ids": ids, "label": np.zeros(len(ids), dtype=np.int64)})
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id
+    return task.predict(model, rows, pad_id, batch_size)[0]
 
 
 def render_markdown(gate: dict, picture: str) -> str:

@@ -7,7 +7,7 @@ from components.shared.images import GPU_IMAGE
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
-def finetune_op(config: dict, run_name: str, cleaned: Input[Dataset], mlm: Input[Model], classifier: Output[Model], metrics: Output[Metrics]):
+def finetune_op(config: dict, run_name: str, cleaned: Input[Dataset], pretrained: Input[Model], classifier: Output[Model], metrics: Output[Metrics]):
     """Fine-tune a sequence classifier initialised from the pretrained encoder."""
     from pathlib import Path
 
@@ -17,4 +17,4 @@ def finetune_op(config: dict, run_name: str, cleaned: Input[Dataset], mlm: Input
 
     out = Path(classifier.path)
     with stage_task("finetune", run_name, metrics, config, files=[out / artifacts.LOSS_CURVE, out / artifacts.HISTORY, out / SEARCH], history=out / artifacts.HISTORY) as task:
-        task.metrics = finetune(Path(cleaned.path), Path(mlm.path), out, FinetuneConfig.from_params(config, "finetune"))
+        task.metrics = finetune(cleaned_dir=Path(cleaned.path), pretrained_dir=Path(pretrained.path), out_dir=out, config=FinetuneConfig.from_params(config, "finetune"))

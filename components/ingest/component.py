@@ -17,4 +17,4 @@ def ingest_op(config: dict, data_repo: str, data_rev: str, run_name: str, raw: O
 
     out = Path(raw.path)
     with stage_task("ingest", run_name, metrics, config, files=[out / artifacts.MANIFEST]) as task:
-        task.metrics = ingest(out, IngestConfig.from_params(config, "ingest"), data_repo, data_rev)
+        task.metrics = ingest(out_dir=out, config=IngestConfig.from_params(config, "ingest"), data_repo=data_repo, data_rev=data_rev)

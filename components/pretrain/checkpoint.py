@@ -35,7 +35,7 @@ def default_dir(project_dir: Path, config: dict, cleaned_dir: Path) -> Path:
     cleaned data's report (its tokenizer hash and block counts). The folder is removed when
     training completes, so only an interrupted run leaves one behind.
     """
-    ignore = {"log_every", "checkpoint_every", "checkpoint_dir", "keep_checkpoints", "threads", "nproc", "compile"}
+    ignore = {"log_every", "checkpoint_every", "checkpoint_dir", "threads", "nproc", "compile"}
     key = {k: v for k, v in config.items() if k not in ignore}
     report = Path(cleaned_dir) / "clean_report.json"
     data = report.read_text() if report.is_file() else str(Path(cleaned_dir).resolve())

@@ -7,7 +7,7 @@ from components.shared.images import GPU_IMAGE
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
-def pretrain_op(config: dict, run_name: str, cleaned: Input[Dataset], mlm: Output[Model], metrics: Output[Metrics]):
+def pretrain_op(config: dict, run_name: str, cleaned: Input[Dataset], pretrained: Output[Model], metrics: Output[Metrics]):
     """Masked-LM pretraining of a BERT-style encoder on the packed blocks."""
     from pathlib import Path
 
@@ -15,6 +15,6 @@ def pretrain_op(config: dict, run_name: str, cleaned: Input[Dataset], mlm: Outpu
     from components.shared import artifacts
     from components.shared.reporting import stage_task
 
-    out = Path(mlm.path)
+    out = Path(pretrained.path)
     with stage_task("pretrain", run_name, metrics, config, files=[out / artifacts.LOSS_CURVE, out / artifacts.HISTORY], history=out / artifacts.HISTORY) as task:
-        task.metrics = pretrain(Path(cleaned.path), out, PretrainConfig.from_params(config, "pretrain"))
+        task.metrics = pretrain(cleaned_dir=Path(cleaned.path), out_dir=out, config=PretrainConfig.from_params(config, "pretrain"))

@@ -18,7 +18,10 @@ def register_op(
     from components.register.register import RegisterConfig, register
     from components.shared.reporting import registered_uri, stage_task
 
-    paths = [Path(a.path) for a in (classifier, evaluation, raw, cleaned, validation, registration)]
     with stage_task("register", run_name, metrics, config) as task:
-        task.metrics = register(*paths, RegisterConfig.from_params(config, "register"), run_name, lineage, kfp_run_id)
+        task.metrics = register(
+            classifier_dir=Path(classifier.path), eval_dir=Path(evaluation.path), raw_dir=Path(raw.path), cleaned_dir=Path(cleaned.path),
+            validation_dir=Path(validation.path), out_dir=Path(registration.path), config=RegisterConfig.from_params(config, "register"),
+            run_name=run_name, lineage=lineage, kfp_run_id=kfp_run_id,
+        )
     return registered_uri(Path(registration.path))

@@ -11,6 +11,19 @@ from pathlib import Path
 from types import ModuleType
 
 from components.tasks import classification
+from components.shared.lineage import (
+    CONFIG_HASH_TAG,
+    DATA_FILES_MD5_TAG,
+    DATA_MD5_TAG,
+    DATA_REPO_TAG,
+    DATA_REV_TAG,
+    GATE_SUMMARY_TAG,
+    PRESET_TAG,
+    SEEDS_TAG,
+    TOKENIZER_HASH_TAG,
+    VALIDATION_SUITES_TAG,
+    VALIDATION_TAG,
+)
 
 
 def model_card(model_name: str, version: str, report: dict, gate: dict, tags: dict, clean: dict, classifier_dir: Path, task: ModuleType = classification) -> str:
@@ -35,18 +48,18 @@ def model_card(model_name: str, version: str, report: dict, gate: dict, tags: di
         "",
         "## Data",
         "",
-        f"- DVC data revision `{tags['lmforge.data_rev']}` of `{tags['lmforge.data_repo']}`; data.dvc md5 `{tags['lmforge.data_md5']}`",
-        "- files: " + ", ".join(f"`{f}` md5 `{m}`" for f, m in json.loads(tags["lmforge.data_files_md5"]).items()),
+        f"- DVC data revision `{tags[DATA_REV_TAG]}` of `{tags[DATA_REPO_TAG]}`; data.dvc md5 `{tags[DATA_MD5_TAG]}`",
+        "- files: " + ", ".join(f"`{f}` md5 `{m}`" for f, m in json.loads(tags[DATA_FILES_MD5_TAG]).items()),
         f"- after cleaning: {clean['rows']['corpus']} corpus documents ({tokens['corpus_tokens']:,} tokens), {clean['rows']['labeled']} labeled sentences; "
         f"removed {removed.get('corpus', 0)} documents and {removed.get('labeled', 0)} sentences",
-        f"- great-expectations validation: {tags['lmforge.validation']} ({tags['lmforge.validation_suites']} suites)",
+        f"- great-expectations validation: {tags[VALIDATION_TAG]} ({tags[VALIDATION_SUITES_TAG]} suites)",
         "",
         "## Training",
         "",
         f"- {card['architecture']}: {shape.num_hidden_layers} layers, hidden {shape.hidden_size}, {shape.num_attention_heads} heads, "
-        f"vocabulary {shape.vocab_size} (WordPiece trained on the corpus, hash `{tags['lmforge.tokenizer_hash'][:12]}`)",
+        f"vocabulary {shape.vocab_size} (WordPiece trained on the corpus, hash `{tags[TOKENIZER_HASH_TAG][:12]}`)",
         f"- {card['pretraining']} on packed blocks, then fine-tuning of {task.CARD['head']} on the train split",
-        f"- preset `{tags['lmforge.preset']}`, config hash `{tags['lmforge.config_hash'][:12]}` (the whole config: `config.yaml` on the run); seeds {tags['lmforge.seeds']}",
+        f"- preset `{tags[PRESET_TAG]}`, config hash `{tags[CONFIG_HASH_TAG][:12]}` (the whole config: `config.yaml` on the run); seeds {tags[SEEDS_TAG]}",
         "",
         "## Metrics (test split)",
         "",
@@ -65,7 +78,7 @@ def model_card(model_name: str, version: str, report: dict, gate: dict, tags: di
                      f"the train-mean baseline predicts {report['baseline_mean_value']:.3f} everywhere. Lower RMSE is better.")
     lines.append("")
     lines += ["## Gate", "", gate["summary"], ""] + [f"- {r}" for r in gate["reasons"]] + ["", "## Limits", ""] + [f"- {x}" for x in task.CARD["limits"]]
-    lines += ["", "## Lineage", "", "| tag | value |", "|---|---|"] + [f"| {k} | `{v}` |" for k, v in sorted(tags.items()) if k != "lmforge.gate_summary"]
+    lines += ["", "## Lineage", "", "| tag | value |", "|---|---|"] + [f"| {k} | `{v}` |" for k, v in sorted(tags.items()) if k != GATE_SUMMARY_TAG]
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,28 @@ from components.shared import artifacts, registry, settings, tracking
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.register.model_card import model_card
+from components.shared.lineage import (
+    CONFIG_ARTIFACT_TAG,
+    CONFIG_HASH_TAG,
+    DATA_FILES_MD5_TAG,
+    DATA_MD5_TAG,
+    DATA_REPO_TAG,
+    DATA_REV_TAG,
+    GATE_SUMMARY_TAG,
+    GATE_TAG,
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    KFP_RUN_ID_TAG,
+    PACKAGES_TAG,
+    PIPELINE_RUN_NAME_TAG,
+    PRESET_TAG,
+    SEEDS_TAG,
+    TOKENIZER_HASH_TAG,
+    VALIDATION_SUITES_TAG,
+    VALIDATION_TAG,
+    WEIGHTS_SHA256_TAG,
+    image_tag,
+)
 from components.shared.training import require_dir
 
 # What the logged model needs at serving time, pinned to what trained it (read at run time).
@@ -70,8 +92,8 @@ def register(
     report = _read(eval_dir / artifacts.EVAL_REPORT, "evaluate")
     gate = _read(eval_dir / artifacts.GATE_REPORT, "evaluate")
     weights = weight_hashes(classifier_dir)
-    tags = {**lineage_tags(raw_dir, cleaned_dir, validation_dir, run_name, lineage, kfp_run_id), "lmforge.weights_sha256": weights_digest(weights)}
-    tags |= {"lmforge.gate": "passed" if gate["passed"] else "failed", "lmforge.gate_summary": gate["summary"][:4000]}
+    tags = {**lineage_tags(raw_dir, cleaned_dir, validation_dir, run_name, lineage, kfp_run_id), WEIGHTS_SHA256_TAG: weights_digest(weights)}
+    tags |= {GATE_TAG: "passed" if gate["passed"] else "failed", GATE_SUMMARY_TAG: gate["summary"][:4000]}
     metric_tags = {f"metric.{k}": f"{report[k]:.6f}" for k in METRIC_TAGS if k in report}
 
     client = mlflow.MlflowClient()
@@ -143,7 +165,7 @@ def _version_for_run(client, config: RegisterConfig, run_name: str, parent: str,
         except mlflow.exceptions.MlflowException as exc:  # a concurrent run created it first
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-    found = client.search_model_versions(f"name = '{config.model_name}' and tags.`lmforge.pipeline_run_name` = '{run_name}'")
+    found = client.search_model_versions(f"name = '{config.model_name}' and tags.`{PIPELINE_RUN_NAME_TAG}` = '{run_name}'")
     if found:
         first = min(found, key=lambda v: int(v.version))
         return str(first.version), False, registry.is_complete(first.tags)
@@ -191,24 +213,24 @@ def lineage_tags(raw_dir: Path, cleaned_dir: Path, validation_dir: Path, run_nam
     validation = _read(Path(validation_dir) / artifacts.VALIDATION, "validate")
     suites = list(validation.values())
     tags = {
-        "lmforge.git_commit": lineage.get("git_commit", ""),
-        "lmforge.git_dirty": str(lineage.get("git_dirty", "")).lower(),
-        "lmforge.config_hash": lineage.get("config_hash", ""),
-        "lmforge.config_artifact": "config.yaml",  # the whole resolved preset, on the version's run
-        "lmforge.preset": lineage.get("preset", ""),
-        "lmforge.seeds": json.dumps(lineage.get("seeds", {}), sort_keys=True),
-        "lmforge.pipeline_run_name": run_name,
-        "lmforge.kfp_run_id": kfp_run_id,
-        "lmforge.data_repo": manifest.get("data_repo", ""),
-        "lmforge.data_rev": manifest.get("data_rev", ""),
-        "lmforge.data_md5": manifest.get("data_md5", ""),
-        "lmforge.data_files_md5": json.dumps(manifest.get("files", {}), sort_keys=True),
-        "lmforge.tokenizer_hash": clean["tokenizer_hash"],
-        "lmforge.validation": "passed" if all(s.get("success") for s in suites) else "failed",
-        "lmforge.validation_suites": f"{sum(bool(s.get('success')) for s in suites)}/{len(suites)} passed",
-        "lmforge.packages": json.dumps(package_versions(), sort_keys=True),
+        GIT_COMMIT_TAG: lineage.get("git_commit", ""),
+        GIT_DIRTY_TAG: str(lineage.get("git_dirty", "")).lower(),
+        CONFIG_HASH_TAG: lineage.get("config_hash", ""),
+        CONFIG_ARTIFACT_TAG: "config.yaml",  # the whole resolved preset, on the version's run
+        PRESET_TAG: lineage.get("preset", ""),
+        SEEDS_TAG: json.dumps(lineage.get("seeds", {}), sort_keys=True),
+        PIPELINE_RUN_NAME_TAG: run_name,
+        KFP_RUN_ID_TAG: kfp_run_id,
+        DATA_REPO_TAG: manifest.get("data_repo", ""),
+        DATA_REV_TAG: manifest.get("data_rev", ""),
+        DATA_MD5_TAG: manifest.get("data_md5", ""),
+        DATA_FILES_MD5_TAG: json.dumps(manifest.get("files", {}), sort_keys=True),
+        TOKENIZER_HASH_TAG: clean["tokenizer_hash"],
+        VALIDATION_TAG: "passed" if all(s.get("success") for s in suites) else "failed",
+        VALIDATION_SUITES_TAG: f"{sum(bool(s.get('success')) for s in suites)}/{len(suites)} passed",
+        PACKAGES_TAG: json.dumps(package_versions(), sort_keys=True),
     }
-    tags.update({f"lmforge.image.{name}": image for name, image in (lineage.get("images") or {}).items()})
+    tags.update({image_tag(name): image for name, image in (lineage.get("images") or {}).items()})
     return {k: str(v) for k, v in tags.items()}
 
 

@@ -12,8 +12,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # ingest -> clean_tokenize
 CORPUS = "corpus.parquet"  # doc_id: str, title: str, text: str

@@ -32,7 +32,6 @@ import json
 from dataclasses import dataclass, field
 
 from components.shared import settings, tracking
-from components.shared.errors import UserError
 
 AUDIT_EXPERIMENT = "lmforge-registry-audit"
 LEDGER_TAG = "lmforge.audit.ledger"  # on the pointer experiment: the ledger's run id

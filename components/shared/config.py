@@ -40,6 +40,20 @@ class StrictModel(BaseModel):
         return value
 
 
+def as_params(model: BaseModel) -> dict:
+    """`model` as a plain-JSON dict for a KFP parameter: None left out where it is the default (the
+    stage fills it back in), kept where the default is something else (`dropout: null` means "the
+    model's dropout", not the 0.0 the field would rebuild as), at every level of nesting."""
+    data = model.model_dump(mode="json", exclude_none=True)
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)  # model_dump keys by field name, not alias
+        if isinstance(value, BaseModel):
+            data[name] = as_params(value)
+        elif value is None and not (field.default is None and field.default_factory is None):
+            data[name] = None
+    return data
+
+
 class StageConfig(StrictModel):
     model_config = ConfigDict(validate_default=True)  # merged with StrictModel's
 

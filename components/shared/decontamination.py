@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 DEFAULT_NGRAM = 13
 MIN_WORDS = 8  # eval texts shorter than this are not indexed at all (see the module docstring)
@@ -66,7 +66,7 @@ class EvalIndex:
         self.texts = self.indexed = 0  # evaluation texts seen, and those long enough to index
 
     @classmethod
-    def of(cls, texts: Iterable[str], n: int = DEFAULT_NGRAM, min_words: int = MIN_WORDS) -> "EvalIndex":
+    def of(cls, texts: Iterable[str], n: int = DEFAULT_NGRAM, min_words: int = MIN_WORDS) -> EvalIndex:
         index = cls(n, min_words)
         for text in texts:
             index.add(text)

@@ -16,38 +16,55 @@ A pending record blocks the next move for at most LEASE_S: a writer that died be
 itself (the alias points at its target: "done"; else "failed"). So the history is a strict
 sequence 1, 2, 3, ..., and the alias always equals the last "done" record's target.
 
-Gate result of a version: its model-version tag `lmforge.gate` ("passed" / "failed"; missing =
-"none"), with an optional one-line `lmforge.gate_summary`, both written by the register stage.
+Reading (versions, aliases, gates, the history) lives in model_versions.py; its public names are
+re-exported here, so `registry` stays the one module commands and stages import.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from components.shared import audit_ledger, settings, tracking
 from components.shared.errors import UserError
+from components.shared.lineage import GATE_SUMMARY_TAG, GATE_TAG
+from components.shared.model_versions import (
+    CHAMPION,
+    COMPLETE,
+    GATES,
+    INCOMPLETE,
+    METRIC_TAGS,
+    STATE_TAG,
+    alias_holders,
+    audit,
+    champion,
+    check_alias,
+    check_name,
+    check_reason,
+    check_version,
+    complete_version,
+    gate_of,
+    history,
+    is_complete,
+    list_versions,
+    mlflow_client,
+    model_version,
+    public_record,
+    registered_model,
+)
+
+__all__ = [
+    "AUDIT_EXPERIMENT", "CHAMPION", "COMPLETE", "GATES", "INCOMPLETE", "METRIC_TAGS", "STATE_TAG",
+    "alias_holders", "audit", "champion", "gate_of", "history", "holder_chain", "holder_chain_of", "is_complete",
+    "list_versions", "move_alias", "promote", "rollback",
+]  # fmt: skip
 
 AUDIT_EXPERIMENT = audit_ledger.AUDIT_EXPERIMENT  # where the history lives
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-GATE_TAG = "lmforge.gate"
-GATE_SUMMARY_TAG = "lmforge.gate_summary"
-GATES = ("passed", "failed", "none")
-# A version's registration state (components/register): "incomplete" from its creation until its
-# card, alias and record are in place, then "complete"; versions from before the tag have none
-# and count as complete. Every command here ignores or refuses an incomplete version.
-STATE_TAG, INCOMPLETE, COMPLETE = "lmforge.state", "incomplete", "complete"
-METRIC_TAGS = ("accuracy", "macro_f1", "baseline_majority_accuracy", "baseline_tfidf_accuracy", "perplexity", "pearson", "rmse")  # metric.<key> on versions (a task's own)
-MAX_REASON = 1000  # characters; the whole record stays well under MLflow's 6000-character param value
 LEASE_S = 120.0  # a move takes well under a second; a record pending longer is from a writer that died
 WAIT_S = 300.0  # how long a move waits behind others before it gives up with one line
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")  # as RegisterConfig.model_name; safe in filter strings
-_ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 
 # --- moving an alias ----------------------------------------------------------------------------
@@ -60,15 +77,15 @@ def move_alias(model_name: str, alias: str, version, *, reason: str, gate: str, 
     there: registering or promoting twice is not a second move). `action` names the command
     (promote, rollback, register, ...); rollbacks are replayed differently, see `rollback`.
     """
-    _check_name(model_name)
-    _check_alias(alias)
-    version = _check_version(version)
+    check_name(model_name)
+    check_alias(alias)
+    version = check_version(version)
     if gate not in GATES:
         raise UserError(f"gate result {gate!r} is not one of {', '.join(GATES)}")
-    reason = _check_reason(reason)
+    reason = check_reason(reason)
 
     def plan(records: list[dict], current: str | None, client) -> tuple[str, str, str]:
-        _model_version(client, model_name, version)  # an unknown version is refused before anything is written
+        model_version(client, model_name, version)  # an unknown version is refused before anything is written
         return version, gate, reason
 
     return _move(model_name, alias, plan, forced=forced, actor=actor, action=action)
@@ -77,15 +94,15 @@ def move_alias(model_name: str, alias: str, version, *, reason: str, gate: str, 
 def promote(model_name: str, version, *, force: bool = False, reason: str | None = None, actor: str | None = None, action: str = "promote") -> dict:
     """Move `champion` to `version` if its gate passed; `force` overrides and needs a reason.
     (The register stage's automatic promotion calls this with action="auto-promote".)"""
-    _check_name(model_name)
-    version = _check_version(version)
+    check_name(model_name)
+    version = check_version(version)
     if force and not (reason or "").strip():
         raise UserError('--force needs --reason "why": a forced promotion is recorded in the model\'s history with its reason')
     with tracking.reported_errors():
-        tags = _complete_version(_client(), model_name, version).tags
+        tags = complete_version(mlflow_client(), model_name, version).tags
     gate, summary = gate_of(tags), tags.get(GATE_SUMMARY_TAG, "").strip()
     if gate != "passed" and not force:
-        why = f"its gate {gate}" if gate != "none" else "it has no gate result (tag lmforge.gate)"
+        why = f"its gate {gate}" if gate != "none" else f"it has no gate result (tag {GATE_TAG})"
         detail = f" ({summary})" if summary else ""
         raise UserError(f'{model_name} version {version} cannot become @{CHAMPION}: {why}{detail}: promote a version whose gate passed, or override with --force --reason "why"')
     return move_alias(model_name, CHAMPION, version, reason=reason or f"gate passed{': ' + summary if summary else ''}", gate=gate, forced=force, actor=actor, action=action)
@@ -102,8 +119,8 @@ def rollback(model_name: str, alias: str = CHAMPION, *, reason: str | None = Non
     is chosen from the same reading of the history that the move then extends, so concurrent
     rollbacks and promotions each step from the state the one before them left.
     """
-    _check_name(model_name)
-    _check_alias(alias)
+    check_name(model_name)
+    check_alias(alias)
     hint = f"see lmforge models history {model_name}"
 
     def plan(records: list[dict], current: str | None, client) -> tuple[str, str, str]:
@@ -115,7 +132,7 @@ def rollback(model_name: str, alias: str = CHAMPION, *, reason: str | None = Non
         if len(stack) < 2:
             raise UserError(f"{model_name}@{alias} (version {current}) has no previous holder to roll back to: {hint}")
         target = stack[-2]
-        return target, gate_of(_complete_version(client, model_name, target).tags), _check_reason(reason) or f"rollback from version {current}"
+        return target, gate_of(complete_version(client, model_name, target).tags), check_reason(reason) or f"rollback from version {current}"
 
     return _move(model_name, alias, plan, forced=False, actor=actor, action="rollback")
 
@@ -146,8 +163,8 @@ def _move(model_name: str, alias: str, plan, *, forced: bool, actor: str | None,
     """Steps 1-4 of the module docstring. `plan(records, current_holder, client)` returns
     (version, gate, reason) from one reading of the history, or raises UserError."""
     with tracking.reported_errors():
-        client = _client()
-        _registered_model(client, model_name)
+        client = mlflow_client()
+        registered_model(client, model_name)
         audit_ledger.ledger_run_id(client, model_name, create=True)
         deadline, pause = time.monotonic() + WAIT_S, 0.05
         while True:
@@ -170,12 +187,12 @@ def _move(model_name: str, alias: str, plan, *, forced: bool, actor: str | None,
                       "model": model_name, "alias": alias, "action": action, "from_version": current, "to_version": version,
                       "actor": actor or settings.actor(), "time": _now(), "reason": reason, "gate": gate, "forced": bool(forced)}  # fmt: skip
             if current == version:
-                return {**_public(record), "seq": None, "moved": False}
+                return {**public_record(record), "seq": None, "moved": False}
             if audit_ledger.claim(client, ledger.run_id, record):
                 break
             time.sleep(pause * random.uniform(0, 1))  # another move took this number: read again
         _apply(client, ledger.run_id, record)
-    return {**_public(record), "moved": True}
+    return {**public_record(record), "moved": True}
 
 
 def _apply(client, run_id: str, record: dict) -> None:
@@ -202,136 +219,12 @@ def _settle_abandoned(client, ledger, head: dict) -> None:
     audit_ledger.settle(client, ledger.run_id, head["seq"], "done" if holder == head["to_version"] else "failed")
 
 
-def _public(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in ("prev", "claim", "hash")}
-
-
 def _age_s(record: dict) -> float:
     try:
         then = datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
     except (KeyError, ValueError):
         return LEASE_S + 1  # an unreadable time cannot hold the history forever
-    return (datetime.now(timezone.utc) - then).total_seconds()
-
-
-# --- reading ------------------------------------------------------------------------------------
-
-
-def history(model_name: str, *, require_model: bool = True) -> list[dict]:
-    """Every recorded move of the model's aliases, oldest first; `state` is "done", "failed"
-    (attempted, alias not moved) or "unconfirmed" (in flight, or its writer died; see above)."""
-    return audit(model_name, require_model=require_model)[0]
-
-
-def audit(model_name: str, *, require_model: bool = True) -> tuple[list[dict], list[str]]:
-    """(records, problems): the history and every integrity problem found reading it (a deleted
-    or failed-marked ledger run, a gap, a broken hash chain, an alias the history does not explain)."""
-    _check_name(model_name)
-    with tracking.reported_errors():
-        client = _client()
-        ledger = audit_ledger.read(client, model_name)
-        holders = {} if not ledger.records and not require_model else alias_holders(model_name, client)
-    records = [{**_public(r), "state": "unconfirmed" if r["state"] == "pending" else r["state"]} for r in ledger.records]
-    problems = list(ledger.problems)
-    for alias, version in sorted(holders.items()):
-        moves_of = [r for r in records if r["alias"] == alias and r["state"] != "failed"]
-        if moves_of and moves_of[-1]["state"] == "unconfirmed" and version in (moves_of[-1]["to_version"], moves_of[-1]["from_version"]):
-            continue  # in flight, or its writer died: the next move settles it
-        last = next((r for r in reversed(moves_of) if r["state"] == "done"), None)
-        if last is None:
-            problems.append(f"@{alias} points at version {version} but the history records no move of it (set outside LMForge, or the history was replaced)")
-        elif last["to_version"] != version:
-            problems.append(f"@{alias} points at version {version} but the history's last move of it is to version {last['to_version']} (moved outside LMForge)")
-    return records, problems
-
-
-def alias_holders(model_name: str, client=None) -> dict[str, str]:
-    """{alias: version} of a registered model (MLflow returns versions as int or str: str here)."""
-    with tracking.reported_errors():
-        model = _registered_model(client or _client(), model_name)
-    return {str(a): str(v) for a, v in (model.aliases or {}).items()}
-
-
-def champion(model_name: str) -> str | None:
-    """The version that holds @champion, or None."""
-    return alias_holders(model_name).get(CHAMPION)
-
-
-def is_complete(tags: dict) -> bool:
-    """False for a version whose registration never finished (see STATE_TAG)."""
-    return (tags or {}).get(STATE_TAG, COMPLETE) != INCOMPLETE
-
-
-def gate_of(tags: dict) -> str:
-    """A version's gate result from its tags: passed, failed, or none (missing or unknown)."""
-    value = (tags or {}).get(GATE_TAG, "none").strip().lower()
-    return value if value in GATES else "none"
-
-
-def list_versions(model_name: str | None = None) -> list[dict]:
-    """One row per version (of one model, or of every registered model): aliases, creation time,
-    gate, key metrics, short data revision and pipeline run name."""
-    if model_name is not None:
-        _check_name(model_name)
-    with tracking.reported_errors():
-        client = _client()
-        names = [model_name] if model_name else sorted(m.name for m in _paged(client.search_registered_models))
-        rows = []
-        for name in names:
-            holders: dict[str, list[str]] = {}
-            for alias, version in alias_holders(name, client).items():
-                holders.setdefault(version, []).append(alias)
-            for mv in _paged(client.search_model_versions, f"name = '{name}'"):
-                tags = mv.tags or {}
-                if not is_complete(tags):
-                    continue  # a registration cut short: not a version anyone should use
-                rows.append({
-                    "model": name, "version": str(mv.version), "aliases": sorted(holders.get(str(mv.version), [])),
-                    "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
-                    "gate": gate_of(tags), **{k: _float(tags.get(f"metric.{k}")) for k in METRIC_TAGS},
-                    "data_rev": tags.get("lmforge.data_rev", "")[:8], "run_name": tags.get("lmforge.pipeline_run_name", ""),
-                })  # fmt: skip
-    return sorted(rows, key=lambda r: (r["model"], int(r["version"])))
-
-
-# --- internals ----------------------------------------------------------------------------------
-
-
-def _client():
-    return tracking.connect().MlflowClient()
-
-
-def _registered_model(client, name: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise UserError(f"registered model {name!r} not found at {settings.display_uri(settings.tracking_uri())}: list the models with lmforge models list") from None
-        raise
-
-
-def _model_version(client, name: str, version: str):
-    from mlflow.exceptions import MlflowException
-
-    _registered_model(client, name)
-    try:
-        return client.get_model_version(name, version)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise UserError(f"{name} has no version {version}: list its versions with lmforge models list {name}") from None
-        raise
-
-
-def _complete_version(client, name: str, version: str):
-    """The model version, refused when its registration never finished."""
-    mv = _model_version(client, name, version)
-    if not is_complete(mv.tags):
-        run = (mv.tags or {}).get("lmforge.pipeline_run_name", "")
-        again = f"lmforge run --run-name {run} with the same config" if run else "its pipeline run again"
-        raise UserError(f"{name} version {version} is incomplete (its registration was interrupted): run {again} to complete it, or use another version")
-    return mv
+    return (datetime.now(UTC) - then).total_seconds()
 
 
 def _restore_alias(client, model_name: str, alias: str, version: str | None) -> None:
@@ -341,17 +234,6 @@ def _restore_alias(client, model_name: str, alias: str, version: str | None) -> 
         client.set_registered_model_alias(model_name, alias, version)
 
 
-def _paged(search, *args):
-    """Every result of an MLflow search call, page by page."""
-    token = None
-    while True:
-        page = search(*args, page_token=token) if token else search(*args)
-        yield from page
-        token = page.token
-        if not token:
-            return
-
-
 def _quietly(fn, *args) -> None:
     """Best-effort clean-up after a failure: the original error is the one to report."""
     with contextlib.suppress(Exception):
@@ -359,35 +241,4 @@ def _quietly(fn, *args) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def _check_name(name: str) -> None:
-    if not _NAME.match(name or ""):
-        raise UserError(f"{name!r} is not a registered model name (letters, digits, '.', '_' and '-'): list the models with lmforge models list")
-
-
-def _check_alias(alias: str) -> None:
-    if not _ALIAS.match(alias or ""):
-        raise UserError(f"{alias!r} is not an alias name (letters, digits, '_' and '-'), e.g. champion")
-
-
-def _check_version(version) -> str:
-    text = str(version).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise UserError(f"{version!r} is not a model version number (1, 2, ...): list the versions with lmforge models list")
-    return str(int(text))
-
-
-def _check_reason(reason: str | None) -> str:
-    text = " ".join((reason or "").split())  # one line in the history table
-    if len(text) > MAX_REASON:
-        raise UserError(f"the reason is {len(text)} characters long: keep it under {MAX_REASON}")
-    return text
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

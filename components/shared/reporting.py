@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterable, Iterator
 
 from components.shared import artifacts, settings
 from components.shared.errors import UserError

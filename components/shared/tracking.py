@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from components.shared import settings
 from components.shared.errors import UserError
+from components.shared.lineage import CONFIG_HASH_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, PRESET_TAG
 
 EXPERIMENT = "lmforge"
-RUN_NAME_TAG = "lmforge.run_name"
+RUN_NAME_TAG = "lmforge.run_name"  # the pipeline run a run belongs to (parent and stages)
+STAGE_TAG = "lmforge.stage"  # "pipeline" on the parent, the stage name on each child
 
 
 def connect():
@@ -53,7 +55,7 @@ def parent_run_id(run_name: str) -> str:
     found = find_pipeline_run(run_name)
     if found:
         return found.info.run_id
-    return client.create_run(exp_id, run_name=run_name, tags={RUN_NAME_TAG: run_name, "lmforge.stage": "pipeline"}).info.run_id
+    return client.create_run(exp_id, run_name=run_name, tags={RUN_NAME_TAG: run_name, STAGE_TAG: "pipeline"}).info.run_id
 
 
 def find_pipeline_run(run_name: str):
@@ -62,7 +64,7 @@ def find_pipeline_run(run_name: str):
     exp = client.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         return None
-    found = client.search_runs([exp.experiment_id], f"tags.`{RUN_NAME_TAG}` = '{run_name}' and tags.`lmforge.stage` = 'pipeline'", max_results=1)
+    found = client.search_runs([exp.experiment_id], f"tags.`{RUN_NAME_TAG}` = '{run_name}' and tags.`{STAGE_TAG}` = 'pipeline'", max_results=1)
     return found[0] if found else None
 
 
@@ -87,7 +89,7 @@ def log_stage(run_name: str, stage: str, metrics: dict, params: dict | None = No
     numeric = [Metric(k, float(v), now, 0) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     flat = [Param(k, str(v)[:6000]) for k, v in flatten(params or {}, stage).items()]
     steps = [Metric(f"{stage}/{key}", float(h[key]), now, int(h["step"])) for h in history or [] for key in ("loss", "lr", "eval_loss", "eval_accuracy") if key in h]
-    child = client.create_run(exp_id, run_name=stage, tags={RUN_NAME_TAG: run_name, "lmforge.stage": stage, MLFLOW_PARENT_RUN_ID: parent}).info.run_id
+    child = client.create_run(exp_id, run_name=stage, tags={RUN_NAME_TAG: run_name, STAGE_TAG: stage, MLFLOW_PARENT_RUN_ID: parent}).info.run_id
     status = "FAILED"
     try:
         # Batched calls (MLflow takes at most 1000 metrics and 100 params a call), never one
@@ -208,6 +210,6 @@ def log_config(run_id: str, resolved: dict, lineage: dict) -> None:
 
     client = mlflow.MlflowClient()
     client.log_dict(run_id, resolved, "config.yaml")
-    tags = {"lmforge.config_hash": lineage.get("config_hash", ""), "lmforge.preset": lineage.get("preset", "")}
-    tags |= {"lmforge.git_commit": lineage.get("git_commit", ""), "lmforge.git_dirty": str(lineage.get("git_dirty", "")).lower()}
+    tags = {CONFIG_HASH_TAG: lineage.get("config_hash", ""), PRESET_TAG: lineage.get("preset", "")}
+    tags |= {GIT_COMMIT_TAG: lineage.get("git_commit", ""), GIT_DIRTY_TAG: str(lineage.get("git_dirty", "")).lower()}
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

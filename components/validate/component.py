@@ -11,10 +11,10 @@ def validate_op(config: dict, run_name: str, cleaned: Input[Dataset], report_dir
     """Run the great-expectations suites; keep the Data Docs either way; fail the run on bad data."""
     from pathlib import Path
 
-    from components.validate.validate import ValidateConfig, validate
     from components.shared import artifacts
     from components.shared.reporting import stage_task
+    from components.validate.validate import ValidateConfig, validate
 
     out = Path(report_dir.path)
     with stage_task("validate", run_name, metrics, config, files=[out / artifacts.VALIDATION, out / artifacts.DATA_DOCS_DIR]) as task:
-        task.metrics = validate(Path(cleaned.path), out, ValidateConfig.from_params(config, "validate"), docs_page=Path(data_docs.path))
+        task.metrics = validate(cleaned_dir=Path(cleaned.path), out_dir=out, config=ValidateConfig.from_params(config, "validate"), docs_page=Path(data_docs.path))

@@ -34,8 +34,8 @@ from pydantic import Field, model_validator
 from components import tasks
 from components.shared import artifacts
 from components.shared.config import StageConfig
-from components.shared.errors import UserError
 from components.shared.decontamination import DEFAULT_NGRAM, MIN_WORDS, EvalIndex
+from components.shared.errors import UserError
 from components.shared.splits import SPLITS
 from components.validate.corpus_scan import CorpusScan
 from components.validate.gx_run import label, run_suites, summarise

@@ -11,7 +11,7 @@ import yaml
 
 from components.shared import images
 from components.shared.errors import UserError
-from pipelines.cluster import NPROC_ENV, PRIORITY_LABEL
+from pipelines.cluster import PRIORITY_LABEL
 from pipelines.compile import compile_pipeline
 from pipelines.config import STAGES, load_config, presets
 
@@ -47,7 +47,6 @@ def test_training_tasks_request_the_configured_gpus_on_the_gpu_pool(gpu, stage):
     assert accel["resourceCount"] == str(place.accelerator_count)
     assert container["resources"]["resourceCpuRequest"] == place.cpu_request
     assert container["resources"]["resourceMemoryLimit"] == place.memory_limit
-    assert {"name": NPROC_ENV, "value": str(place.accelerator_count)} in container["env"]
     k8s = platform[f"exec-{stage}-op"]
     assert k8s["nodeSelector"]["labels"] == place.node_selector
     assert k8s["tolerations"] == [t.model_dump(exclude_none=True) for t in place.tolerations]

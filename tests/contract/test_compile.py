@@ -35,6 +35,9 @@ def test_seven_tasks_in_dag_order(compiled):
     deps = {name: set(t.get("dependentTasks", [])) for name, t in tasks.items()}
     assert "validate-op" in deps["pretrain-op"], "pretraining must wait for validation"
     assert {"finetune-op", "evaluate-op"} <= deps["register-op"]
+    # The pretrained model travels under an objective-neutral name (a causal LM is no "mlm").
+    for consumer in ("finetune-op", "evaluate-op"):
+        assert tasks[consumer]["inputs"]["artifacts"]["pretrained"]["taskOutputArtifact"] == {"outputArtifactKey": "pretrained", "producerTask": "pretrain-op"}
 
 
 def test_every_image_pinned_to_the_project_version(compiled):

@@ -27,6 +27,18 @@ def test_component_is_a_short_shim_calling_the_stage_function(stage):
     assert "install_kfp_package=False" in decorator and "base_image=" in decorator
 
 
+@pytest.mark.parametrize("path", sorted(ROOT.glob("*/*component.py")), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_shims_pass_the_stage_function_its_directories_by_keyword(path):
+    # Positional paths swap silently when a signature changes: (cleaned, pretrained, classifier) in
+    # the wrong order still type-checks as three Paths.
+    tree = ast.parse(path.read_text())
+    stage_functions = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith(f"components.{path.parent.name}.") for a in n.names}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in stage_functions]
+    assert calls, f"{path.name} calls no function of its stage"
+    positional = [f"{c.func.id} (line {c.lineno})" for c in calls if c.args]
+    assert not positional, f"pass arguments by keyword: {positional}"
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_module_knows_nothing_of_kfp_or_the_environment(stage):
     source = (ROOT / stage / f"{stage}.py").read_text()
@@ -72,9 +84,9 @@ def test_what_stages_share_imports_no_stage(folder):
 
 
 def test_only_register_and_the_gates_champion_lookup_talk_to_the_registry():
-    registry = {"components.shared.registry", "components.shared.audit_ledger"}
+    registry = {"components.shared.registry", "components.shared.model_versions", "components.shared.audit_ledger"}
     users = {p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.py") if registry & set(_imports(p))}
-    assert users - {"shared/registry.py", "shared/audit_ledger.py"} == {"register/register.py", "evaluate/gate.py"}
+    assert users - {"shared/registry.py", "shared/model_versions.py", "shared/audit_ledger.py"} == {"register/register.py", "evaluate/gate.py"}
 
 
 # --- the seams: every registered objective and task provides what the README lists ------------

@@ -13,7 +13,6 @@ import json
 import re
 
 import pytest
-
 from test_infra import built  # noqa: F401 (the built overlays, both of them)
 
 NS = "lmforge"

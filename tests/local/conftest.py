@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def demo_project(tmp_path_factory) -> Path:
     """A fresh git + DVC project holding this checkout's data.dvc and the demo data built from PyPI."""
-    from pipelines.demo_data import build_demo_data
+    from data_builders.demo_data import build_demo_data
 
     root = tmp_path_factory.mktemp("project")
     subprocess.run(["git", "init", "-q", str(root)], check=True)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from components.shared.tracking import STAGE_TAG
+
 
 def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "LMFORGE_PROJECT_DIR": str(project), "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlflow.db"}
@@ -85,7 +87,7 @@ def test_failed_validation_stops_the_run_and_keeps_the_data_docs(tmp_path, files
     assert line.startswith("error: validate: data validation failed: labeled:") and "Data Docs" in line
     assert registered_versions(tmp_path) == 0
     assert list((tmp_path / "local_outputs").rglob("data_docs/index.html")), "the Data Docs are kept on failure"
-    assert not list((tmp_path / "local_outputs").rglob("pretrain-op/mlm/config.json"))
+    assert not list((tmp_path / "local_outputs").rglob("pretrain-op/pretrained/config.json"))
     # The failed run ends FAILED in MLflow (not FINISHED by a stage's logging), and so does the
     # failed stage's own run, nested under it.
     import mlflow
@@ -93,8 +95,8 @@ def test_failed_validation_stops_the_run_and_keeps_the_data_docs(tmp_path, files
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("lmforge").experiment_id])
-    [parent] = [r for r in runs if r.data.tags.get("lmforge.stage") == "pipeline"]
-    stages = {r.data.tags["lmforge.stage"]: r for r in runs if r.data.tags.get(MLFLOW_PARENT_RUN_ID) == parent.info.run_id}
+    [parent] = [r for r in runs if r.data.tags.get(STAGE_TAG) == "pipeline"]
+    stages = {r.data.tags[STAGE_TAG]: r for r in runs if r.data.tags.get(MLFLOW_PARENT_RUN_ID) == parent.info.run_id}
     assert parent.info.status == "FAILED"
     assert stages["validate"].info.status == "FAILED" and stages["ingest"].info.status == "FINISHED"
 

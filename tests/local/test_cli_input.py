@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from components.shared import settings
+from components.shared.lineage import CONFIG_HASH_TAG
 from pipelines import cli
 
 HOLD = "import sys, time; from components.shared import locks; locks.acquire(sys.argv[1], 'held', 'fix'); print('held', flush=True); time.sleep(120)"
@@ -125,7 +126,7 @@ def test_an_existing_run_name_with_another_config_is_refused(project, capsys):
     rc, errors, _ = lmforge(capsys, "run", "--config", "tiny", "--set", "pretrain.max_steps=7", "--run-name", "sentiment-v1")
     assert rc == 2 and len(errors) == 1
     assert errors[0].startswith(f"error: run name sentiment-v1 already exists with another configuration (config hash {first.hash()[:12]}")
-    _same_recipe("sentiment-v1", {"lmforge.config_hash": first.hash(), DATA_TAG: f"{project}@HEAD"})  # the same recipe may resume: no error
+    _same_recipe("sentiment-v1", {CONFIG_HASH_TAG: first.hash(), DATA_TAG: f"{project}@HEAD"})  # the same recipe may resume: no error
     assert not (project / "local_outputs" / "logs").exists()
 
 

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from mlflow_server import start_mlflow_server, stop_mlflow_server
+
+from components.shared.tracking import STAGE_TAG
 
 PLANTED = "planted-s3cret-9f2c"  # a password no output may contain
 
@@ -75,6 +76,6 @@ def test_interrupted_run_ends_killed_in_mlflow(text_files, tmp_path, signum):
     assert proc.returncode == 130, err[-3000:]
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("lmforge").experiment_id])
-    [parent] = [r for r in runs if r.data.tags.get("lmforge.stage") == "pipeline"]
+    [parent] = [r for r in runs if r.data.tags.get(STAGE_TAG) == "pipeline"]
     assert parent.info.status == "KILLED"
-    assert {r.data.tags["lmforge.stage"]: r.info.status for r in runs if r is not parent} == {"ingest": "FINISHED"}
+    assert {r.data.tags[STAGE_TAG]: r.info.status for r in runs if r is not parent} == {"ingest": "FINISHED"}

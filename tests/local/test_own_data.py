@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from tiny_data import corpus_documents
+
+from components.shared.lineage import DATA_REV_TAG, VALIDATION_TAG
 
 REPO = Path(__file__).resolve().parents[2]
 TOPICS = {  # three classes with words of their own, so a 1-layer model can tell them apart
@@ -136,9 +137,9 @@ def test_own_data_runs_end_to_end_with_no_flags_beyond_the_preset(user_project, 
 
     client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
     version = client.get_model_version("lmforge-news", "1")
-    assert version.tags["lmforge.validation"] == "passed"  # validation on, derived from this data
+    assert version.tags[VALIDATION_TAG] == "passed"  # validation on, derived from this data
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    assert version.tags["lmforge.data_rev"] == head  # the committed data revision: reproducible
+    assert version.tags[DATA_REV_TAG] == head  # the committed data revision: reproducible
     run = client.get_run(version.run_id)
     assert run.data.metrics["clean/labeled_rows"] == len(news_rows())  # long rows kept, nothing lost
     assert run.data.metrics["clean/labeled_long_rows"] >= LONG

@@ -8,10 +8,22 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.shared.lineage import (
+    CONFIG_HASH_TAG,
+    DATA_MD5_TAG,
+    DATA_REV_TAG,
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    PIPELINE_RUN_NAME_TAG,
+    TOKENIZER_HASH_TAG,
+    image_tag,
+)
+from components.shared.tracking import STAGE_TAG
+
 REPO = Path(__file__).resolve().parents[2]
 LINEAGE_TAGS = [
-    "lmforge.git_commit", "lmforge.git_dirty", "lmforge.data_rev", "lmforge.data_md5", "lmforge.config_hash",
-    "lmforge.tokenizer_hash", "lmforge.pipeline_run_name", "lmforge.image.cpu", "lmforge.image.train",
+    GIT_COMMIT_TAG, GIT_DIRTY_TAG, DATA_REV_TAG, DATA_MD5_TAG, CONFIG_HASH_TAG,
+    TOKENIZER_HASH_TAG, PIPELINE_RUN_NAME_TAG, image_tag("cpu"), image_tag("train"),
 ]
 
 
@@ -33,17 +45,17 @@ def test_tiny_pipeline_registers_a_challenger_with_full_lineage(demo_project, lm
     tags = client.get_model_version("lmforge-sentiment", "1").tags
     assert all(tags.get(t) for t in LINEAGE_TAGS), {t: tags.get(t) for t in LINEAGE_TAGS}
     head = subprocess.run(["git", "-C", str(demo_project), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    assert tags["lmforge.data_rev"] == head
-    assert tags["lmforge.data_md5"] == yaml.safe_load((demo_project / "data.dvc").read_text())["outs"][0]["md5"]
-    assert tags["lmforge.git_commit"] == subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert tags[DATA_REV_TAG] == head
+    assert tags[DATA_MD5_TAG] == yaml.safe_load((demo_project / "data.dvc").read_text())["outs"][0]["md5"]
+    assert tags[GIT_COMMIT_TAG] == subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 
     # One MLflow run for the pipeline, a nested run per stage, the resolved config beside them.
     run = client.get_run(client.get_model_version("lmforge-sentiment", "1").run_id)
     assert run.info.status == "FINISHED" and run.data.metrics["eval/accuracy"] > 0
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
-    assert {c.data.tags["lmforge.stage"] for c in children} == {"ingest", "clean_tokenize", "validate", "pretrain", "finetune", "evaluate", "register"}
+    assert {c.data.tags[STAGE_TAG] for c in children} == {"ingest", "clean_tokenize", "validate", "pretrain", "finetune", "evaluate", "register"}
     assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
-    stage_runs = {c.data.tags["lmforge.stage"]: c.info.run_id for c in children}
+    stage_runs = {c.data.tags[STAGE_TAG]: c.info.run_id for c in children}
     assert "evaluate/confusion_matrix.png" in {a.path for a in client.list_artifacts(stage_runs["evaluate"], "evaluate")}
     assert "pretrain/loss_curve.png" in {a.path for a in client.list_artifacts(stage_runs["pretrain"], "pretrain")}
     assert "validate/data_docs/index.html" in {a.path for a in client.list_artifacts(stage_runs["validate"], "validate/data_docs")}

@@ -13,7 +13,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.shared.lineage import git_state
+from components.shared.lineage import (
+    DATA_FILES_MD5_TAG,
+    DATA_MD5_TAG,
+    DATA_REV_TAG,
+    GATE_SUMMARY_TAG,
+    GATE_TAG,
+    KFP_RUN_ID_TAG,
+    PACKAGES_TAG,
+    SEEDS_TAG,
+    VALIDATION_SUITES_TAG,
+    WEIGHTS_SHA256_TAG,
+    git_state,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "lmforge-sentiment"
@@ -68,19 +80,19 @@ def test_two_revisions_gate_and_exact_reproduction(flow_project, lmforge, tmp_pa
 
     client = mlflow.MlflowClient(f"sqlite:///{flow_project}/mlflow.db")
     v1, v2 = (client.get_model_version(MODEL, v) for v in ("1", "2"))
-    assert (v1.tags["lmforge.data_rev"], v2.tags["lmforge.data_rev"]) == (first_rev, second_rev)
-    assert v1.tags["lmforge.data_md5"] != v2.tags["lmforge.data_md5"]
+    assert (v1.tags[DATA_REV_TAG], v2.tags[DATA_REV_TAG]) == (first_rev, second_rev)
+    assert v1.tags[DATA_MD5_TAG] != v2.tags[DATA_MD5_TAG]
     # The gate report of version 2: it against version 1, the difference with its interval.
     gate = json.loads(Path(client.download_artifacts(v2.run_id, "evaluate/gate.json", str(tmp_path))).read_text())
     acc = gate["vs_champion"]["accuracy"]
     assert gate["champion"]["version"] == "1" and acc["low"] <= acc["diff"] <= acc["high"]
-    assert v2.tags["lmforge.gate"] == ("passed" if gate["passed"] else "failed")
-    assert f"{acc['diff']:+.4f} [{acc['low']:+.4f}, {acc['high']:+.4f}]" in v2.tags["lmforge.gate_summary"]
+    assert v2.tags[GATE_TAG] == ("passed" if gate["passed"] else "failed")
+    assert f"{acc['diff']:+.4f} [{acc['low']:+.4f}, {acc['high']:+.4f}]" in v2.tags[GATE_SUMMARY_TAG]
     card = client.get_model_version(MODEL, "2").description
     assert card.startswith(f"# {MODEL} version 2") and second_rev in card and "## Intended use" in card and "## Limits" in card
-    for key in ("lmforge.packages", "lmforge.seeds", "lmforge.data_files_md5", "lmforge.kfp_run_id", "lmforge.weights_sha256", "lmforge.validation_suites"):
+    for key in (PACKAGES_TAG, SEEDS_TAG, DATA_FILES_MD5_TAG, KFP_RUN_ID_TAG, WEIGHTS_SHA256_TAG, VALIDATION_SUITES_TAG):
         assert v2.tags.get(key), key
-    assert json.loads(v2.tags["lmforge.packages"])["torch"].startswith("2.13.0")
+    assert json.loads(v2.tags[PACKAGES_TAG])["torch"].startswith("2.13.0")
 
     # The working copy has moved on to the second revision; version 1 is rebuilt from the first.
     res = lmforge(flow_project, "reproduce", f"{MODEL}/1", *ALLOW_DIRTY)

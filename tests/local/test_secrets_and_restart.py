@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from mlflow_server import start_mlflow_server, stop_mlflow_server
+
+from components.shared import tracking
 
 # One secret per way a credential reaches the process: the tracking URI's password, MLflow's own
 # password variable, a token, an object-store key.
@@ -52,7 +53,7 @@ def test_no_planted_secret_anywhere_and_a_killed_finetune_restarts(demo_project,
         first_out = first.communicate(timeout=60)[0]
         assert first.returncode == -signal.SIGKILL, first_out[-3000:]
         client = mlflow.MlflowClient(server.url)
-        [parent] = client.search_runs([client.get_experiment_by_name("lmforge").experiment_id], "tags.`lmforge.stage` = 'pipeline'")
+        [parent] = client.search_runs([client.get_experiment_by_name("lmforge").experiment_id], f"tags.`{tracking.STAGE_TAG}` = 'pipeline'")
         assert parent.info.status == "RUNNING"  # not FINISHED: no stage closed it
         assert client.search_model_versions(f"name = '{MODEL}'") == []
 

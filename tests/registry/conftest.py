@@ -11,6 +11,8 @@ import hashlib
 
 import pytest
 
+from components.shared.lineage import DATA_REV_TAG, GATE_SUMMARY_TAG, GATE_TAG, PIPELINE_RUN_NAME_TAG
+
 TEST_EXPERIMENT = "lmforge-registry-tests"
 
 
@@ -59,12 +61,12 @@ def make_version(backend, model_name):
             client.get_registered_model(model_name)
         except mlflow.exceptions.MlflowException:
             client.create_registered_model(model_name)
-        tags = {"metric.accuracy": f"{accuracy:.6f}", "lmforge.data_rev": data_rev, "lmforge.pipeline_run_name": f"lmforge-tiny-{run.info.run_id[:6]}"}
+        tags = {"metric.accuracy": f"{accuracy:.6f}", DATA_REV_TAG: data_rev, PIPELINE_RUN_NAME_TAG: f"lmforge-tiny-{run.info.run_id[:6]}"}
         tags |= {f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()}
         if gate is not None:
-            tags["lmforge.gate"] = gate
+            tags[GATE_TAG] = gate
         if summary:
-            tags["lmforge.gate_summary"] = summary
+            tags[GATE_SUMMARY_TAG] = summary
         version = client.create_model_version(model_name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tags)
         client.set_terminated(run.info.run_id)
         return str(version.version)

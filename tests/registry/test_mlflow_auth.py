@@ -11,6 +11,7 @@ import pytest
 from mlflow_server import start_mlflow_server, stop_mlflow_server
 
 from components.shared import audit_ledger, registry
+from components.shared.lineage import GATE_TAG
 from pipelines.mlflow_auth_setup import setup
 
 MODEL = "lmforge-auth-test"
@@ -37,7 +38,7 @@ def test_pipeline_user_moves_aliases_but_cannot_hide_the_history(auth_server, mo
     assert set(granted.values()) == {"EDIT", "READ", "MANAGE"} and granted[f"registered_model:{MODEL}"] == "MANAGE"
     exp = admin.get_experiment_by_name(audit_ledger.AUDIT_EXPERIMENT)  # what the pipeline user will log versions under
     run = admin.create_run(exp.experiment_id)
-    versions = [admin.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags={"lmforge.gate": "passed"}).version for _ in range(2)]
+    versions = [admin.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags={GATE_TAG: "passed"}).version for _ in range(2)]
 
     pipeline = as_user(monkeypatch, auth_server, "lmforge-pipeline", "pipeline-password-for-tests")
     registry.promote(MODEL, versions[0])

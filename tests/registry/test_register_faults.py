@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow_server import start_mlflow_server, stop_mlflow_server
 
 from components.shared import registry
-from mlflow_server import start_mlflow_server, stop_mlflow_server
 
 MODEL, RUN = "lmforge-fault-test", "lmforge-tiny-20260101-000000-fault"
 LINEAGE = {"git_commit": "0" * 40, "git_dirty": False, "config_hash": "c" * 16, "preset": "tiny"}
@@ -89,19 +89,19 @@ def test_a_server_killed_at_each_point_of_register_leaves_nothing_half_trusted(c
             assert registry.list_versions(MODEL) == []  # models list ignores it
             with pytest.raises(Exception, match="is incomplete"):
                 registry.promote(MODEL, version.version, force=True, reason="try anyway")
-            assert champion_predictions(MODEL, registry.CHALLENGER, ["a film"], 8) is None  # nor is it anyone's champion
+            assert champion_predictions(MODEL, "challenger", ["a film"], 8) is None  # nor is it anyone's champion
             assert registry.champion(MODEL) is None
 
         res, error = run_stage(server, paths, tmp_path, None)  # the same pipeline run, once more
         assert res.returncode == 0 and error == "", res.stderr[-3000:]
         assert "completing version 1, left incomplete by an interrupted attempt" in res.stdout
         [row] = registry.list_versions(MODEL)
-        assert row["version"] == "1" and row["aliases"] == [registry.CHALLENGER]
+        assert row["version"] == "1" and row["aliases"] == ["challenger"]
         client = mlflow.MlflowClient(server.url)
         version = client.get_model_version(MODEL, "1")
         assert version.tags[registry.STATE_TAG] == registry.COMPLETE and version.description.startswith("#")
         moves = [(r["alias"], r["to_version"], r["state"]) for r in registry.history(MODEL)]
-        assert moves == [(registry.CHALLENGER, "1", "done")]  # one record, confirmed, none lost or doubled
+        assert moves == [("challenger", "1", "done")]  # one record, confirmed, none lost or doubled
         assert json.loads((tmp_path / "registration-None" / "registration.json").read_text())["version"] == "1"
     finally:
         stop_mlflow_server(server)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import itertools
 import json
 
+from tiny_data import CORPUS_FILE
+
 from bench.data_scale import PLANT_EVERY, documents, sentence_pool
 from components.clean_tokenize.near_dup import NearDupConfig, NearDupIndex
-from tiny_data import CORPUS_FILE
 
 
 def test_generated_documents_are_deterministic_and_plant_near_copies(text_files, tmp_path):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 
 import pytest
 
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig
+from components.pretrain.pretrain import PretrainConfig
 from components.shared.errors import UserError
 from pipelines.config import PRESETS_DIR, STAGES, PipelineConfig, load_config, presets
 
@@ -64,6 +64,29 @@ def test_decontamination_off_survives_the_trip_to_the_stage():
     section = load_config("tiny", ["clean_tokenize.decontaminate_ngram=null"]).section("clean_tokenize")
     assert CleanTokenizeConfig.from_params(section, "clean_tokenize").decontaminate_ngram == 0
     assert load_config("tiny").clean_tokenize.decontaminate_ngram == 13
+
+
+def test_a_null_that_is_not_the_default_survives_the_trip_to_the_stage():
+    # dropout: null means "the model's own dropout"; dropping it from the section rebuilt 0.0.
+    config = load_config("tiny", ["pretrain.dropout=null"])
+    section = json.loads(json.dumps(config.section("pretrain")))  # as KFP hands it back
+    assert section["dropout"] is None and PretrainConfig.from_params(section, "pretrain").dropout is None
+    assert PretrainConfig.from_params(load_config("tiny").section("pretrain"), "pretrain").dropout == 0.0
+    # A None that is the default stays out, so sections (and the config hash) are as before.
+    assert "max_docs" not in load_config("tiny", ["ingest.max_docs=null"]).section("ingest")
+
+
+def test_the_data_repository_and_revision_default_in_one_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMFORGE_PROJECT_DIR", str(tmp_path))
+    config = load_config("tiny", ["cluster.data_repo=https://git.example/data.git"])
+    # local: this project's checkout at HEAD; cluster: cluster.data_repo at the code's commit.
+    assert config.data_source("local", "c0ffee") == (str(tmp_path.resolve()), "HEAD")
+    assert config.data_source("cluster", "c0ffee") == ("https://git.example/data.git", "c0ffee")
+    # What the user passed wins on both targets.
+    assert config.data_source("local", "c0ffee", "/elsewhere", "v1") == ("/elsewhere", "v1")
+    assert config.data_source("cluster", "c0ffee", "https://other/x.git", "v2") == ("https://other/x.git", "v2")
+    # Plain files read no repository locally.
+    assert load_config("tiny", ["ingest.source=path"]).data_source("local", "c0ffee")[0] == ""
 
 
 def test_overrides_are_parsed_as_typed_values():

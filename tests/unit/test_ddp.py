@@ -9,10 +9,10 @@ Measured on this machine (10 steps, tiny model, fp32): max |w2 - w1| = 7.5e-9; t
 from __future__ import annotations
 
 import pytest
+from model_weights import max_diff, weights
 
 from components.pretrain.pretrain import PretrainConfig, pretrain
 from components.shared import artifacts
-from model_weights import max_diff, weights
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position": 64, "dropout": 0.0}
 PARAMS = {"model": TINY, "max_steps": 10, "batch_size": 16, "seed": 5, "log_every": 5, "threads": 1, "checkpoint_every": 0}

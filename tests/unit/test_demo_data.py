@@ -16,7 +16,7 @@ import pytest
 
 from components.shared.errors import UserError
 from components.shared.splits import split_of
-from pipelines.demo_data import (
+from data_builders.demo_data import (
     CORPUS_FILE,
     LABELED_FILE,
     build_demo_data,
@@ -26,7 +26,7 @@ from pipelines.demo_data import (
     read_member,
     recorded_md5,
 )
-from pipelines.wikitext import iter_articles, strip_markup
+from data_builders.wikitext import iter_articles, strip_markup
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from tiny_data import corpus_documents
 
 from components.ingest.ingest import IngestConfig, ingest
 from components.shared.errors import UserError
 from pipelines.config import PipelineConfig, load_config
-from tiny_data import corpus_documents
 
 FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=120, suppress_health_check=[HealthCheck.too_slow])
 

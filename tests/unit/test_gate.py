@@ -150,3 +150,23 @@ def test_evaluate_judges_a_first_model_against_the_strongest_baseline(cleaned_di
 
 def test_gating_one_metric_keeps_only_its_default_tolerance():
     assert GateConfig(metrics=["accuracy"]).tolerance == {"accuracy": 0.01}
+
+
+def test_the_champion_is_scored_through_the_new_models_prediction_path(cleaned_dir, classifier_dir):
+    # The champion is tokenized with its own tokenizer and then takes the task's `predict`, as the
+    # new model does: a champion that is this very model predicts exactly what it does.
+    import pandas as pd
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from components.evaluate.gate import predict_registered
+    from components.tasks.classification import predict
+
+    model, tokenizer = AutoModelForSequenceClassification.from_pretrained(classifier_dir), AutoTokenizer.from_pretrained(classifier_dir)
+    labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
+    test = labeled[labeled.split == "test"]
+    test = test[[len(ids) < 32 for ids in test["input_ids"]]]  # not truncated (tiny max_seq_len 32): one tokenization
+    assert len(test) >= 10
+    assert [tokenizer(t)["input_ids"] for t in test["text"]] == [list(ids) for ids in test["input_ids"]]
+    new, _ = predict(model, test, model.config.pad_token_id, 8)
+    assert np.array_equal(predict_registered(model, tokenizer, test["text"].tolist(), 8), new)
+    assert len(predict_registered(model, tokenizer, [], 8)) == 0

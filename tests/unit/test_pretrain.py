@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from model_weights import weights
 
 from components.pretrain.pretrain import PretrainConfig, pretrain
 from components.shared import artifacts
 from components.shared.errors import UserError
-from model_weights import weights
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position": 64}
 PNG = b"\x89PNG\r\n\x1a\n"

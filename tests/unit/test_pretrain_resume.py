@@ -10,11 +10,11 @@ import sys
 import time
 
 import pytest
+from model_weights import weights
 
 from components.pretrain import checkpoint
 from components.pretrain.pretrain import PretrainConfig, pretrain
 from components.shared import artifacts
-from model_weights import weights
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position": 64}
 # Enough steps that the first checkpoint (step 5) comes long before the end, so the kill lands mid-run.

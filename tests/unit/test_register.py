@@ -12,16 +12,30 @@ import yaml
 
 from components.ingest.ingest import IngestConfig, ingest
 from components.register.register import RegisterConfig, register
-from components.shared import artifacts
+from components.shared import artifacts, tracking
 from components.shared.errors import UserError
 from components.shared.images import CPU_IMAGE, GPU_IMAGE, IMAGES
-from components.shared.lineage import git_state
+from components.shared.lineage import (
+    CONFIG_HASH_TAG,
+    DATA_MD5_TAG,
+    DATA_REV_TAG,
+    GATE_SUMMARY_TAG,
+    GATE_TAG,
+    GIT_COMMIT_TAG,
+    KFP_RUN_ID_TAG,
+    PIPELINE_RUN_NAME_TAG,
+    TOKENIZER_HASH_TAG,
+    VALIDATION_TAG,
+    WEIGHTS_SHA256_TAG,
+    git_state,
+    image_tag,
+)
 
 NAME = "lmforge-test-sentiment"
 RUN = "lmforge-unit-20260101-000000"
 LINEAGE_KEYS = (
-    "lmforge.git_commit", "lmforge.data_rev", "lmforge.data_md5", "lmforge.config_hash",
-    "lmforge.tokenizer_hash", "lmforge.pipeline_run_name", "lmforge.image.cpu", "lmforge.image.train",
+    GIT_COMMIT_TAG, DATA_REV_TAG, DATA_MD5_TAG, CONFIG_HASH_TAG,
+    TOKENIZER_HASH_TAG, PIPELINE_RUN_NAME_TAG, image_tag("cpu"), image_tag("train"),
 )
 
 
@@ -80,26 +94,26 @@ def test_version_with_alias_and_lineage_then_a_second_moves_the_alias(run_regist
     recorded = yaml.safe_load(subprocess.run(["git", "-C", str(dvc_repo["repo"]), "show", f"{first}:data.dvc"], check=True, capture_output=True, text=True).stdout)
     tokenizer_sha = hashlib.sha256((cleaned_dir / artifacts.TOKENIZER_DIR / "tokenizer.json").read_bytes()).hexdigest()
     expected = {
-        "lmforge.git_commit": lineage["git_commit"],
-        "lmforge.data_rev": first,
-        "lmforge.data_md5": recorded["outs"][0]["md5"],
-        "lmforge.config_hash": lineage["config_hash"],
-        "lmforge.tokenizer_hash": tokenizer_sha,
-        "lmforge.pipeline_run_name": RUN,
-        "lmforge.image.cpu": CPU_IMAGE,
-        "lmforge.image.train": GPU_IMAGE,
+        GIT_COMMIT_TAG: lineage["git_commit"],
+        DATA_REV_TAG: first,
+        DATA_MD5_TAG: recorded["outs"][0]["md5"],
+        CONFIG_HASH_TAG: lineage["config_hash"],
+        TOKENIZER_HASH_TAG: tokenizer_sha,
+        PIPELINE_RUN_NAME_TAG: RUN,
+        image_tag("cpu"): CPU_IMAGE,
+        image_tag("train"): GPU_IMAGE,
     }
     assert set(LINEAGE_KEYS) <= set(tags)
     assert {k: tags[k] for k in LINEAGE_KEYS} == expected
-    assert all(expected.values()) and len(expected["lmforge.git_commit"]) == 40
-    assert tags["lmforge.validation"] == "passed"
+    assert all(expected.values()) and len(expected[GIT_COMMIT_TAG]) == 40
+    assert tags[VALIDATION_TAG] == "passed"
 
     registration = artifacts.read_json(out / artifacts.REGISTRATION)
     assert registration["uri"] == f"models:/{NAME}/1" and registration["alias"] == "challenger"
-    assert registration["tags"]["lmforge.data_rev"] == first
+    assert registration["tags"][DATA_REV_TAG] == first
     # The version points at the pipeline's parent run, which carries the lineage too.
     run = c.get_run(c.get_model_version(NAME, "1").run_id)
-    assert run.data.tags["lmforge.run_name"] == RUN and run.data.tags["lmforge.data_md5"] == expected["lmforge.data_md5"]
+    assert run.data.tags[tracking.RUN_NAME_TAG] == RUN and run.data.tags[DATA_MD5_TAG] == expected[DATA_MD5_TAG]
 
     # The same pipeline run registering again (a retried task) finds its version: no second one.
     metrics, _ = run_register("registration-retry")
@@ -122,8 +136,8 @@ def test_auto_promotion_card_and_recorded_moves(run_register, tracking_uri, eval
     c = client(tracking_uri)
     assert aliases(c, NAME) == {"challenger": "1", "champion": "1"} and metrics["register/promoted"] == 1
     version = c.get_model_version(NAME, "1")
-    assert version.tags["lmforge.gate"] == "passed" and version.tags["lmforge.gate_summary"] == gate["summary"]
-    assert version.tags["lmforge.kfp_run_id"] == "kfp-run-123"
+    assert version.tags[GATE_TAG] == "passed" and version.tags[GATE_SUMMARY_TAG] == gate["summary"]
+    assert version.tags[KFP_RUN_ID_TAG] == "kfp-run-123"
     assert version.description.startswith(f"# {NAME} version 1") and "## Lineage" in version.description
     report = artifacts.read_json(eval_dir / artifacts.EVAL_REPORT)
     card = version.description.splitlines()
@@ -148,7 +162,7 @@ def test_dry_run_records_weights_but_registers_nothing(run_register, tracking_ur
     record = artifacts.read_json(out / artifacts.REGISTRATION)
     assert record["dry_run"] and record["uri"] == ""
     run = c.get_run(record["run_id"])
-    assert run.data.tags["lmforge.weights_sha256"] == weights_digest(weight_hashes(classifier_dir))
+    assert run.data.tags[WEIGHTS_SHA256_TAG] == weights_digest(weight_hashes(classifier_dir))
 
 
 def test_registered_model_loads_with_pyfunc_and_predicts_label_names(run_register, tracking_uri, cleaned_dir, eval_dir):
@@ -188,7 +202,7 @@ def test_missing_manifest_raises_and_registers_nothing(run_register, tracking_ur
 def test_a_failed_alias_rolls_the_version_back(classifier_dir, eval_dir, dvc_raw_dir, cleaned_dir, validation_dir, lineage, tracking_uri, tmp_path):
     # Bypass the config's check to reach MLflow's own refusal, as a registry-side failure would.
     config = RegisterConfig.model_construct(model_name=NAME, alias="not/allowed")
-    with pytest.raises(Exception):
+    with pytest.raises(UserError, match="is not an alias name"):
         register(classifier_dir, eval_dir, dvc_raw_dir, cleaned_dir, validation_dir, tmp_path / "registration", config, RUN, lineage)
     assert client(tracking_uri).search_model_versions(f"name='{NAME}'") == []
     assert not (tmp_path / "registration").exists()

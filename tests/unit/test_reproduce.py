@@ -9,7 +9,20 @@ import pytest
 
 from components.shared import artifacts
 from components.shared.errors import UserError
-from components.shared.lineage import git_state
+from components.shared.lineage import (
+    CONFIG_HASH_TAG,
+    DATA_FILES_MD5_TAG,
+    DATA_MD5_TAG,
+    DATA_REPO_TAG,
+    DATA_REV_TAG,
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    PIPELINE_RUN_NAME_TAG,
+    PRESET_TAG,
+    TOKENIZER_HASH_TAG,
+    WEIGHTS_SHA256_TAG,
+    git_state,
+)
 from components.shared.settings import code_dir
 from pipelines import reproduce as rp
 
@@ -18,8 +31,8 @@ CODE = git_state(code_dir())
 
 def version(dvc_repo, **tags):
     lineage = {
-        "lmforge.data_repo": str(dvc_repo["repo"]), "lmforge.data_rev": dvc_repo["first"], "lmforge.config_hash": "abc",
-        "lmforge.git_commit": CODE["git_commit"], "lmforge.git_dirty": "false", "lmforge.weights_sha256": "f00", "lmforge.preset": "tiny",
+        DATA_REPO_TAG: str(dvc_repo["repo"]), DATA_REV_TAG: dvc_repo["first"], CONFIG_HASH_TAG: "abc",
+        GIT_COMMIT_TAG: CODE["git_commit"], GIT_DIRTY_TAG: "false", WEIGHTS_SHA256_TAG: "f00", PRESET_TAG: "tiny",
     }
     return SimpleNamespace(name="m", version="1", run_id="r", tags={k: v for k, v in {**lineage, **tags}.items() if v is not None})
 
@@ -38,12 +51,12 @@ def test_unknown_version_names_how_to_list(tracking_uri):
 
 def test_missing_lineage_is_refused(dvc_repo):
     with pytest.raises(UserError, match=r"m/1 lacks lineage \(lmforge.data_rev, lmforge.weights_sha256\)"):
-        rp.check_reproducible(version(dvc_repo, **{"lmforge.data_rev": None, "lmforge.weights_sha256": None}))
+        rp.check_reproducible(version(dvc_repo, **{DATA_REV_TAG: None, WEIGHTS_SHA256_TAG: None}))
 
 
 def test_a_plain_path_version_is_refused_for_having_no_data_revision(dvc_repo):
     """Registered by LMForge (its run name is there) from ingest.source=path: no revision, not 'not LMForge's'."""
-    mv = version(dvc_repo, **{"lmforge.data_rev": "", "lmforge.data_repo": ".", "lmforge.pipeline_run_name": "lmforge-news-1", "lmforge.data_files_md5": '{"/home/u/news.csv": "ab"}'})
+    mv = version(dvc_repo, **{DATA_REV_TAG: "", DATA_REPO_TAG: ".", PIPELINE_RUN_NAME_TAG: "lmforge-news-1", DATA_FILES_MD5_TAG: '{"/home/u/news.csv": "ab"}'})
     with pytest.raises(UserError) as info:
         rp.check_reproducible(mv)
     message = str(info.value)
@@ -52,14 +65,14 @@ def test_a_plain_path_version_is_refused_for_having_no_data_revision(dvc_repo):
 
 
 def test_a_version_from_a_dirty_tree_needs_allow_dirty(dvc_repo):
-    mv = version(dvc_repo, **{"lmforge.git_dirty": "true"})
+    mv = version(dvc_repo, **{GIT_DIRTY_TAG: "true"})
     with pytest.raises(UserError, match="uncommitted changes .* pass --allow-dirty"):
         rp.check_reproducible(mv)
 
 
 def test_code_that_is_not_here_is_refused(dvc_repo):
     with pytest.raises(UserError, match=r"does not contain commit 000000000000: check out"):
-        rp.check_reproducible(version(dvc_repo, **{"lmforge.git_commit": "0" * 40}))
+        rp.check_reproducible(version(dvc_repo, **{GIT_COMMIT_TAG: "0" * 40}))
 
 
 @pytest.mark.skipif(CODE["git_dirty"], reason="needs a clean checkout (CI): a dirty tree differs from its own HEAD")
@@ -69,9 +82,9 @@ def test_a_clean_checkout_of_the_same_commit_is_reproducible(dvc_repo):
 
 def test_data_that_is_gone_is_refused(dvc_repo, tmp_path):
     with pytest.raises(UserError, match=r"data revision 1234567890ab of m/1 is no longer reachable"):
-        rp.check_reproducible(version(dvc_repo, **{"lmforge.data_rev": "1234567890ab" * 3 + "1234"}), allow_dirty=True)
+        rp.check_reproducible(version(dvc_repo, **{DATA_REV_TAG: "1234567890ab" * 3 + "1234"}), allow_dirty=True)
     with pytest.raises(UserError, match="no longer exists here"):
-        rp.check_reproducible(version(dvc_repo, **{"lmforge.data_repo": str(tmp_path / "gone")}), allow_dirty=True)
+        rp.check_reproducible(version(dvc_repo, **{DATA_REPO_TAG: str(tmp_path / "gone")}), allow_dirty=True)
 
 
 def logged_run(client, exp_id: str, metrics: dict, weights: dict, tmp_path, tags: dict) -> str:
@@ -90,7 +103,7 @@ def test_comparison_names_what_differs_and_ignores_timings(tracking_uri, tmp_pat
 
     client = mlflow.MlflowClient(tracking_uri)
     exp = client.create_experiment("t")
-    tags = {"lmforge.data_md5": "d", "lmforge.tokenizer_hash": "t", "lmforge.config_hash": "c"}
+    tags = {DATA_MD5_TAG: "d", TOKENIZER_HASH_TAG: "t", CONFIG_HASH_TAG: "c"}
     base = {"eval/accuracy": 0.75, "pretrain/final_loss": 4.5, "pretrain/seconds": 10.0, "eval/gain_over_champion": 0.1}
     a = logged_run(client, exp, base, {"w1": "aa", "w2": "bb"}, tmp_path, tags)
     b = logged_run(client, exp, {**base, "pretrain/seconds": 99.0, "eval/gain_over_champion": -0.2}, {"w1": "aa", "w2": "bb"}, tmp_path, tags)
@@ -98,7 +111,7 @@ def test_comparison_names_what_differs_and_ignores_timings(tracking_uri, tmp_pat
     assert same["match"] and [m[0] for m in same["metrics"]] == ["eval/accuracy", "pretrain/final_loss"]
     assert "reproduced exactly: 2 metrics equal, all 2 weight tensors bit-identical" in rp.render({**same, "ref": "m/1", "run_name": "x"})
 
-    c = logged_run(client, exp, {**base, "eval/accuracy": 0.74}, {"w1": "aa", "w2": "cc"}, tmp_path, {**tags, "lmforge.tokenizer_hash": "t2"})
+    c = logged_run(client, exp, {**base, "eval/accuracy": 0.74}, {"w1": "aa", "w2": "cc"}, tmp_path, {**tags, TOKENIZER_HASH_TAG: "t2"})
     diff = rp.compare_runs(a, c)
     text = rp.render({**diff, "ref": "m/1", "run_name": "x"})
     assert not diff["match"] and diff["differing_tensors"] == ["w2"]

@@ -103,8 +103,9 @@ def test_a_live_owner_is_refused_with_its_pid_and_a_dead_ones_lock_is_taken_over
 def test_pretrain_refuses_a_checkpoint_folder_a_live_run_holds(cleaned_dir, tmp_path, holder):
     # Two runs of one config and data share the default folder: the second must not resume from
     # the first's in-flight checkpoint.
-    from components.pretrain.pretrain import PretrainConfig, pretrain
     from tiny_data import PRETRAIN
+
+    from components.pretrain.pretrain import PretrainConfig, pretrain
 
     ckpt = tmp_path / "ckpt"
     proc = holder(ckpt / ".owner.lock")

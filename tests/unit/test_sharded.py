@@ -118,6 +118,6 @@ def test_a_near_dup_rule_removing_too_much_stops_the_prepare_task_naming_its_set
     message = str(info.value)
     assert message.startswith(f"clean_tokenize rule 'near_duplicate' (a MinHash near-copy of an earlier document) removed {NEAR_COPIES} of ")
     assert "check clean_tokenize.near_dup.threshold" in message and "clean_tokenize.max_corpus_removed (5%)" in message
-    line = next(l for l in capsys.readouterr().out.splitlines() if "removed from the corpus documents" in l)
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "removed from the corpus documents" in ln)
     assert f"near_duplicate {NEAR_COPIES}" in line and "punctuated_lines" in line  # quality rules counted in the same line
     assert not (tmp_path / "prepared").exists()

@@ -6,8 +6,9 @@ Each case runs GX once (module-scoped fixtures); the tests then read what that r
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import pytest

@@ -30,7 +30,7 @@ from pathlib import Path
 from components.shared import settings
 from components.shared.errors import UserError
 from components.shared.splits import split_of
-from pipelines.wikitext import corpus_lines
+from data_builders.wikitext import corpus_lines
 
 CORPUS_FILE = "corpus/enwiki.jsonl"
 LABELED_FILE = "labeled/rt_sentences.csv"
@@ -154,7 +154,10 @@ def stats(articles: list[dict], rows: list[dict]) -> dict:
 
 
 def render_readme(summary: dict, vader_license: str) -> str:
-    """data/README.md: sources, pinned hashes, licenses, and how the files were built."""
+    """data/README.md: sources, pinned hashes, licenses, and how the files were built.
+
+    Its bytes are part of the data data.dvc pins: the builder's old path below stays as written
+    (this module was pipelines/demo_data.py), since any edit changes the data's md5."""
     rows, splits, labels = summary["rows"], summary["splits"], summary["labels"]
     license_head = " / ".join(line.strip() for line in vader_license.splitlines()[:3] if line.strip())
     return f"""# LMForge demo data
