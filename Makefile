@@ -52,6 +52,7 @@ PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal
 # The linter first: seconds, and it names the line (rules and why in pyproject.toml's [tool.ruff]).
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: lint
 	$(PYTEST) -m "not load"

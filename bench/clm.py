@@ -124,11 +124,23 @@ def training_rows(cleaned: Path, size: str, steps: int, peak: float, threads: in
         steady = timeline.steady()
         rate = steady["real_tokens_per_s"]
         achieved = causal_lm.train_flops(rate, rate * head / block, block, model.config)  # per second
-        rows.append({
-            "size": size, "recipe": name, "steps": steady["steps"], "real_tokens": sum(m[1] for m in timeline.marks), "wall_s": wall,
-            "real_tokens_per_s": rate, "real_tokens_per_cpu_s": steady["real_tokens_per_cpu_s"], "padding_share": steady["padding_share"], "heldout_clm_loss": loss, "heldout_loss_stderr": stderr,
-            "peak_rss_mib": mem.mib, "mfu": achieved / peak, "model_gflops_per_s": achieved / 1e9,
-        })
+        rows.append(
+            {
+                "size": size,
+                "recipe": name,
+                "steps": steady["steps"],
+                "real_tokens": sum(m[1] for m in timeline.marks),
+                "wall_s": wall,
+                "real_tokens_per_s": rate,
+                "real_tokens_per_cpu_s": steady["real_tokens_per_cpu_s"],
+                "padding_share": steady["padding_share"],
+                "heldout_clm_loss": loss,
+                "heldout_loss_stderr": stderr,
+                "peak_rss_mib": mem.mib,
+                "mfu": achieved / peak,
+                "model_gflops_per_s": achieved / 1e9,
+            }
+        )
         print(f"[bench] {size} clm: {name}: {rate:,.0f} real tok/s, held-out loss {loss:.3f} +- {stderr:.3f}, {wall:.0f} s", flush=True)
     for r in rows:
         r["x_trainer_run_clm"] = r["real_tokens_per_s"] / rows[0]["real_tokens_per_s"]
@@ -147,5 +159,9 @@ def markdown(rows: list[dict]) -> list[str]:
             f"| {r['size']} | {r['recipe']} | {r['real_tokens_per_s']:,.0f} | {r['x_trainer_run_clm']:.2f} | {r['real_tokens_per_cpu_s']:,.0f} | {r['x_trainer_run_clm_cpu']:.2f} | {r['padding_share']:.0%} "
             f"| {r['heldout_clm_loss']:.3f} ± {r['heldout_loss_stderr']:.3f} | {r['real_tokens']:,} | {r['peak_rss_mib']:.0f} | {r['mfu']:.1%} |"
         )
-    lines += ["", f"Causal LM: loss is the next-token cross-entropy at every position of {HELDOUT_BLOCKS} fixed held-out blocks (LMForge's held-out split) after the same number of real training tokens (± = standard error over positions). Per CPU second: the same real tokens over the CPU time of the process's threads in the steady state, steadier than the wall clock when other jobs share the machine.", ""]
+    lines += [
+        "",
+        f"Causal LM: loss is the next-token cross-entropy at every position of {HELDOUT_BLOCKS} fixed held-out blocks (LMForge's held-out split) after the same number of real training tokens (± = standard error over positions). Per CPU second: the same real tokens over the CPU time of the process's threads in the steady state, steadier than the wall clock when other jobs share the machine.",
+        "",
+    ]
     return lines

@@ -126,8 +126,14 @@ def run_stage(stage: str, args: dict, config: dict, log: Path) -> dict:
     if proc.returncode:
         raise RuntimeError(f"{stage} failed (exit {proc.returncode}), see {log}: {lines[-3:]}")
     result = json.loads(next(line for line in reversed(lines) if line.startswith("RESULT "))[7:])
-    return {"stage": stage, "seconds": time.perf_counter() - start, "peak_rss_bytes": max(result["maxrss"], polled), "polled_rss_bytes": polled,
-            "metrics": result["metrics"], "log": [line for line in lines if line.startswith("[")]}
+    return {
+        "stage": stage,
+        "seconds": time.perf_counter() - start,
+        "peak_rss_bytes": max(result["maxrss"], polled),
+        "polled_rss_bytes": polled,
+        "metrics": result["metrics"],
+        "log": [line for line in lines if line.startswith("[")],
+    }
 
 
 def measure(gigabytes: float) -> dict:
@@ -144,7 +150,10 @@ def measure(gigabytes: float) -> dict:
     ]
     clean = stages[1]["metrics"]
     return {
-        "gigabytes": gigabytes, "corpus": info, "generate_seconds": generate_s, "stages": stages,
+        "gigabytes": gigabytes,
+        "corpus": info,
+        "generate_seconds": generate_s,
+        "stages": stages,
         "peak_rss_bytes": max(s["peak_rss_bytes"] for s in stages),
         "seconds": sum(s["seconds"] for s in stages),
         "seconds_per_gb": sum(s["seconds"] for s in stages) / (info["bytes"] / 1e9),
@@ -170,13 +179,25 @@ def markdown(results: list[dict]) -> str:
         for s in r["stages"]:
             lines.append(f"| {gb:.2f} GB | {r['corpus']['docs']:,} | {s['stage']} | {s['peak_rss_bytes'] / 2**30:.2f} GiB | {s['seconds']:.0f} | {s['seconds'] / gb:.0f} |")
         lines.append(f"| {gb:.2f} GB | | **data half** | **{r['peak_rss_bytes'] / 2**30:.2f} GiB** | **{r['seconds']:.0f}** | **{r['seconds_per_gb']:.0f}** |")
-    lines += ["", "Rows removed by clean_tokenize's corpus rules (planted near-copies: what the generator planted):", "",
-              "| corpus | planted near-copies | " + " | ".join(results[0]["removed"]) + " | validate |", "|---:|---:|" + "---:|" * (len(results[0]["removed"]) + 1)]
+    lines += [
+        "",
+        "Rows removed by clean_tokenize's corpus rules (planted near-copies: what the generator planted):",
+        "",
+        "| corpus | planted near-copies | " + " | ".join(results[0]["removed"]) + " | validate |",
+        "|---:|---:|" + "---:|" * (len(results[0]["removed"]) + 1),
+    ]
     for r in results:
-        lines.append(f"| {r['corpus']['bytes'] / 1e9:.2f} GB | {r['corpus']['planted_near_copies']:,} | " + " | ".join(f"{v:,}" for v in r["removed"].values())
-                     + f" | {'passed' if r['validate_success'] else 'failed'} |")
-    lines += ["", f"Peak RSS bound: {RSS_LIMIT / 2**30:.0f} GiB; " + ", ".join(f"{r['corpus']['bytes'] / 1e9:.2f} GB: {'within' if r['peak_rss_bytes'] <= RSS_LIMIT else 'OVER'}" for r in results),
-              "", "Re-measure: `make bench-data` (or `nice -n 19 python -m bench.data_scale --sizes 1`)."]
+        lines.append(
+            f"| {r['corpus']['bytes'] / 1e9:.2f} GB | {r['corpus']['planted_near_copies']:,} | "
+            + " | ".join(f"{v:,}" for v in r["removed"].values())
+            + f" | {'passed' if r['validate_success'] else 'failed'} |"
+        )
+    lines += [
+        "",
+        f"Peak RSS bound: {RSS_LIMIT / 2**30:.0f} GiB; " + ", ".join(f"{r['corpus']['bytes'] / 1e9:.2f} GB: {'within' if r['peak_rss_bytes'] <= RSS_LIMIT else 'OVER'}" for r in results),
+        "",
+        "Re-measure: `make bench-data` (or `nice -n 19 python -m bench.data_scale --sizes 1`).",
+    ]
     for r in results:
         lines += ["", f"clean_tokenize phases at {r['corpus']['bytes'] / 1e9:.2f} GB:", "", *(f"    {line}" for line in r["stages"][1]["log"])]
     return "\n".join(lines) + "\n"

@@ -125,8 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     sizes = ModelSizes.model_validate(TINY if args.tiny else BERT_BASE)
     model = build_mlm(sizes, tok).to(device)
     config = PretrainConfig.from_params(
-        {"max_steps": args.steps, "batch_size": args.batch * w.size, "learning_rate": 1e-4, "warmup_ratio": 0.05, "log_every": args.log_every,
-         "checkpoint_every": 0, "device": args.device, "precision": args.precision, "compile": args.compile, "nproc": w.size, "model": sizes.model_dump()},
+        {
+            "max_steps": args.steps,
+            "batch_size": args.batch * w.size,
+            "learning_rate": 1e-4,
+            "warmup_ratio": 0.05,
+            "log_every": args.log_every,
+            "checkpoint_every": 0,
+            "device": args.device,
+            "precision": args.precision,
+            "compile": args.compile,
+            "nproc": w.size,
+            "model": sizes.model_dump(),
+        },
         "pretrain",
     )
     opt, sched = optimizer_and_schedule(model, config.learning_rate, 0.01, config.warmup_ratio, args.steps, fused=True)
@@ -163,13 +174,24 @@ def main(argv: list[str] | None = None) -> int:
     sheet = flops.datasheet_peak(name)
     counted, formula = counted_flops(model, tok, args.seq, args.vocab, device, args.precision)
     result = {
-        "device": name, "processes": w.size, "precision": args.precision, "compile": args.compile, "steps": args.steps,
-        "global_batch": config.batch_size, "seq": args.seq, "params": sum(p.numel() for p in model.parameters()),
-        "tokens_per_s": tokens_per_s, "model_tflops": achieved / 1e12,
-        "mfu_datasheet": achieved / (sheet * w.size) if sheet else None, "datasheet_peak_tflops": sheet / 1e12 if sheet else None,
-        "mfu_measured_matmul": achieved / measured, "measured_matmul_tflops": measured / 1e12 / max(w.size if device.type == "cuda" else 1, 1),
-        "warmup_s": warmup_s, "final_loss": progress.history[-1]["loss"],
-        "flop_counter_vs_formula": counted / formula,  # < 1 where the counter misses a kernel (CPU flash attention); > 1 by the attention backward's recomputed product and the last layer's padded query rows, which useful FLOPs leave out
+        "device": name,
+        "processes": w.size,
+        "precision": args.precision,
+        "compile": args.compile,
+        "steps": args.steps,
+        "global_batch": config.batch_size,
+        "seq": args.seq,
+        "params": sum(p.numel() for p in model.parameters()),
+        "tokens_per_s": tokens_per_s,
+        "model_tflops": achieved / 1e12,
+        "mfu_datasheet": achieved / (sheet * w.size) if sheet else None,
+        "datasheet_peak_tflops": sheet / 1e12 if sheet else None,
+        "mfu_measured_matmul": achieved / measured,
+        "measured_matmul_tflops": measured / 1e12 / max(w.size if device.type == "cuda" else 1, 1),
+        "warmup_s": warmup_s,
+        "final_loss": progress.history[-1]["loss"],
+        "flop_counter_vs_formula": counted
+        / formula,  # < 1 where the counter misses a kernel (CPU flash attention); > 1 by the attention backward's recomputed product and the last layer's padded query rows, which useful FLOPs leave out
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
     }
     if w.is_main:

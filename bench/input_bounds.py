@@ -80,8 +80,11 @@ def main() -> None:
     args = ap.parse_args()
     for case in args.case or sorted(SIZES):
         r = measure(case, args.scale, args.unbounded)
-        print(f"{case:5} {r['chars']:>11,} chars{' (unbounded)' if r['unbounded'] else ''}: ingest {r['ingest_s']:.1f} s peak {r['ingest_peak_rss'] / 2**20:,.0f} MiB; "
-              f"clean_tokenize {r['clean_tokenize_s']:.1f} s, peak {r['peak_rss'] / 2**20:,.0f} MiB; {r['metrics']}", flush=True)
+        print(
+            f"{case:5} {r['chars']:>11,} chars{' (unbounded)' if r['unbounded'] else ''}: ingest {r['ingest_s']:.1f} s peak {r['ingest_peak_rss'] / 2**20:,.0f} MiB; "
+            f"clean_tokenize {r['clean_tokenize_s']:.1f} s, peak {r['peak_rss'] / 2**20:,.0f} MiB; {r['metrics']}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -103,8 +103,13 @@ def run(n: int, repeats: int) -> dict:
             seconds[name].append(time.perf_counter() - start)
     base = min(seconds[next(iter(METHODS))])
     rows = [
-        {"method": name, "seconds": min(seconds[name]), "vs_pipeline": min(seconds[name]) / base,
-         "recall": float((found[name] & planted).sum() / planted.sum()), "false_positives": int((found[name] & ~planted).sum())}
+        {
+            "method": name,
+            "seconds": min(seconds[name]),
+            "vs_pipeline": min(seconds[name]) / base,
+            "recall": float((found[name] & planted).sum() / planted.sum()),
+            "false_positives": int((found[name] & ~planted).sum()),
+        }
         for name in METHODS
     ]
     return {"docs": n, "planted": int(planted.sum()), "shingles": int(sum(map(len, sets))), "repeats": repeats, "rows": rows}

@@ -123,8 +123,7 @@ def run_cell(cache: Cache, spec: Spec, preset: str, row: tuple[str, list[str]], 
     config = load_config(preset, cell.overrides)  # the project's loader: unknown keys fail here, before any work
     start = time.perf_counter()
     outputs = cache.cell(config, budget)
-    cell.result = {**scores(outputs["evaluate"]), "pretrain_tokens": pretrain_tokens(config, budget),
-                   "stages": outputs["log"], "wall_s": round(time.perf_counter() - start, 1)}
+    cell.result = {**scores(outputs["evaluate"]), "pretrain_tokens": pretrain_tokens(config, budget), "stages": outputs["log"], "wall_s": round(time.perf_counter() - start, 1)}
     return cell
 
 
@@ -141,12 +140,17 @@ def scores(eval_dir: Path) -> dict:
     gate = artifacts.read_json(eval_dir / artifacts.GATE_REPORT)
     vs_control, vs_tfidf = gate.get("vs_control"), gate.get("vs_tfidf")
     return {
-        "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
         "control_accuracy": report.get("control_accuracy"),
         "control_macro_f1": vs_control["macro_f1"]["other"] if vs_control else None,
-        "tfidf_accuracy": report.get("baseline_tfidf_accuracy"), "tfidf_macro_f1": report.get("baseline_tfidf_macro_f1"),
-        "majority_accuracy": report["baseline_majority_accuracy"], "perplexity": report.get("perplexity"),
-        "n_test": report["n_test"], "vs_control": vs_control, "vs_tfidf": vs_tfidf,
+        "tfidf_accuracy": report.get("baseline_tfidf_accuracy"),
+        "tfidf_macro_f1": report.get("baseline_tfidf_macro_f1"),
+        "majority_accuracy": report["baseline_majority_accuracy"],
+        "perplexity": report.get("perplexity"),
+        "n_test": report["n_test"],
+        "vs_control": vs_control,
+        "vs_tfidf": vs_tfidf,
     }
 
 
@@ -161,9 +165,15 @@ def environment(threads: int | None, preset: str) -> dict:
 
     if threads:
         torch.set_num_threads(threads)
-    return {"commit": git_state(settings.code_dir()), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "machine": platform.machine(), "preset": preset,
-            "date": datetime.now(UTC).isoformat(timespec="seconds")}
+    return {
+        "commit": git_state(settings.code_dir()),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "preset": preset,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=project / "data", help="the demo data (corpus and labeled set)")
     parser.add_argument("--cache", type=Path, default=project / "local_outputs" / "bench-quality", help="stage outputs, reused across runs")
     parser.add_argument("--sets", type=Path, default=project / "local_outputs" / "quality_data", help="where bench/quality_data.py builds the extra sets")
-    parser.add_argument("--out", type=Path, help="path prefix of the .md/.json/.png (default bench/results/quality-latest; "
-                        "with --quick local_outputs/bench-quality/quality-quick, so a smoke run never replaces the results)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="path prefix of the .md/.json/.png (default bench/results/quality-latest; with --quick local_outputs/bench-quality/quality-quick, so a smoke run never replaces the results)",
+    )
     args = parser.parse_args(argv)
     args.out = args.out or (args.cache / "quality-quick" if args.quick else RESULTS / "quality-latest")
     settings.quiet_environment()

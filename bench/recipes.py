@@ -42,8 +42,7 @@ class Timeline:
         rest = self.marks[skip + 1 :]
         seconds, cpu = rest[-1][0] - t0, rest[-1][3] - c0
         real, padded = sum(m[1] for m in rest), sum(m[2] for m in rest)
-        return {"steps": len(self.marks), "seconds": seconds, "real_tokens_per_s": real / seconds, "padding_share": 1 - real / max(padded, 1),
-                "real_tokens_per_cpu_s": real / max(cpu, 1e-9)}
+        return {"steps": len(self.marks), "seconds": seconds, "real_tokens_per_s": real / seconds, "padding_share": 1 - real / max(padded, 1), "real_tokens_per_cpu_s": real / max(cpu, 1e-9)}
 
 
 class PeakRSS:
@@ -111,10 +110,23 @@ def run_trainer(model, tokenizer, examples: list[dict], steps: int, spec: dict, 
 
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=spec["batch_size"], max_steps=steps, learning_rate=spec["learning_rate"],
-            warmup_steps=spec["warmup_ratio"], weight_decay=0.01, adam_beta2=0.98, adam_epsilon=1e-6, lr_scheduler_type="linear",
-            save_strategy="no", logging_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, dataloader_pin_memory=False,
-            seed=spec["seed"], data_seed=spec["seed"],
+            output_dir=out,
+            per_device_train_batch_size=spec["batch_size"],
+            max_steps=steps,
+            learning_rate=spec["learning_rate"],
+            warmup_steps=spec["warmup_ratio"],
+            weight_decay=0.01,
+            adam_beta2=0.98,
+            adam_epsilon=1e-6,
+            lr_scheduler_type="linear",
+            save_strategy="no",
+            logging_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            disable_tqdm=True,
+            dataloader_pin_memory=False,
+            seed=spec["seed"],
+            data_seed=spec["seed"],
         )
         Trainer(model=model, args=args, train_dataset=examples, data_collator=collate, callbacks=[Clock()]).train()
     return timeline
@@ -128,8 +140,18 @@ def run_engine(model, tokenizer, blocks, steps: int, spec: dict, **options) -> T
     from components.shared.training import Progress, optimizer_and_schedule
 
     config = PretrainConfig.from_params(
-        {"max_steps": steps, "batch_size": spec["batch_size"], "learning_rate": spec["learning_rate"], "warmup_ratio": spec["warmup_ratio"],
-         "seed": spec["seed"], "log_every": 1, "checkpoint_every": 0, "device": "cpu", **options.get("config", {})}, "pretrain"
+        {
+            "max_steps": steps,
+            "batch_size": spec["batch_size"],
+            "learning_rate": spec["learning_rate"],
+            "warmup_ratio": spec["warmup_ratio"],
+            "seed": spec["seed"],
+            "log_every": 1,
+            "checkpoint_every": 0,
+            "device": "cpu",
+            **options.get("config", {}),
+        },
+        "pretrain",
     )
     timeline = Timeline()
     tokens = spec["batch_size"] * blocks.block_size

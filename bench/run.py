@@ -152,11 +152,22 @@ def training_rows(cleaned: Path, size: str, steps: int, peak: float, threads: in
         rate = steady["real_tokens_per_s"]
         engine = head_share < 1  # the engine's rows: sparse head and last layer
         achieved = 3 * flops.forward_flops(rate, rate * head_share, round(seq_len), sizes.hidden_size, sizes.num_layers, sizes.intermediate_size, len(tokenizer), engine)
-        rows.append({
-            "size": size, "recipe": name, "steps": steady["steps"], "real_tokens": real, "wall_s": wall,
-            "real_tokens_per_s": rate, "padding_share": steady["padding_share"], "heldout_mlm_loss": loss, "heldout_loss_stderr": stderr,
-            "peak_rss_mib": mem.mib, "mfu": achieved / peak, "model_gflops_per_s": achieved / 1e9,
-        })
+        rows.append(
+            {
+                "size": size,
+                "recipe": name,
+                "steps": steady["steps"],
+                "real_tokens": real,
+                "wall_s": wall,
+                "real_tokens_per_s": rate,
+                "padding_share": steady["padding_share"],
+                "heldout_mlm_loss": loss,
+                "heldout_loss_stderr": stderr,
+                "peak_rss_mib": mem.mib,
+                "mfu": achieved / peak,
+                "model_gflops_per_s": achieved / 1e9,
+            }
+        )
         print(f"[bench] {size}: {name}: {rate:,.0f} real tok/s, held-out loss {loss:.3f} +- {stderr:.3f}, {wall:.0f} s", flush=True)
     base = {r["recipe"]: r["real_tokens_per_s"] for r in rows}
     for r in rows:
@@ -187,8 +198,15 @@ def machine(threads: int) -> dict:
     import transformers
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": threads, "load_1min_at_start": load,
-            "torch": torch.__version__, "transformers": transformers.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "load_1min_at_start": load,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def write(result: dict, out: Path, name: str = "latest") -> None:
@@ -221,7 +239,11 @@ def markdown(result: dict) -> str:
                 f"| {r['size']} | {r['recipe']} | {r['real_tokens_per_s']:,.0f} | {r['x_seed']:.2f} | {r['x_trainer_packed']:.2f} | {r['padding_share']:.0%} "
                 f"| {r['heldout_mlm_loss']:.3f} ± {r['heldout_loss_stderr']:.3f} | {r['real_tokens']:,} | {r['peak_rss_mib']:.0f} | {r['mfu']:.1%} |"
             )
-        lines += ["", "Rates are steady state (after 5 warm-up steps); loss is on 128 fixed masked held-out blocks after the same number of real training tokens (± = standard error over masked tokens).", ""]
+        lines += [
+            "",
+            "Rates are steady state (after 5 warm-up steps); loss is on 128 fixed masked held-out blocks after the same number of real training tokens (± = standard error over masked tokens).",
+            "",
+        ]
     if result.get("clm"):
         from bench import clm
 
@@ -245,7 +267,12 @@ def plot(result: dict, path: Path) -> None:
     a.bar(range(len(rows)), [r["real_tokens_per_s"] for r in rows], color=["C0" if "engine" in r["recipe"] else "C7" for r in rows])
     a.set(ylabel="real tokens / s (steady state)", title="training throughput")
     clm_row = ["heldout_clm_loss" in r for r in rows]
-    b.bar(range(len(rows)), [r["heldout_clm_loss" if c else "heldout_mlm_loss"] for r, c in zip(rows, clm_row)], yerr=[r["heldout_loss_stderr"] for r in rows], color=["C2" if c else "C1" for c in clm_row])
+    b.bar(
+        range(len(rows)),
+        [r["heldout_clm_loss" if c else "heldout_mlm_loss"] for r, c in zip(rows, clm_row)],
+        yerr=[r["heldout_loss_stderr"] for r in rows],
+        color=["C2" if c else "C1" for c in clm_row],
+    )
     b.set(ylabel="held-out loss (masked LM: orange, causal LM: green)", title="loss after equal real tokens")
     for ax in (a, b):
         ax.set_xticks(range(len(rows)), labels, fontsize=6)

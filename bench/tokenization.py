@@ -246,9 +246,7 @@ def markdown(result_rows: list[dict], title: str = "") -> str:
     lines = [f"**{title}**", ""] if title else []
     lines += ["| method | tokens | seconds | tokens/s | vs recipe | vs ceiling | CPU seconds |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in result_rows:
-        lines.append(
-            f"| {r['name']} | {r['tokens']:,} | {r['seconds']:.2f} | {r['tokens_per_s'] / 1e3:,.0f}k | {r['vs_recipe']:.2f}x | {r['vs_ceiling']:.0%} | {r['cpu_seconds']:.2f} |"
-        )
+        lines.append(f"| {r['name']} | {r['tokens']:,} | {r['seconds']:.2f} | {r['tokens_per_s'] / 1e3:,.0f}k | {r['vs_recipe']:.2f}x | {r['vs_ceiling']:.0%} | {r['cpu_seconds']:.2f} |")
     return "\n".join(lines)
 
 

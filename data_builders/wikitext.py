@@ -21,8 +21,7 @@ REF = re.compile(r"<ref\b[^>]*/>|<ref\b[^>]*>.*?</ref\s*>", re.IGNORECASE | re.D
 # Links that render as media or page metadata, not as words in the sentence.
 DROP_LINK = re.compile(r"^\s*:?\s*(file|image|media|category)\s*:", re.IGNORECASE)
 # Lines strip_code() leaves behind from malformed tables and unparsed media/category links.
-RESIDUE_LINE = re.compile(r"^(\{\||\|\}|\||!|(\[\[\s*)?:?(file|image|media|category)\s*:|thumb\|)",
-                          re.IGNORECASE)
+RESIDUE_LINE = re.compile(r"^(\{\||\|\}|\||!|(\[\[\s*)?:?(file|image|media|category)\s*:|thumb\|)", re.IGNORECASE)
 
 
 def iter_articles(xml: bytes) -> Iterator[tuple[str, str, str]]:
@@ -94,6 +93,4 @@ def strip_markup(wikitext: str) -> str:
 
 def corpus_lines(xml: bytes) -> list[str]:
     """One sorted-key JSON line per article: {"id", "text", "title"}."""
-    return [json.dumps({"id": pid, "title": title, "text": strip_markup(wikitext)},
-                       ensure_ascii=False, sort_keys=True)
-            for pid, title, wikitext in iter_articles(xml)]
+    return [json.dumps({"id": pid, "title": title, "text": strip_markup(wikitext)}, ensure_ascii=False, sort_keys=True) for pid, title, wikitext in iter_articles(xml)]

@@ -1,15 +1,15 @@
 """`lmforge`: the command line, and the only place that picks local vs cluster.
 
-    lmforge run [--config PRESET] [--set section.key=value ...] [--data-rev REV]
-    lmforge compile [--config PRESET] [--target local|cluster] [--output FILE]
-    lmforge submit --host URL [--experiment NAME] [--config PRESET] [--set ...] [--run-name NAME] [--data-rev REV]
-    lmforge trainjob --config gpu --nodes N --pvc CLAIM [--output FILE]
-    lmforge data demo | lmforge data add NAME --corpus PATH --labeled PATH [--base-preset PRESET]
-    lmforge config show [--config PRESET] [--set ...]
-    lmforge promote MODEL VERSION [--force --reason TEXT]
-    lmforge rollback MODEL [--alias champion] [--reason TEXT]
-    lmforge models list [MODEL] | lmforge models history MODEL
-    lmforge reproduce MODEL@ALIAS | MODEL/VERSION [--allow-dirty]
+lmforge run [--config PRESET] [--set section.key=value ...] [--data-rev REV]
+lmforge compile [--config PRESET] [--target local|cluster] [--output FILE]
+lmforge submit --host URL [--experiment NAME] [--config PRESET] [--set ...] [--run-name NAME] [--data-rev REV]
+lmforge trainjob --config gpu --nodes N --pvc CLAIM [--output FILE]
+lmforge data demo | lmforge data add NAME --corpus PATH --labeled PATH [--base-preset PRESET]
+lmforge config show [--config PRESET] [--set ...]
+lmforge promote MODEL VERSION [--force --reason TEXT]
+lmforge rollback MODEL [--alias champion] [--reason TEXT]
+lmforge models list [MODEL] | lmforge models history MODEL
+lmforge reproduce MODEL@ALIAS | MODEL/VERSION [--allow-dirty]
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def parser() -> argparse.ArgumentParser:
     _add_config_args(run)
     run.add_argument("--data-rev", default="", help="git revision of the data (default: the checked-out commit)")
     run.add_argument("--data-repo", default="", help="DVC repository to read data from (default: this project)")
-    run.add_argument("--run-name", default="", help="name of this pipeline run: letters, digits, . _ - (default: lmforge-PRESET-TIMESTAMP-RANDOM); an existing name resumes that run, with the same config only")
+    run.add_argument(
+        "--run-name", default="", help="name of this pipeline run: letters, digits, . _ - (default: lmforge-PRESET-TIMESTAMP-RANDOM); an existing name resumes that run, with the same config only"
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="show kfp.local's full output (it always goes to the log file)")
 
     comp = sub.add_parser("compile", help="write the KFP IR YAML with every image pinned")
@@ -47,7 +49,9 @@ def parser() -> argparse.ArgumentParser:
     _add_config_args(sub_)
     sub_.add_argument("--host", default="", help="KFP API endpoint, e.g. http://localhost:8080 (default: $KFP_HOST)")
     sub_.add_argument("--experiment", default="", help="KFP experiment (default: the preset's cluster.experiment)")
-    sub_.add_argument("--run-name", default="", help="name of this pipeline run: letters, digits, . _ - (default: lmforge-PRESET-TIMESTAMP-RANDOM); an existing name resumes that run, with the same config only")
+    sub_.add_argument(
+        "--run-name", default="", help="name of this pipeline run: letters, digits, . _ - (default: lmforge-PRESET-TIMESTAMP-RANDOM); an existing name resumes that run, with the same config only"
+    )
     sub_.add_argument("--data-rev", default="", help="git revision of the data (default: the checked-out commit)")
     sub_.add_argument("--data-repo", default="", help="git URL of the DVC data repository (default: the preset's cluster.data_repo)")
 
@@ -169,10 +173,23 @@ def cmd_data(args) -> int:
         from pipelines.data_add import add_dataset
 
         names = [n.strip() for n in args.label_names.split(",") if n.strip()] or None
-        result = add_dataset(settings.project_dir(), args.name, args.corpus, args.labeled, base_preset=args.base_preset, text_column=args.text_column,
-                             label_column=args.label_column, split_column=args.split_column, id_column=args.id_column, label_names=names,
-                             preset_dir=args.preset_dir, push=not args.no_push)
-        print(f"preset {result['preset']} (classes {', '.join(result['label_names'])}; registers {result['model_name']}): lmforge run --config {args.name if not args.preset_dir else result['preset']}")
+        result = add_dataset(
+            settings.project_dir(),
+            args.name,
+            args.corpus,
+            args.labeled,
+            base_preset=args.base_preset,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            split_column=args.split_column,
+            id_column=args.id_column,
+            label_names=names,
+            preset_dir=args.preset_dir,
+            push=not args.no_push,
+        )
+        print(
+            f"preset {result['preset']} (classes {', '.join(result['label_names'])}; registers {result['model_name']}): lmforge run --config {args.name if not args.preset_dir else result['preset']}"
+        )
         return 0
     result = build_demo_data(settings.project_dir(), push=not args.no_push)
     print(f"demo data ready: md5 {result['md5']}, rows {result['rows']}")

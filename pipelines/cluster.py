@@ -115,9 +115,7 @@ class ClusterConfig(_Strict):
     pipeline_root: str | None = Field(None, description="where KFP stores artifacts, e.g. s3://bucket/pipeline-root; None = the KFP default")
     data_repo: str = Field("", description="git URL of the DVC data repository ingest reads on the cluster (the pods have no checkout)")
     auth: Literal["none", "token"] = Field("none", description="token: `lmforge submit` sends $KFP_TOKEN as a bearer token")
-    data_shards: int = Field(
-        1, ge=1, le=256, description="clean_tokenize tokenizes the corpus in this many parallel tasks (KFP ParallelFor) and merges them, same bytes as one task; 1: one task"
-    )
+    data_shards: int = Field(1, ge=1, le=256, description="clean_tokenize tokenizes the corpus in this many parallel tasks (KFP ParallelFor) and merges them, same bytes as one task; 1: one task")
 
     @model_validator(mode="after")
     def _known_stages(self):

@@ -116,8 +116,7 @@ class PipelineConfig(StrictModel):
             seq = f"{clean.max_seq_len}" if clean.max_seq_len != "auto" else f"auto, max_seq_len_cap {clean.max_seq_len_cap}"
             raise ValueError(
                 f"pretrain.model.max_position {model.max_position} is shorter than clean_tokenize.block_size/max_seq_len "
-                f"({clean.block_size}/{seq}): raise max_position to at least {longest}"
-                + (" or lower clean_tokenize.max_seq_len_cap" if clean.max_seq_len == "auto" else "")
+                f"({clean.block_size}/{seq}): raise max_position to at least {longest}" + (" or lower clean_tokenize.max_seq_len_cap" if clean.max_seq_len == "auto" else "")
             )
         if clean.objective != self.pretrain.objective:
             raise ValueError(

@@ -45,9 +45,22 @@ LONG_CHARS_QUANTILE = 0.99  # max_chars: texts above the train split's 99th perc
 TOKENS_PER_WORD = 1.3  # WordPiece on English prose, for a warning only (auto measures real tokens)
 
 
-def add_dataset(project: Path, name: str, corpus: str, labeled: str, *, base_preset: str = "demo", text_column: str = "", label_column: str = "",
-                split_column: str = "", id_column: str = "", label_names: list[str] | None = None, preset_dir: str = "",
-                push: bool = True, log: Callable[[str], object] = print) -> dict:
+def add_dataset(
+    project: Path,
+    name: str,
+    corpus: str,
+    labeled: str,
+    *,
+    base_preset: str = "demo",
+    text_column: str = "",
+    label_column: str = "",
+    split_column: str = "",
+    id_column: str = "",
+    label_names: list[str] | None = None,
+    preset_dir: str = "",
+    push: bool = True,
+    log: Callable[[str], object] = print,
+) -> dict:
     """Copy, track, commit and write the preset; return {"preset", "model_name", "label_names", ...}."""
     from data_builders.demo_data import recorded_md5, track
 
@@ -103,8 +116,10 @@ def add_dataset(project: Path, name: str, corpus: str, labeled: str, *, base_pre
         preset_path.unlink(missing_ok=True)
         raise
     counts = frame["split"].value_counts().to_dict() if "split" in frame else {}
-    log(f"data/{name}: {len(frame):,} labeled rows ({', '.join(f'{k} {v:,}' for k, v in sorted(counts.items())) or 'split by a hash of each id'}), "
-        f"{len(names)} classes, columns {columns}; data.dvc records md5 {md5} (committed)")
+    log(
+        f"data/{name}: {len(frame):,} labeled rows ({', '.join(f'{k} {v:,}' for k, v in sorted(counts.items())) or 'split by a hash of each id'}), "
+        f"{len(names)} classes, columns {columns}; data.dvc records md5 {md5} (committed)"
+    )
     return {"preset": str(preset_path), "model_name": preset["register"]["model_name"], "label_names": names, "md5": md5, "stats": stats}
 
 
@@ -112,7 +127,9 @@ def _corpus_name(src: Path) -> str:
     if src.is_dir():
         return "corpus"
     if src.suffix.lower() not in (".jsonl", ".csv", ".tsv", ".parquet"):
-        raise UserError(f"corpus {src} is a {src.suffix or 'suffix-less'} file: give a .jsonl/.csv/.tsv/.parquet file with a text column, or a folder of {'/'.join(DOCUMENT_SUFFIXES + TABLE_SUFFIXES)} files")
+        raise UserError(
+            f"corpus {src} is a {src.suffix or 'suffix-less'} file: give a .jsonl/.csv/.tsv/.parquet file with a text column, or a folder of {'/'.join(DOCUMENT_SUFFIXES + TABLE_SUFFIXES)} files"
+        )
     columns = _corpus_columns(src)
     if "text" not in columns:  # ingest.text_column names the text of both files; the labeled one is written as `text`
         raise UserError(f"corpus file {src} has no 'text' column (columns: {', '.join(columns) or 'none'}): rename its text column to text")
@@ -235,8 +252,14 @@ def length_stats(frame: pd.DataFrame) -> dict:
     train = frame[frame["split"] == "train"] if "split" in frame else frame
     chars, words = train["text"].str.len().to_numpy(), train["text"].str.split().str.len().to_numpy()
     q = lambda a, p: int(np.quantile(a, p)) if len(a) else 0  # noqa: E731
-    return {"rows": int(len(train)), "chars_p50": q(chars, 0.5), "chars_p95": q(chars, 0.95), "chars_p99": q(chars, LONG_CHARS_QUANTILE),
-            "chars_max": int(chars.max()) if len(chars) else 0, "words_p95": q(words, 0.95)}
+    return {
+        "rows": int(len(train)),
+        "chars_p50": q(chars, 0.5),
+        "chars_p95": q(chars, 0.95),
+        "chars_p99": q(chars, LONG_CHARS_QUANTILE),
+        "chars_max": int(chars.max()) if len(chars) else 0,
+        "words_p95": q(words, 0.95),
+    }
 
 
 def write_preset(path: Path, base, base_name: str, name: str, corpus_rel: str, names: list[str], stats: dict, frame: pd.DataFrame, corpus_src: Path) -> dict:
@@ -244,8 +267,10 @@ def write_preset(path: Path, base, base_name: str, name: str, corpus_rel: str, n
     data = yaml.safe_load(Path(preset_path(base_name)).read_text()) or {}
     cap = base.pretrain.model.max_position
     est_tokens = math.ceil(stats["words_p95"] * TOKENS_PER_WORD) + 2
-    data["description"] = (f"{name}: {len(frame):,} labeled texts in {len(names)} classes, corpus data/{name}/{corpus_rel}; "
-                           f"written by `lmforge data add` on {datetime.now(UTC):%Y-%m-%d} from the {Path(base_name).stem} preset")
+    data["description"] = (
+        f"{name}: {len(frame):,} labeled texts in {len(names)} classes, corpus data/{name}/{corpus_rel}; "
+        f"written by `lmforge data add` on {datetime.now(UTC):%Y-%m-%d} from the {Path(base_name).stem} preset"
+    )
     data["ingest"] = {**(data.get("ingest") or {}), "source": "dvc", "corpus_path": f"data/{name}/{corpus_rel}", "labeled_path": f"data/{name}/labeled.parquet", "dvc_file": "data.dvc"}
     clean = data.setdefault("clean_tokenize", {})
     clean.update({"max_seq_len": "auto", "max_seq_len_cap": cap, "max_chars": max(1, int(stats["chars_p99"]))})
@@ -256,14 +281,18 @@ def write_preset(path: Path, base, base_name: str, name: str, corpus_rel: str, n
     data["validate"] = {**(data.get("validate") or {}), "max_split_overlap": 0.0}  # the demo presets tolerate the demo's own 2 duplicates; a new set: none
     data["register"] = {**(data.get("register") or {}), "model_name": f"lmforge-{name}"}
     data = {"description": data.pop("description"), **data}
-    header = (f"# Written by `lmforge data add {name}` from the {Path(base_name).stem} preset. Edit freely; commit it with the data.\n"
-              f"# Labeled texts ({'train split' if 'split' in frame else 'all rows: no split column'}): {stats['rows']:,}, characters p50 {stats['chars_p50']:,} / p95 {stats['chars_p95']:,} / p99 {stats['chars_p99']:,} / max {stats['chars_max']:,}, words p95 {stats['words_p95']:,}.\n"
-              f"# max_seq_len auto: the 95th percentile of the real token lengths at clean_tokenize, at most max_seq_len_cap\n"
-              f"# (the model's {cap} positions). max_chars: texts above the 99th percentile count as long (kept, truncated head+tail).\n"
-              f"# Classes (finetune.label_names, index = id, the only place they are named): {', '.join(names)}.\n")
+    header = (
+        f"# Written by `lmforge data add {name}` from the {Path(base_name).stem} preset. Edit freely; commit it with the data.\n"
+        f"# Labeled texts ({'train split' if 'split' in frame else 'all rows: no split column'}): {stats['rows']:,}, characters p50 {stats['chars_p50']:,} / p95 {stats['chars_p95']:,} / p99 {stats['chars_p99']:,} / max {stats['chars_max']:,}, words p95 {stats['words_p95']:,}.\n"
+        f"# max_seq_len auto: the 95th percentile of the real token lengths at clean_tokenize, at most max_seq_len_cap\n"
+        f"# (the model's {cap} positions). max_chars: texts above the 99th percentile count as long (kept, truncated head+tail).\n"
+        f"# Classes (finetune.label_names, index = id, the only place they are named): {', '.join(names)}.\n"
+    )
     if est_tokens > cap:
-        header += (f"# Note: ~{est_tokens} tokens at the 95th percentile exceed the {cap} positions: long texts keep their head and tail;\n"
-                   f"# raise pretrain.model.max_position and clean_tokenize.max_seq_len_cap to keep more.\n")
+        header += (
+            f"# Note: ~{est_tokens} tokens at the 95th percentile exceed the {cap} positions: long texts keep their head and tail;\n"
+            f"# raise pretrain.model.max_position and clean_tokenize.max_seq_len_cap to keep more.\n"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     load_config(str(path))  # the preset as written must load: a test of the code, every time

@@ -139,8 +139,7 @@ def _same_recipe(run_name: str, recipe: dict) -> None:
         )
     if data and data != recipe[DATA_TAG]:
         raise UserError(
-            f"run name {run_name} already exists reading other data ({data}; this run: {recipe[DATA_TAG]}): "
-            "choose a new --run-name, or give the same --data-rev and data paths to resume that run"
+            f"run name {run_name} already exists reading other data ({data}; this run: {recipe[DATA_TAG]}): choose a new --run-name, or give the same --data-rev and data paths to resume that run"
         )
 
 
@@ -174,9 +173,13 @@ def _run(config: PipelineConfig, project: Path, run_name: str, args: dict, linea
         tracking.finish(parent)
         run = tracking.connect().get_run(parent)
     return {
-        "run_name": run_name, "run_id": parent, "model_uri": task.output, "alias": config.stage("register").alias,
+        "run_name": run_name,
+        "run_id": parent,
+        "model_uri": task.output,
+        "alias": config.stage("register").alias,
         "metrics": run.data.metrics,
-        "gate": run.data.tags.get(GATE_SUMMARY_TAG, ""), "seconds": time.perf_counter() - start,
+        "gate": run.data.tags.get(GATE_SUMMARY_TAG, ""),
+        "seconds": time.perf_counter() - start,
     }
 
 
@@ -184,6 +187,7 @@ def _run(config: PipelineConfig, project: Path, run_name: str, args: dict, linea
 def _sigterm_interrupts() -> Iterator[None]:
     """SIGTERM (`kill`, a container stopping) ends the run as Ctrl-C does: marked KILLED, not left
     RUNNING. Only kill -9 cannot be seen."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 

@@ -42,9 +42,7 @@ def _clean_tokenize(config, run_name, raw):
     prepare = clean_tokenize_prepare_op(config=config, run_name=run_name, raw=raw).set_display_name("clean_tokenize_prepare")
     with dsl.ParallelFor(items=list(range(shards)), parallelism=shards) as shard:
         part = clean_tokenize_shard_op(prepared=prepare.outputs["prepared"], shard=shard, num_shards=shards).set_display_name("clean_tokenize_shard")
-    merge = clean_tokenize_merge_op(
-        config=config, run_name=run_name, prepared=prepare.outputs["prepared"], parts=dsl.Collected(part.outputs["part"])
-    ).set_display_name("clean_tokenize_merge")
+    merge = clean_tokenize_merge_op(config=config, run_name=run_name, prepared=prepare.outputs["prepared"], parts=dsl.Collected(part.outputs["part"])).set_display_name("clean_tokenize_merge")
     return merge, [prepare, part]
 
 

@@ -72,7 +72,9 @@ def check_reproducible(mv, allow_dirty: bool = False) -> dict:
     """The lineage of `mv` if it can be reproduced exactly here, else one clear error."""
     tags, ref = mv.tags, f"{mv.name}/{mv.version}"
     if not registry.is_complete(tags):
-        raise UserError(f"{ref} is incomplete (its registration was interrupted), so there is nothing trusted to reproduce: re-run its pipeline run ({tags.get(PIPELINE_RUN_NAME_TAG, '?')}) to complete it")
+        raise UserError(
+            f"{ref} is incomplete (its registration was interrupted), so there is nothing trusted to reproduce: re-run its pipeline run ({tags.get(PIPELINE_RUN_NAME_TAG, '?')}) to complete it"
+        )
     missing = [t for t in REQUIRED_TAGS if not tags.get(t)]
     if missing == [DATA_REV_TAG] and tags.get(PIPELINE_RUN_NAME_TAG):
         # Registered by LMForge, from plain paths (ingest.source=path): the files have no revision.

@@ -33,8 +33,7 @@ def check_run_name(name: str, local: bool = True) -> str:
     """`name` if it may name a run, else one UserError line saying what is allowed."""
     if not ALLOWED.fullmatch(name):
         raise UserError(
-            f"run name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit "
-            "(it names a log file and an MLflow run), e.g. --run-name sentiment-v2"
+            f"run name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names a log file and an MLflow run), e.g. --run-name sentiment-v2"
         )
     if local and REWRITTEN in name:
         raise UserError(f"run name {name!r} contains {REWRITTEN!r}, which kfp.local rewrites into the interpreter's path: choose another --run-name")
@@ -48,8 +47,7 @@ def kfp_local_safe(arguments: dict, pipeline_root: Path) -> None:
     for key, value in _leaves(arguments):
         if REWRITTEN in value:
             raise UserError(
-                f"{_name(key)} {_short(value)!r} contains {REWRITTEN!r}, which kfp.local rewrites into the interpreter's path: "
-                "move or rename the file or folder so its path does not contain it"
+                f"{_name(key)} {_short(value)!r} contains {REWRITTEN!r}, which kfp.local rewrites into the interpreter's path: move or rename the file or folder so its path does not contain it"
             )
 
 

@@ -45,8 +45,6 @@ if "LMFORGE_PROJECT_DIR" not in os.environ or os.environ.get("LMFORGE_TEST_PROJE
     atexit.register(shutil.rmtree, os.environ["LMFORGE_PROJECT_DIR"], ignore_errors=True)
 
 
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _environment():
     """The test environment, once per session (also applied at import, before the libraries load)."""

@@ -19,8 +19,8 @@ clean_report.json (`bounds`) and printed.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc

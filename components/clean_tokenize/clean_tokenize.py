@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
+from components import objectives
 from components.clean_tokenize.bounds import Bounds
 from components.clean_tokenize.cleaning import clean_corpus, clean_table, clean_text, iter_chunks
 from components.clean_tokenize.labeled import tokenize_labeled
@@ -31,7 +33,6 @@ from components.clean_tokenize.packing import BlockPacker, encode, framing
 from components.clean_tokenize.quality import QualityConfig
 from components.clean_tokenize.removals import check_removals, removal_line
 from components.clean_tokenize.task_adaptive import eval_index, task_adaptive_texts
-from components import objectives
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.decontamination import DEFAULT_NGRAM, MIN_WORDS
@@ -64,7 +65,8 @@ class CleanTokenizeConfig(StageConfig):
     )
     block_size: int = Field(128, ge=8, description="tokens per packed pretraining block (the objective's framing + text, no padding)")
     objective: str = Field(
-        "masked_lm", description="the pretraining objective the blocks are packed for: its PACKING (components/objectives) says what goes around a document; the pipeline sets it from pretrain.objective"
+        "masked_lm",
+        description="the pretraining objective the blocks are packed for: its PACKING (components/objectives) says what goes around a document; the pipeline sets it from pretrain.objective",
     )
     max_seq_len: int | Literal["auto"] = Field(
         128, description="labeled sentences are truncated to this many tokens; auto: the smallest multiple of 8 covering 95% of the train split, at most max_seq_len_cap"
@@ -73,10 +75,16 @@ class CleanTokenizeConfig(StageConfig):
     truncation: Literal["head", "head_tail"] = Field("head_tail", description="a labeled text over max_seq_len keeps its first tokens, or a quarter head and three quarters tail (Sun et al. 2019)")
     heldout_pct: int = Field(5, ge=1, le=50, description="percent of corpus documents (by id hash) held out for perplexity")
     max_word_chars: int = Field(
-        100, ge=8, le=10_000_000, description="a run of non-space characters longer than this is cut into pieces of this length before tokenizer training and tokenization (counted as bounds.*.words_split)"
+        100,
+        ge=8,
+        le=10_000_000,
+        description="a run of non-space characters longer than this is cut into pieces of this length before tokenizer training and tokenization (counted as bounds.*.words_split)",
     )
     max_doc_chars: int = Field(
-        1_000_000, ge=1000, le=1_000_000_000, description="a corpus document longer than this becomes several, cut at a paragraph, line or space break, so memory stays bounded (counted as bounds.corpus.docs_split)"
+        1_000_000,
+        ge=1000,
+        le=1_000_000_000,
+        description="a corpus document longer than this becomes several, cut at a paragraph, line or space break, so memory stays bounded (counted as bounds.corpus.docs_split)",
     )
     chunk_chars: int = Field(4_000_000, ge=1, description="corpus characters read, cleaned and tokenized at a time (memory is about 100 bytes per character)")
     shard_blocks: int = Field(65536, ge=1, description="blocks per .npy shard on disk (65536 x 128 int32 tokens = 32 MiB)")
@@ -134,7 +142,7 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
     return _metrics(report)
 
 
-def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: "_Clock") -> dict:
+def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: _Clock) -> dict:
     """Everything but the packed blocks into `tmp`: the cleaned corpus and labeled set (with
     input_ids), the task-adaptive texts, the tokenizer. Returns the report without its block counts."""
     raw_dir = Path(raw_dir)
@@ -148,8 +156,15 @@ def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: "_Cloc
     check_removals("labeled", labeled_removed, len(raw_labeled), config.max_labeled_removed, "clean_tokenize.max_labeled_removed")
     index = eval_index(labeled, config.decontaminate_ngram or None)
     corpus = clean_corpus(
-        raw_dir / artifacts.CORPUS, tmp / artifacts.CORPUS, config.normalization, config.min_doc_chars, config.chunk_chars, index,
-        quality_rules=config.quality, near_dups=config.near_dup, bounds=bounds["corpus"],
+        raw_dir / artifacts.CORPUS,
+        tmp / artifacts.CORPUS,
+        config.normalization,
+        config.min_doc_chars,
+        config.chunk_chars,
+        index,
+        quality_rules=config.quality,
+        near_dups=config.near_dup,
+        bounds=bounds["corpus"],
     )
     clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
     corpus_in = corpus["rows"] + sum(corpus["removed"].values())  # after the bounds' splits: the rows the rules saw
@@ -248,7 +263,7 @@ def _bounds_line(bounds: dict, config: CleanTokenizeConfig) -> str:
     )
 
 
-def _decontamination(index, corpus: dict, adaptive_removed: int, clock: "_Clock") -> dict:
+def _decontamination(index, corpus: dict, adaptive_removed: int, clock: _Clock) -> dict:
     """The clean_report section (and one console line) saying what decontamination did."""
     if index is None:
         clock.say("decontamination off (clean_tokenize.decontaminate_ngram is null)", timed=False)
@@ -268,8 +283,15 @@ def _metrics(report: dict) -> dict:
     tokens = {f"clean/{k}": v for k, v in report["tokens"].items() if isinstance(v, (int, float))}
     bounds = {f"clean/corpus_{n}": v for n, v in report["bounds"]["corpus"].items()} | {"clean/labeled_words_split": report["bounds"]["labeled"]["words_split"]}
     adaptive = {"clean/task_adaptive_texts": report["task_adaptive"]["texts"], "clean/task_adaptive_tokens": report["task_adaptive"]["tokens"]}
-    return {**removed, **tokens, **adaptive, **bounds, "clean/eval_ngrams": report["decontamination"].get("eval_ngrams", 0),
-            "clean/corpus_docs": report["rows"]["corpus"], "clean/labeled_rows": report["rows"]["labeled"]}
+    return {
+        **removed,
+        **tokens,
+        **adaptive,
+        **bounds,
+        "clean/eval_ngrams": report["decontamination"].get("eval_ngrams", 0),
+        "clean/corpus_docs": report["rows"]["corpus"],
+        "clean/labeled_rows": report["rows"]["labeled"],
+    }
 
 
 def pack_corpus(backend, out: Path, heldout: np.ndarray, config: CleanTokenizeConfig, extra: list[str] = ()) -> tuple[dict, dict]:

@@ -18,4 +18,3 @@ def clean_tokenize_op(config: dict, run_name: str, raw: Input[Dataset], cleaned:
     out = Path(cleaned.path)
     with stage_task("clean_tokenize", run_name, metrics, config, files=[out / artifacts.CLEAN_REPORT, out / artifacts.TOKENIZER_DIR]) as task:
         task.metrics = clean_tokenize(raw_dir=Path(raw.path), out_dir=out, config=CleanTokenizeConfig.from_params(config, "clean_tokenize"))
-

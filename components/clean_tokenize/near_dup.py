@@ -36,7 +36,7 @@ class NearDupConfig(BaseModel):
     seed: int = Field(42, ge=0, description="MinHash seed: the same seed and corpus give the same removals")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows per band) with bands * rows <= num_perm minimising the equally weighted areas
     of false positives below `threshold` and false negatives above it (datasketch's rule)."""

@@ -27,9 +27,9 @@ with false, 0.94x). Export TOKENIZERS_PARALLELISM=false only on an oversubscribe
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 

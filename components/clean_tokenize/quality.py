@@ -31,9 +31,7 @@ class QualityConfig(BaseModel):
     min_mean_word_len: float = Field(3.0, ge=0, description="shortest mean word length in characters (Gopher: 3)")
     max_mean_word_len: float = Field(10.0, ge=0, description="longest mean word length in characters (Gopher: 10)")
     max_duplicate_line_frac: float = Field(0.3, ge=0, le=1, description="largest share of non-empty lines that repeat an earlier line (Gopher: 0.3)")
-    min_punctuated_line_frac: float = Field(
-        0.1, ge=0, le=1, description="smallest share of non-empty lines ending in terminal punctuation (C4 keeps only such lines)"
-    )
+    min_punctuated_line_frac: float = Field(0.1, ge=0, le=1, description="smallest share of non-empty lines ending in terminal punctuation (C4 keeps only such lines)")
 
 
 def failed_rule(text: str, config: QualityConfig) -> str | None:

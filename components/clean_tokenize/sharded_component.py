@@ -45,6 +45,4 @@ def clean_tokenize_merge_op(config: dict, run_name: str, prepared: Input[Dataset
 
     out = Path(cleaned.path)
     with stage_task("clean_tokenize", run_name, metrics, config, files=[out / artifacts.CLEAN_REPORT, out / artifacts.TOKENIZER_DIR]) as task:
-        task.metrics = merge_shards(
-            prepared_dir=Path(prepared.path), shard_dirs=[Path(p.path) for p in parts], out_dir=out, config=CleanTokenizeConfig.from_params(config, "clean_tokenize")
-        )
+        task.metrics = merge_shards(prepared_dir=Path(prepared.path), shard_dirs=[Path(p.path) for p in parts], out_dir=out, config=CleanTokenizeConfig.from_params(config, "clean_tokenize"))

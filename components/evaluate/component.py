@@ -8,8 +8,16 @@ from components.shared.images import GPU_IMAGE
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def evaluate_op(
-    config: dict, register_config: dict, run_name: str, cleaned: Input[Dataset], pretrained: Input[Model], classifier: Input[Model],
-    evaluation: Output[Dataset], metrics: Output[Metrics], confusion: Output[ClassificationMetrics], report_html: Output[HTML],
+    config: dict,
+    register_config: dict,
+    run_name: str,
+    cleaned: Input[Dataset],
+    pretrained: Input[Model],
+    classifier: Input[Model],
+    evaluation: Output[Dataset],
+    metrics: Output[Metrics],
+    confusion: Output[ClassificationMetrics],
+    report_html: Output[HTML],
 ):
     """The task's test metrics and picture (a confusion matrix, or a scatter plot of predicted against
     true), held-out perplexity, baselines, and the gate against the champion of the model that
@@ -26,7 +34,12 @@ def evaluate_op(
         cfg = EvaluateConfig.from_params(config, "evaluate")
         model_name = register_config.get("model_name")  # register validated it; the section always holds it
         task.metrics = evaluate(
-            cleaned_dir=Path(cleaned.path), pretrained_dir=Path(pretrained.path), classifier_dir=Path(classifier.path), out_dir=out, config=cfg,
-            html_page=Path(report_html.path), model_name=model_name,
+            cleaned_dir=Path(cleaned.path),
+            pretrained_dir=Path(pretrained.path),
+            classifier_dir=Path(classifier.path),
+            out_dir=out,
+            config=cfg,
+            html_page=Path(report_html.path),
+            model_name=model_name,
         )
     log_confusion_matrix(confusion, out / artifacts.EVAL_REPORT)

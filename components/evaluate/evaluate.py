@@ -17,13 +17,13 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from components import tasks
+from components.evaluate.gate import GateConfig, render_markdown, shown, task_defaults
+from components.evaluate.gate import plot as plot_gate
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.shards import open_blocks
 from components.shared.training import require_dir
-from components.evaluate.gate import GateConfig, render_markdown, shown, task_defaults
-from components.evaluate.gate import plot as plot_gate
 
 
 class EvaluateConfig(StageConfig):
@@ -52,8 +52,14 @@ class EvaluateConfig(StageConfig):
 
 
 def evaluate(
-    cleaned_dir: Path, pretrained_dir: Path, classifier_dir: Path, out_dir: Path, config: EvaluateConfig, html_page: Path | None = None,
-    model_name: str | None = None, champion_alias: str = "champion",
+    cleaned_dir: Path,
+    pretrained_dir: Path,
+    classifier_dir: Path,
+    out_dir: Path,
+    config: EvaluateConfig,
+    html_page: Path | None = None,
+    model_name: str | None = None,
+    champion_alias: str = "champion",
 ) -> dict:
     """Score the fine-tuned model and the MLM, and gate it against `model_name@champion_alias` (no
     model name: no registry, gate against the baseline only); write EVAL_REPORT, the task's plot
@@ -147,8 +153,7 @@ def render_html(task, report: dict, gate: dict, plot_png: Path, plot_alt: str, g
         f"<p style='color:{colour}'><b>{html.escape(gate['summary'])}</b></p><ul>{reasons}</ul>"
         f"<table border='1' cellpadding='4'><tr><th>metric</th><th>model</th>{''.join(f'<th>{h}</th>' for h in header)}</tr>"
         f"{table}</table>"
-        f"<p>held-out masked-LM perplexity: {report['perplexity']:.1f} &middot; test sentences: {report['n_test']}"
-        + (f" &middot; {html.escape(note)}" if note else "") + "</p>"
+        f"<p>held-out masked-LM perplexity: {report['perplexity']:.1f} &middot; test sentences: {report['n_test']}" + (f" &middot; {html.escape(note)}" if note else "") + "</p>"
         f"<img alt='gate' src='data:image/png;base64,{images[0]}'/><br/>"
         f"<img alt='{plot_alt}' src='data:image/png;base64,{images[1]}'/></body></html>\n"
     )

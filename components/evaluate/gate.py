@@ -14,12 +14,12 @@ from types import ModuleType
 import numpy as np
 from pydantic import Field, model_validator
 
+from components import tasks
 from components.shared.config import StrictModel
 from components.shared.errors import UserError
-from components import tasks
+from components.shared.lineage import DATA_REV_TAG
 from components.tasks import classification
 from components.tasks.classification import metric_values  # noqa: F401 (the classification gate's metrics, as tests call them)
-from components.shared.lineage import DATA_REV_TAG
 
 CONTROL = {"control": ("vs_control", "random-init control", "random-init control")}  # every task's control, after its own baselines
 CLASSIFICATION_SHOWN = [["vs_tfidf", "vs TF-IDF + LR"], ["vs_majority", "vs majority baseline"]]  # a gate.json without "shown"
@@ -35,7 +35,8 @@ class GateConfig(StrictModel):
     tolerance: dict[str, float] = Field({"accuracy": 0.01, "macro_f1": 0.01}, description="no gated metric may be worse than the champion's by more than this (lower is better for rmse)")
     min_gain_over_baseline: float = Field(0.02, description="with no champion yet: the task's primary metric (classification: accuracy; regression: pearson) must beat `baseline` by this")
     baseline: str = Field(
-        "majority", description="what a first model (no champion yet) is judged against: classification majority or tfidf (TF-IDF + logistic regression), regression mean or ridge "
+        "majority",
+        description="what a first model (no champion yet) is judged against: classification majority or tfidf (TF-IDF + logistic regression), regression mean or ridge "
         "(TF-IDF + ridge), either task control (the random-init control; needs finetune.control) or strongest (whichever of them scores the highest on the primary metric in this run)",
     )
     bootstrap_samples: int = Field(1000, ge=100, description="paired bootstrap resamples of the test split")
@@ -193,8 +194,11 @@ def render_markdown(gate: dict, picture: str) -> str:
     lines = [f"# Promotion gate: {'PASSED' if gate['passed'] else 'FAILED'}", "", gate["summary"], ""]
     lines += [f"- {r}" for r in gate["reasons"]] + ([""] if gate["reasons"] else [])
     rules = gate["rules"]
-    lines += [f"Rules: metrics {', '.join(rules['metrics'])}; first must improve by >= {rules['min_improvement']}; tolerances {rules['tolerance']}; "
-              f"without a champion, {gate.get('primary_metric', 'accuracy')} over the baseline (evaluate.gate.baseline: {rules.get('baseline', 'majority')}) >= {rules['min_gain_over_baseline']}.", ""]
+    lines += [
+        f"Rules: metrics {', '.join(rules['metrics'])}; first must improve by >= {rules['min_improvement']}; tolerances {rules['tolerance']}; "
+        f"without a champion, {gate.get('primary_metric', 'accuracy')} over the baseline (evaluate.gate.baseline: {rules.get('baseline', 'majority')}) >= {rules['min_gain_over_baseline']}.",
+        "",
+    ]
     lines += [f"| comparison | metric | new | other | difference | {conf}% interval |", "|---|---|---|---|---|---|"]
     for title, block in _comparisons(gate):
         for m, v in block.items():

@@ -20,12 +20,12 @@ from pydantic import Field, PositiveFloat, model_validator
 
 from components import tasks
 from components.finetune import loop
-from components.tasks.classification import accuracy
-from components.tasks.sequence import CONTROL_DIR
 from components.shared import artifacts, distributed
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.training import require_dir, save_history, seed_everything
+from components.tasks.classification import accuracy
+from components.tasks.sequence import CONTROL_DIR
 
 __all__ = ["CONTROL_DIR", "SEARCH", "FinetuneConfig", "finetune", "run", "build_classifier", "accuracy"]
 
@@ -42,10 +42,13 @@ class FinetuneConfig(StageConfig):
         [1e-4], min_length=1, description="peak rates to try, one run each from the same initial weights and seed; the best on validation is kept (a single `learning_rate: x` means [x])"
     )
     select_metric: str = Field(
-        "accuracy", description="what early stopping and the rate search optimise on validation (ties: lower validation loss); classification: accuracy or macro_f1 "
+        "accuracy",
+        description="what early stopping and the rate search optimise on validation (ties: lower validation loss); classification: accuracy or macro_f1 "
         "(for imbalanced or many classes); regression: rmse (the default, lower is better), pearson or spearman",
     )
-    class_weights: Literal["none", "balanced"] = Field("none", description="balanced: cross-entropy weighted by n_rows / (n_classes * rows of the class), counted on the train split (classification only)")
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="balanced: cross-entropy weighted by n_rows / (n_classes * rows of the class), counted on the train split (classification only)"
+    )
     pooling: Literal["pooler", "cls"] = Field(
         "pooler",
         description="pooler: BERT's pooler (dense + tanh on [CLS]) from a random init, as transformers builds it; cls: the same pooler initialised to the identity with zero bias, so the head starts on tanh([CLS]) of the pretrained encoder (it trains from there)",

@@ -34,8 +34,13 @@ class FolderStats:
 
 
 def folder_documents(
-    paths: Iterable[str], read: Callable[[str], bytes], folder: str, stats: FolderStats,
-    text_column: str = "text", id_column: str = "id", title_column: str = "title",
+    paths: Iterable[str],
+    read: Callable[[str], bytes],
+    folder: str,
+    stats: FolderStats,
+    text_column: str = "text",
+    id_column: str = "id",
+    title_column: str = "title",
 ) -> Iterator[dict]:
     """Yield {doc_id, title, text} for every document under `folder`, in sorted path order.
 

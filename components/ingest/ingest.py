@@ -17,8 +17,9 @@ import contextlib
 import hashlib
 import io
 import subprocess
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Literal
+from typing import BinaryIO, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -26,13 +27,12 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import Field, model_validator
 
+from components import tasks
 from components.ingest.folder import FolderStats, document_files, folder_documents
 from components.ingest.labeled import canonical_labeled, require_column
-from components import tasks
 from components.shared import artifacts
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
-
 
 BATCH_BYTES = 8 << 20  # raw bytes per corpus batch: a JSONL batch as a DataFrame is a few times that
 CSV_ROWS = 4096  # rows per CSV/TSV batch
@@ -79,7 +79,9 @@ READERS = {
 
 class IngestConfig(StageConfig):
     source: Literal["dvc", "path"] = Field("dvc", description="read through DVC at a git rev, or plain local paths")
-    corpus_path: str = Field("data/corpus/enwiki.jsonl", description="pretraining corpus: a .jsonl/.csv/.parquet file with a text column, or a folder of .txt/.md/.rst/.jsonl files (one document per file or line)")
+    corpus_path: str = Field(
+        "data/corpus/enwiki.jsonl", description="pretraining corpus: a .jsonl/.csv/.parquet file with a text column, or a folder of .txt/.md/.rst/.jsonl files (one document per file or line)"
+    )
     labeled_path: str = Field("data/labeled/rt_sentences.csv", description="labeled set (.csv/.tsv/.jsonl/.parquet) with a text and a label column (split and id optional)")
     dvc_file: str = Field("data.dvc", description="the .dvc file that tracks the data; its md5 is the data's identity")
     text_column: str = Field("text", description="text column in both files")
@@ -186,18 +188,12 @@ class _Source:
                     "to read plain files (no data revision, so no `lmforge reproduce`), or track it with `lmforge data add`"
                 )
             if self.fs.exists(self.config.dvc_file):  # tracked, but the contents are nowhere local
-                raise UserError(
-                    f"data file {path!r} of {where} is in neither the DVC cache nor the remote "
-                    "(or not under the tracked folder): run `lmforge data demo` for the demo data, or `dvc pull`"
-                )
+                raise UserError(f"data file {path!r} of {where} is in neither the DVC cache nor the remote (or not under the tracked folder): run `lmforge data demo` for the demo data, or `dvc pull`")
             raise UserError(f"data file {path!r} is not tracked in {where}: check the path, or build the demo data with `lmforge data demo`")
         try:
             f = self.fs.open(path, "rb")
         except Exception as exc:
-            raise UserError(
-                f"data for {path!r} at rev {self.rev[:12]} is in neither the DVC cache nor the remote "
-                f"({type(exc).__name__}): run `dvc pull` or `lmforge data demo`"
-            ) from None
+            raise UserError(f"data for {path!r} at rev {self.rev[:12]} is in neither the DVC cache nor the remote ({type(exc).__name__}): run `dvc pull` or `lmforge data demo`") from None
         with f:
             yield f
 

@@ -219,4 +219,3 @@ def masked_lm_loss(model, inputs, labels):
     """Mean cross-entropy over the masked positions, computed with the sparse head."""
     layout = masked_layout(labels)
     return sparse_mlm_module(model)(inputs, *layout) / len(layout[2])
-

@@ -224,4 +224,3 @@ def train_flops(tokens: int, targets: int, seq_len: int, model_config) -> float:
 
     h = model_config.hidden_size
     return flops.train_flops(tokens, targets, seq_len, model_config, sparse_last_layer=False) + 3 * (tokens // seq_len) * (2 * h * h + 4 * h)
-

@@ -115,7 +115,9 @@ def load(path: Path, device="cpu") -> dict:
         state = torch.load(file, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"checkpoint {file} is not a plain tensor checkpoint and was not loaded ({reason}): delete {Path(path).parent} to start afresh, or set pretrain.checkpoint_dir to a folder of LMForge checkpoints") from None
+        raise UserError(
+            f"checkpoint {file} is not a plain tensor checkpoint and was not loaded ({reason}): delete {Path(path).parent} to start afresh, or set pretrain.checkpoint_dir to a folder of LMForge checkpoints"
+        ) from None
     if not isinstance(state, dict) or not {"step", "model", "optimizer", "rng"} <= state.keys():
         raise UserError(f"checkpoint {file} is not an LMForge training checkpoint (no step, model, optimizer and rng): delete {Path(path).parent} to start afresh")
     return state

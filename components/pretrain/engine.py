@@ -117,8 +117,14 @@ def train(model, tokenizer, blocks, opt, sched, config, device, world, progress,
             _flush(pending, progress, B * blocks.block_size, device)
         if checkpoint_now and world.is_main:
             state = {
-                "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "order": order.state_dict(), "masker": batches.state_dict(), "rng": checkpoint.rng_states(), "history": progress.history,
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "order": order.state_dict(),
+                "masker": batches.state_dict(),
+                "rng": checkpoint.rng_states(),
+                "history": progress.history,
             }
             save_checkpoint(step, state)
     if device.type == "cuda":

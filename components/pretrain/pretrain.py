@@ -15,7 +15,6 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from components import objectives
-
 from components.shared import artifacts, distributed
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
@@ -40,12 +39,16 @@ class PretrainConfig(StageConfig):
     )
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="masked_lm: share of tokens to predict (BERT's 15%)")
     nsp: bool = Field(
-        False, description="masked_lm: add BERT's next-sentence prediction (segment pairs from document order, half of them random; components/objectives/next_sentence.py); off: RoBERTa found it does not help"
+        False,
+        description="masked_lm: add BERT's next-sentence prediction (segment pairs from document order, half of them random; components/objectives/next_sentence.py); off: RoBERTa found it does not help",
     )
     seed: int = Field(42, description="seeds weights, batch order and masks")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when visible")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on a GPU that has it, else fp32")
-    compile: bool = Field(False, description="torch.compile the step; measured, it loses: on 2 CPU cores the compile time outweighs its gain, and on an H200 (BERT-base, bf16) compiled steps ran 0.93x eager (bench/results/)")
+    compile: bool = Field(
+        False,
+        description="torch.compile the step; measured, it loses: on 2 CPU cores the compile time outweighs its gain, and on an H200 (BERT-base, bf16) compiled steps ran 0.93x eager (bench/results/)",
+    )
     nproc: int = Field(1, ge=1, description="data-parallel processes (torchrun; nccl on GPUs, gloo on CPUs)")
     threads: int | None = Field(None, ge=1, description="torch threads per process; None = all cores this process may use")
     log_every: int = Field(20, ge=1, description="progress line (and one loss read-back) every N steps")
@@ -125,9 +128,7 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
         if len(blocks) < config.batch_size:
             raise UserError(f"only {len(blocks)} training blocks for batch_size {config.batch_size}: lower pretrain.batch_size or add text")
         model.to(device)
-        opt, sched = optimizer_and_schedule(
-            model, config.learning_rate, config.weight_decay, config.warmup_ratio, config.max_steps, schedule=config.schedule, fused=True
-        )
+        opt, sched = optimizer_and_schedule(model, config.learning_rate, config.weight_decay, config.warmup_ratio, config.max_steps, schedule=config.schedule, fused=True)
         latest = checkpoint.latest(checkpoint_dir)
         resume = checkpoint.load(latest, "cpu") if latest else None  # RNG states stay CPU tensors; load_state_dict moves weights
         progress = Progress("pretrain", config.max_steps, config.log_every, quiet=not world.is_main)

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-from components.tasks import classification
 from components.shared.lineage import (
     CONFIG_HASH_TAG,
     DATA_FILES_MD5_TAG,
@@ -24,6 +23,7 @@ from components.shared.lineage import (
     VALIDATION_SUITES_TAG,
     VALIDATION_TAG,
 )
+from components.tasks import classification
 
 
 def model_card(model_name: str, version: str, report: dict, gate: dict, tags: dict, clean: dict, classifier_dir: Path, task: ModuleType = classification) -> str:
@@ -74,8 +74,10 @@ def model_card(model_name: str, version: str, report: dict, gate: dict, tags: di
     if report.get("baseline_tfidf_chosen"):  # written by evaluate since the TF-IDF baseline exists
         lines.append(f"TF-IDF + LR trained on the train split, its settings chosen on validation: {report['baseline_tfidf_chosen']}.")
     if report.get("baseline_ridge_chosen"):
-        lines.append(f"TF-IDF + ridge regression trained on the train split, its settings chosen on validation: {report['baseline_ridge_chosen']}; "
-                     f"the train-mean baseline predicts {report['baseline_mean_value']:.3f} everywhere. Lower RMSE is better.")
+        lines.append(
+            f"TF-IDF + ridge regression trained on the train split, its settings chosen on validation: {report['baseline_ridge_chosen']}; "
+            f"the train-mean baseline predicts {report['baseline_mean_value']:.3f} everywhere. Lower RMSE is better."
+        )
     lines.append("")
     lines += ["## Gate", "", gate["summary"], ""] + [f"- {r}" for r in gate["reasons"]] + ["", "## Limits", ""] + [f"- {x}" for x in task.CARD["limits"]]
     lines += ["", "## Lineage", "", "| tag | value |", "|---|---|"] + [f"| {k} | `{v}` |" for k, v in sorted(tags.items()) if k != GATE_SUMMARY_TAG]

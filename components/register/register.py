@@ -22,10 +22,10 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from components import tasks
+from components.register.model_card import model_card
 from components.shared import artifacts, registry, settings, tracking
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
-from components.register.model_card import model_card
 from components.shared.lineage import (
     CONFIG_ARTIFACT_TAG,
     CONFIG_HASH_TAG,
@@ -79,8 +79,16 @@ class RegisterConfig(StageConfig):
 
 
 def register(
-    classifier_dir: Path, eval_dir: Path, raw_dir: Path, cleaned_dir: Path, validation_dir: Path, out_dir: Path,
-    config: RegisterConfig, run_name: str, lineage: dict, kfp_run_id: str = "",
+    classifier_dir: Path,
+    eval_dir: Path,
+    raw_dir: Path,
+    cleaned_dir: Path,
+    validation_dir: Path,
+    out_dir: Path,
+    config: RegisterConfig,
+    run_name: str,
+    lineage: dict,
+    kfp_run_id: str = "",
 ) -> dict:
     """Log and register the model (once per pipeline run), alias it, promote it when asked and
     the gate passed; write REGISTRATION; return the version as metrics."""
@@ -144,8 +152,23 @@ def register(
 
 # Scores copied onto the version as tags (those its task reports), so `lmforge models list` needs no run look-ups.
 METRIC_TAGS = (
-    "accuracy", "macro_f1", "baseline_majority_accuracy", "baseline_tfidf_accuracy", "perplexity", "control_accuracy", "pretraining_gain", "gain_over_tfidf", "gain_over_champion",
-    "pearson", "spearman", "rmse", "baseline_mean_rmse", "baseline_ridge_pearson", "baseline_ridge_rmse", "control_pearson", "gain_over_ridge",
+    "accuracy",
+    "macro_f1",
+    "baseline_majority_accuracy",
+    "baseline_tfidf_accuracy",
+    "perplexity",
+    "control_accuracy",
+    "pretraining_gain",
+    "gain_over_tfidf",
+    "gain_over_champion",
+    "pearson",
+    "spearman",
+    "rmse",
+    "baseline_mean_rmse",
+    "baseline_ridge_pearson",
+    "baseline_ridge_rmse",
+    "control_pearson",
+    "gain_over_ridge",
 )
 
 

@@ -128,7 +128,9 @@ def read(client, model_name: str) -> Ledger:
     if run.info.lifecycle_stage != "active":
         exp = client.get_experiment(run.info.experiment_id)
         if exp.lifecycle_stage != "active":  # deleting an experiment deletes its runs; restoring it restores them
-            ledger.problems.append(f"the MLflow experiment {exp.name!r} (the alias history) is deleted (its records are intact): restore it with mlflow experiments restore --experiment-id {exp.experiment_id}")
+            ledger.problems.append(
+                f"the MLflow experiment {exp.name!r} (the alias history) is deleted (its records are intact): restore it with mlflow experiments restore --experiment-id {exp.experiment_id}"
+            )
         else:
             ledger.problems.append(f"the history's ledger run {run_id} was deleted outside LMForge (its records are intact): restore it with mlflow runs restore --run-id {run_id}")
         ledger.writable = False
@@ -147,7 +149,11 @@ def _verify(params: dict) -> tuple[list[dict], list[str]]:
     top = max([*texts, *outcomes], default=0)
     for seq in range(1, top + 1):
         if seq not in texts:
-            problems.append(f"record #{seq} is missing from the history (its outcome {outcomes.get(seq, 'unknown')!r} is there)" if seq in outcomes else f"record #{seq} is missing from the history (a gap before #{top})")
+            problems.append(
+                f"record #{seq} is missing from the history (its outcome {outcomes.get(seq, 'unknown')!r} is there)"
+                if seq in outcomes
+                else f"record #{seq} is missing from the history (a gap before #{top})"
+            )
             prev_hash = None
             continue
         try:

@@ -128,7 +128,9 @@ def rollback(model_name: str, alias: str = CHAMPION, *, reason: str | None = Non
         if current is None:
             raise UserError(f"{model_name} has no @{alias} to roll back: {hint}")
         if stack and stack[-1] != current:
-            raise UserError(f"{model_name}@{alias} points at version {current} but its recorded history ends at version {stack[-1]} (moved outside LMForge, or an unconfirmed move): {hint}, then promote the version you want")
+            raise UserError(
+                f"{model_name}@{alias} points at version {current} but its recorded history ends at version {stack[-1]} (moved outside LMForge, or an unconfirmed move): {hint}, then promote the version you want"
+            )
         if len(stack) < 2:
             raise UserError(f"{model_name}@{alias} (version {current}) has no previous holder to roll back to: {hint}")
         target = stack[-2]
@@ -177,7 +179,9 @@ def _move(model_name: str, alias: str, plan, *, forced: bool, actor: str | None,
                     _settle_abandoned(client, ledger, head)
                     continue
                 if time.monotonic() > deadline:
-                    raise UserError(f"{model_name}: record #{head['seq']} ({head['action']} by {head['actor']} at {head['time']}) is still in flight after {WAIT_S:.0f} s: retry later; see lmforge models history {model_name}")
+                    raise UserError(
+                        f"{model_name}: record #{head['seq']} ({head['action']} by {head['actor']} at {head['time']}) is still in flight after {WAIT_S:.0f} s: retry later; see lmforge models history {model_name}"
+                    )
                 time.sleep(pause * random.uniform(0.5, 1.5))
                 pause = min(pause * 1.5, 1.0)
                 continue

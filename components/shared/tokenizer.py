@@ -21,18 +21,14 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     if iter(texts) is texts:  # a generator cannot be read twice
         texts = list(texts)
     tok = _empty_wordpiece(lowercase)
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS + _continuation_alphabet(tok, texts), show_progress=False
-    )
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS + _continuation_alphabet(tok, texts), show_progress=False)
     tok.train_from_iterator(iter(texts), trainer=trainer)
     # Rebuild from the trained vocabulary so that only the five real special tokens are special.
     trained = tok.get_vocab()
     tok = _empty_wordpiece(lowercase, vocab=trained)
     tok.add_special_tokens(SPECIAL_TOKENS)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-    )
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     tok.decoder = decoders.WordPiece(prefix="##")
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,

@@ -44,10 +44,7 @@ def optimizer_and_schedule(model, lr: float, weight_decay: float, warmup_ratio: 
     for name, p in model.named_parameters():
         depth = layer_depth(name, num_layers) if num_layers else 0
         groups.setdefault((depth, p.ndim < 2), []).append(p)
-    params = [
-        {"params": ps, "weight_decay": 0.0 if no_decay else weight_decay, "lr": lr * layer_decay**depth}
-        for (depth, no_decay), ps in sorted(groups.items())
-    ]
+    params = [{"params": ps, "weight_decay": 0.0 if no_decay else weight_decay, "lr": lr * layer_decay**depth} for (depth, no_decay), ps in sorted(groups.items())]
     impl = {"fused": True} if fused else {"foreach": True}
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), eps=1e-6, **impl)
     make = get_cosine_schedule_with_warmup if schedule == "cosine" else get_linear_schedule_with_warmup

@@ -9,7 +9,7 @@ at them. A pretrained encoder that does not beat a bag of n-grams has not yet ea
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -63,7 +63,12 @@ def classifier(C: float, weight: str | None, seed: int):
 
 
 def tfidf_logreg(
-    train_texts: Sequence[str], train_labels: Sequence[int], val_texts: Sequence[str], val_labels: Sequence[int], test_texts: Sequence[str], seed: int,
+    train_texts: Sequence[str],
+    train_labels: Sequence[int],
+    val_texts: Sequence[str],
+    val_labels: Sequence[int],
+    test_texts: Sequence[str],
+    seed: int,
 ) -> tuple[np.ndarray, dict]:
     """Fit TF-IDF + logistic regression on train for each point of GRID, keep the one with the
     best validation accuracy (the first, i.e. simplest, on ties), predict test. Returns (test predictions, what
@@ -109,8 +114,7 @@ def describe_tfidf(params: dict) -> str:
         return f"one class in train: predicts {params['single_class']} everywhere"
     low, high = params["ngram_range"]
     grams = f"word {low}-{high}-grams" if high > low else f"word {low}-grams"
-    return (f"C={params['C']:g}, {grams}, sublinear tf, class weight {params['class_weight']}: validation accuracy "
-            f"{params['val_accuracy']:.4f}, best of {len(params['candidates'])} settings")
+    return f"C={params['C']:g}, {grams}, sublinear tf, class weight {params['class_weight']}: validation accuracy {params['val_accuracy']:.4f}, best of {len(params['candidates'])} settings"
 
 
 # Ridge: four decades of the L2 penalty (sklearn's alpha; the larger, the smoother) x the same n-grams.
@@ -124,7 +128,11 @@ def train_mean(train_targets: Sequence[float]) -> float:
 
 
 def tfidf_ridge(
-    train_texts: Sequence[str], train_targets: Sequence[float], val_texts: Sequence[str], val_targets: Sequence[float], test_texts: Sequence[str],
+    train_texts: Sequence[str],
+    train_targets: Sequence[float],
+    val_texts: Sequence[str],
+    val_targets: Sequence[float],
+    test_texts: Sequence[str],
 ) -> tuple[np.ndarray, dict]:
     """Fit TF-IDF + ridge regression on train for each point of RIDGE_GRID, keep the one with the
     lowest validation RMSE (the first on ties), predict test. Returns (test predictions, what was

@@ -102,9 +102,7 @@ def label_expectations(allowed: list | None, profile: dict, gxe, Column) -> list
     return [
         gxe.ExpectColumnValuesToBeInSet(column="label", value_set=allowed, description="every label is a known class id"),
         # Every class has train rows (a class seen only in validation/test cannot be learned).
-        gxe.ExpectColumnDistinctValuesToContainSet(
-            column="label", value_set=allowed, row_condition=Column("split") == "train", description="every class has train rows"
-        ),
+        gxe.ExpectColumnDistinctValuesToContainSet(column="label", value_set=allowed, row_condition=Column("split") == "train", description="every class has train rows"),
     ]
 
 

@@ -79,4 +79,3 @@ def load_model(model_dir: Path):
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(model_dir)
-

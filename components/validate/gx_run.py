@@ -12,9 +12,7 @@ from typing import Any
 import pandas as pd
 
 
-def run_suites(
-    frames: dict[str, pd.DataFrame], suites: dict[str, list], site: Path
-) -> dict[str, Any]:
+def run_suites(frames: dict[str, pd.DataFrame], suites: dict[str, list], site: Path) -> dict[str, Any]:
     """Validate each frame against its suite and build the Data Docs site under `site`.
 
     Returns suite name -> ExpectationSuiteValidationResult.
@@ -50,9 +48,7 @@ def run_suites(
     for name, expectations in suites.items():
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
         suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=name, data=batch, suite=suite)
-        )
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
         # One checkpoint per suite: a checkpoint passes the same batch_parameters (the in-memory
         # DataFrame) to all its validation definitions, and each suite has its own frame.
         checkpoint = context.checkpoints.add(

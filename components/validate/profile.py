@@ -9,7 +9,6 @@ expectation's description in the one-line failure.
 from __future__ import annotations
 
 import math
-
 from types import ModuleType
 
 import numpy as np

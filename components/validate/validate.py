@@ -55,12 +55,9 @@ class ValidateConfig(StageConfig):
     max_chars: int | None = Field(
         None,
         ge=1,
-        description="Longest labeled text allowed, in characters; None: no bound (clean_tokenize "
-        "keeps long texts and truncates their tokens, which the token-length check bounds).",
+        description="Longest labeled text allowed, in characters; None: no bound (clean_tokenize keeps long texts and truncates their tokens, which the token-length check bounds).",
     )
-    min_doc_chars: int = Field(
-        200, ge=0, description="Shortest corpus document allowed, in characters (stubs are noise)."
-    )
+    min_doc_chars: int = Field(200, ge=0, description="Shortest corpus document allowed, in characters (stubs are noise).")
     labels: list[int] | None = Field(None, min_length=2, description="The label ids allowed (classification); None: the ids of finetune.label_names (filled in when the preset loads).")
     class_share_tolerance: float = Field(
         0.05,
@@ -83,17 +80,10 @@ class ValidateConfig(StageConfig):
         "0 (the default): train, validation and test strictly disjoint. The demo presets allow the demo source's "
         "2 sentences that it lists in two splits.",
     )
-    max_unk_rate: float = Field(
-        0.01, ge=0.0, le=1.0, description="Largest allowed fraction of [UNK] tokens in the corpus."
-    )
+    max_unk_rate: float = Field(0.01, ge=0.0, le=1.0, description="Largest allowed fraction of [UNK] tokens in the corpus.")
     min_blocks: int = Field(1, ge=1, description="Fewest packed training blocks allowed.")
-    sample_docs: int = Field(
-        1000, ge=1, description="Corpus documents (chosen by doc_id hash) the per-row corpus expectations run on; the exact counts cover every document."
-    )
-    fail_on_error: bool = Field(
-        True, description="Raise DataValidationError when a suite fails (else only report it)."
-    )
-
+    sample_docs: int = Field(1000, ge=1, description="Corpus documents (chosen by doc_id hash) the per-row corpus expectations run on; the exact counts cover every document.")
+    fail_on_error: bool = Field(True, description="Raise DataValidationError when a suite fails (else only report it).")
 
     @model_validator(mode="before")
     @classmethod
@@ -141,14 +131,8 @@ def validate(cleaned_dir: Path, out_dir: Path, config: ValidateConfig, docs_page
         metrics[f"validate/{name}_evaluated"] = float(r["evaluated"])
     metrics.update({f"validate/corpus_{k}": float(v) for k, v in report["corpus_stats"]["counts"].items() if "_removed_" not in k})
     if config.fail_on_error and not metrics["validate/success"]:
-        problems = "; ".join(
-            f"{name}: {label(f)} {f['observed']}"
-            for name, r in report.items()
-            for f in r["failed"]
-        )
-        raise DataValidationError(
-            f"data validation failed: {problems} — see the Data Docs at {docs / 'index.html'}"
-        )
+        problems = "; ".join(f"{name}: {label(f)} {f['observed']}" for name, r in report.items() for f in r["failed"])
+        raise DataValidationError(f"data validation failed: {problems} — see the Data Docs at {docs / 'index.html'}")
     return metrics
 
 
@@ -157,19 +141,13 @@ def load_frames(cleaned_dir: Path, config: ValidateConfig | None = None) -> dict
     config = config or ValidateConfig()
     for name in (artifacts.CORPUS, artifacts.LABELED, artifacts.CLEAN_REPORT):
         if not (cleaned_dir / name).is_file():
-            raise UserError(
-                f"{cleaned_dir / name} not found: "
-                "run clean_tokenize first and pass its output directory"
-            )
+            raise UserError(f"{cleaned_dir / name} not found: run clean_tokenize first and pass its output directory")
     labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
     report = artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT)
     stats = report.get("tokens", {})
     missing = [k for k in TOKEN_STATS if k not in stats]
     if missing:
-        raise UserError(
-            f"{cleaned_dir / artifacts.CLEAN_REPORT} lacks tokens.{', tokens.'.join(missing)}: "
-            "rerun clean_tokenize with this version of LMForge"
-        )
+        raise UserError(f"{cleaned_dir / artifacts.CLEAN_REPORT} lacks tokens.{', tokens.'.join(missing)}: rerun clean_tokenize with this version of LMForge")
     labeled = labeled.assign(n_chars=labeled["text"].str.len(), **tasks.get(config.task).label_columns(labeled))
     if "input_ids" in labeled:
         # GX measures value lengths with pandas' .str.len(), which gives NaN for the numpy arrays
@@ -224,9 +202,7 @@ def _length(ids: Any) -> int | None:
     return None if ids is None else len(ids)
 
 
-def build_suites(
-    config: ValidateConfig, known: dict[str, Any] | None = None, profile: dict | None = None, stats_columns: list[str] = ()
-) -> dict[str, list]:
+def build_suites(config: ValidateConfig, known: dict[str, Any] | None = None, profile: dict | None = None, stats_columns: list[str] = ()) -> dict[str, list]:
     """The expectations of each suite, as great-expectations Expectation objects.
 
     `known` is `facts(cleaned_dir)`: the chosen max_seq_len bounds the token ids, and with
@@ -260,44 +236,30 @@ def build_suites(
         gxe.ExpectColumnMaxToBeBetween(column="docs_sharing_eval_ngrams", min_value=0),
     ]
     labeled = [
-        gxe.ExpectTableColumnsToMatchSet(
-            column_set=["id", "text", "label", "split", "input_ids"], exact_match=False
-        ),
+        gxe.ExpectTableColumnsToMatchSet(column_set=["id", "text", "label", "split", "input_ids"], exact_match=False),
         *not_null("id", "text", "label", "split"),
         gxe.ExpectColumnValuesToBeUnique(column="id"),
         gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex=blank, description="no empty or blank text"),
-        gxe.ExpectColumnValueLengthsToBeBetween(
-            column="text", min_value=config.min_chars, max_value=config.max_chars
-        ),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=config.min_chars, max_value=config.max_chars),
         *tasks.get(config.task).label_expectations(config.labels, profile, gxe, Column),  # known class ids / numeric targets
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
         # Every split present means every split is non-empty.
         gxe.ExpectColumnDistinctValuesToContainSet(column="split", value_set=list(SPLITS)),
         *_eval_split_expectations(config, profile, gxe, Column),
         gxe.ExpectColumnValuesToNotBeNull(column="n_input_ids"),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="n_input_ids", min_value=1, max_value=known["max_seq_len"]
-        ),
+        gxe.ExpectColumnValuesToBeBetween(column="n_input_ids", min_value=1, max_value=known["max_seq_len"]),
     ]
     # One row per distinct (text, split): a text in two splits is a repeated text here.
-    labeled_splits = [
-        gxe.ExpectColumnValuesToBeUnique(
-            column="text", mostly=1.0 - config.max_split_overlap, description="no text in two of train/validation/test (validate.max_split_overlap)"
-        )
-    ]
+    labeled_splits = [gxe.ExpectColumnValuesToBeUnique(column="text", mostly=1.0 - config.max_split_overlap, description="no text in two of train/validation/test (validate.max_split_overlap)")]
     tokens = [
-        gxe.ExpectColumnValuesToBeBetween(
-            column="unk_rate", min_value=0.0, max_value=config.max_unk_rate
-        ),
+        gxe.ExpectColumnValuesToBeBetween(column="unk_rate", min_value=0.0, max_value=config.max_unk_rate),
         gxe.ExpectColumnValuesToBeBetween(column="n_blocks_train", min_value=config.min_blocks),
         gxe.ExpectColumnValuesToBeBetween(column="n_blocks_heldout", min_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="vocab_size", min_value=MIN_VOCAB),
     ]
     overlap = "eval_ngrams_shared"
     decontamination = [
-        gxe.ExpectColumnValuesToBeInSet(column=overlap, value_set=[0])
-        if known["ngram"]
-        else gxe.ExpectColumnValuesToNotBeNull(column=overlap)  # off: shown, not enforced
+        gxe.ExpectColumnValuesToBeInSet(column=overlap, value_set=[0]) if known["ngram"] else gxe.ExpectColumnValuesToNotBeNull(column=overlap)  # off: shown, not enforced
     ]
     return {
         "corpus": corpus,
@@ -319,20 +281,36 @@ def _eval_split_expectations(config: ValidateConfig, profile: dict, gxe, Column)
             continue  # the split-present expectation reports it
         for cls, share in profile["shares"].items():
             low, high = share_bounds(share, rows, config.class_share_tolerance)
-            out.append(gxe.ExpectColumnMeanToBeBetween(
-                column=share_column(cls), min_value=low, max_value=high, row_condition=where,
-                description=f"share of label {cls} in {split} near its train share {share:.3f} (validate.class_share_tolerance)",
-            ))
+            out.append(
+                gxe.ExpectColumnMeanToBeBetween(
+                    column=share_column(cls),
+                    min_value=low,
+                    max_value=high,
+                    row_condition=where,
+                    description=f"share of label {cls} in {split} near its train share {share:.3f} (validate.class_share_tolerance)",
+                )
+            )
         if profile["length_quantiles"]:
             # (GX 1.x's ExpectColumnQuantileValuesToBeBetween cannot store its own result: numpy
             # bools in it break the JSON store; a median and a ranged check with `mostly` say as much.)
             ratio, (p5, p50, p95) = config.length_ratio, profile["length_quantiles"]
-            out.append(gxe.ExpectColumnMedianToBeBetween(
-                column="n_chars", min_value=p50 / ratio, max_value=p50 * ratio, row_condition=where,
-                description=f"{split} median text length within x{ratio:g} of train's {p50:g} characters (validate.length_ratio)",
-            ))
-            out.append(gxe.ExpectColumnValuesToBeBetween(
-                column="n_chars", min_value=p5 / ratio, max_value=p95 * ratio, mostly=0.9, row_condition=where,
-                description=f"90% of {split} text lengths within train's 5th-95th percentiles ({p5:g}-{p95:g} characters) widened x{ratio:g} (validate.length_ratio)",
-            ))
+            out.append(
+                gxe.ExpectColumnMedianToBeBetween(
+                    column="n_chars",
+                    min_value=p50 / ratio,
+                    max_value=p50 * ratio,
+                    row_condition=where,
+                    description=f"{split} median text length within x{ratio:g} of train's {p50:g} characters (validate.length_ratio)",
+                )
+            )
+            out.append(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="n_chars",
+                    min_value=p5 / ratio,
+                    max_value=p95 * ratio,
+                    mostly=0.9,
+                    row_condition=where,
+                    description=f"90% of {split} text lengths within train's 5th-95th percentiles ({p5:g}-{p95:g} characters) widened x{ratio:g} (validate.length_ratio)",
+                )
+            )
     return out

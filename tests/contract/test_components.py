@@ -17,8 +17,9 @@ def test_component_is_a_short_shim_calling_the_stage_function(stage):
     tree = ast.parse((ROOT / stage / "component.py").read_text())
     [fn] = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     assert fn.name == f"{stage}_op"
-    body_lines = fn.end_lineno - fn.body[0].lineno + 1
-    assert body_lines <= 20, f"{stage}_op body is {body_lines} lines: move logic into {stage}.py"
+    # statements, not lines: the formatter spreads a call of keyword arguments over one line each
+    statements = sum(isinstance(n, ast.stmt) for n in ast.walk(fn)) - 1
+    assert statements <= 14, f"{stage}_op body has {statements} statements: move logic into {stage}.py"
     branches = [type(n).__name__ for n in ast.walk(fn) if isinstance(n, (ast.If, ast.Try, ast.For, ast.While, ast.IfExp))]
     assert not branches, f"{stage}_op has {branches}: a shim has no logic; move it into {stage}.py or components/shared"
     calls = {n.func.id for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
@@ -63,12 +64,7 @@ def _imports(path: Path):
 
 
 def _stage_imports(folder: str, stages) -> set[tuple[str, str]]:
-    return {
-        (p.relative_to(ROOT).as_posix(), m)
-        for p in (ROOT / folder).rglob("*.py")
-        for m in _imports(p)
-        if any(m == f"components.{s}" or m.startswith(f"components.{s}.") for s in stages)
-    }
+    return {(p.relative_to(ROOT).as_posix(), m) for p in (ROOT / folder).rglob("*.py") for m in _imports(p) if any(m == f"components.{s}" or m.startswith(f"components.{s}.") for s in stages)}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -90,6 +86,7 @@ def test_only_register_and_the_gates_champion_lookup_talk_to_the_registry():
 
 
 # --- the seams: every registered objective and task provides what the README lists ------------
+
 
 def _seams():
     from components import objectives, tasks

@@ -88,7 +88,7 @@ def test_dockerignore_keeps_the_build_context_small_and_clean():
 def test_bake_tags_the_project_version_and_the_git_sha():
     bake = (ROOT / "docker" / "docker-bake.hcl").read_text()
     for name in ("lmforge-cpu", "lmforge-train"):
-        assert f"${{REGISTRY}}/{name}:${{VERSION}}\"" in bake and f"${{REGISTRY}}/{name}:${{VERSION}}-${{GIT_SHA}}\"" in bake
+        assert f'${{REGISTRY}}/{name}:${{VERSION}}"' in bake and f'${{REGISTRY}}/{name}:${{VERSION}}-${{GIT_SHA}}"' in bake
     script = ROOT / "docker" / "build.sh"
     assert script.stat().st_mode & 0o111, "build.sh is executable"
     res = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)

@@ -87,7 +87,15 @@ def test_labels_alone_or_the_namespace_alone_get_nowhere(policies):
     for src in (IMPOSTOR, UNLABELLED):
         for dst, port in [(MLFLOW, 5000), (MINIO, 9000), (POSTGRES, 5432), (PRETRAIN, 29500)]:
             assert not reachable(policies, src, dst, port), (src, dst)
-    for src, dst, port in [(KFP_POD, POSTGRES, 5432), (PRETRAIN, POSTGRES, 5432), (BUCKETS_JOB, MLFLOW, 5000), (MLFLOW, KFP_POD, 8080), (POSTGRES, MINIO, 9000), (MINIO, MLFLOW, 5000), (MLFLOW, MLFLOW, 5000)]:
+    for src, dst, port in [
+        (KFP_POD, POSTGRES, 5432),
+        (PRETRAIN, POSTGRES, 5432),
+        (BUCKETS_JOB, MLFLOW, 5000),
+        (MLFLOW, KFP_POD, 8080),
+        (POSTGRES, MINIO, 9000),
+        (MINIO, MLFLOW, 5000),
+        (MLFLOW, MLFLOW, 5000),
+    ]:
         assert not reachable(policies, src, dst, port), (src, dst, port)
 
 

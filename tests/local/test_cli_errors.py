@@ -106,8 +106,6 @@ def test_unreachable_tracking_server_is_one_line_with_no_secret(tmp_path):
     env = {**os.environ, "LMFORGE_PROJECT_DIR": str(tmp_path), "MLFLOW_TRACKING_URI": env_uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     res = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--config", "tiny"], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 2
-    assert error_lines(res) == [
-        "error: MLflow tracking at http://***@127.0.0.1:9 failed (unreachable): start the server, or unset MLFLOW_TRACKING_URI for the local sqlite store"
-    ]
+    assert error_lines(res) == ["error: MLflow tracking at http://***@127.0.0.1:9 failed (unreachable): start the server, or unset MLFLOW_TRACKING_URI for the local sqlite store"]
     assert "hunter2" not in res.stdout + res.stderr
     assert not (tmp_path / "local_outputs").exists()

@@ -67,7 +67,7 @@ def test_a_bool_for_a_step_count_is_one_line_through_the_real_command(tmp_path):
     "name, needle",
     [
         ("../../../x", "run name '../../../x' is not allowed"),
-        ("it's-mine", "run name \"it's-mine\" is not allowed"),  # used to blame the tracking server
+        ("it's-mine", 'run name "it\'s-mine" is not allowed'),  # used to blame the tracking server
         ("a/b", "run name 'a/b' is not allowed"),
         ("my-python3-run", "contains 'python3', which kfp.local rewrites"),
     ],
@@ -88,8 +88,9 @@ def test_submit_checks_the_run_name_before_connecting(project, capsys, monkeypat
 
 def test_a_data_path_kfp_local_would_rewrite_is_one_line(project, capsys):
     rc, errors, _ = lmforge(capsys, "run", "--config", "tiny", "--set", "ingest.source=path", "--set", "ingest.corpus_path=/data/python3/c.jsonl", "--set", "ingest.labeled_path=/data/l.csv")
-    assert rc == 2 and errors == ["error: ingest.corpus_path '/data/python3/c.jsonl' contains 'python3', which kfp.local rewrites into the interpreter's path: "
-                                  "move or rename the file or folder so its path does not contain it"]
+    assert rc == 2 and errors == [
+        "error: ingest.corpus_path '/data/python3/c.jsonl' contains 'python3', which kfp.local rewrites into the interpreter's path: move or rename the file or folder so its path does not contain it"
+    ]
     assert not (project / "local_outputs").exists()
 
 

@@ -65,8 +65,23 @@ def user_project(tmp_path) -> dict:
 
 
 def add(lmforge, project: dict, *extra: str):
-    return lmforge(project["root"], "data", "add", "news", "--corpus", str(project["docs"]), "--labeled", str(project["labeled"]),
-                   "--text-column", "Text", "--label-column", "Category", "--base-preset", str(project["base"]), *extra)
+    return lmforge(
+        project["root"],
+        "data",
+        "add",
+        "news",
+        "--corpus",
+        str(project["docs"]),
+        "--labeled",
+        str(project["labeled"]),
+        "--text-column",
+        "Text",
+        "--label-column",
+        "Category",
+        "--base-preset",
+        str(project["base"]),
+        *extra,
+    )
 
 
 def test_data_add_copies_tracks_commits_and_writes_the_preset(user_project, lmforge):
@@ -96,10 +111,14 @@ def test_data_add_refuses_what_it_cannot_read_with_one_line_and_changes_nothing(
     (tmp_path / "corpus.jsonl").write_text('{"body": "a document"}\n')
     (tmp_path / "odd.csv").write_text("headline,kind\nMarkets rally,business\n")
     cases = [
-        (["--corpus", str(tmp_path / "corpus.jsonl"), "--labeled", str(user_project["labeled"]), "--text-column", "Text", "--label-column", "Category"],
-         "corpus file " + str(tmp_path / "corpus.jsonl") + " has no 'text' column (columns: body): rename its text column to text"),
-        (["--corpus", str(user_project["docs"]), "--labeled", str(tmp_path / "odd.csv")],
-         "cannot tell which column of " + str(tmp_path / "odd.csv") + " holds the text (columns: headline, kind): name it with --text-column"),
+        (
+            ["--corpus", str(tmp_path / "corpus.jsonl"), "--labeled", str(user_project["labeled"]), "--text-column", "Text", "--label-column", "Category"],
+            "corpus file " + str(tmp_path / "corpus.jsonl") + " has no 'text' column (columns: body): rename its text column to text",
+        ),
+        (
+            ["--corpus", str(user_project["docs"]), "--labeled", str(tmp_path / "odd.csv")],
+            "cannot tell which column of " + str(tmp_path / "odd.csv") + " holds the text (columns: headline, kind): name it with --text-column",
+        ),
     ]
     for args, line in cases:
         res = lmforge(user_project["root"], "data", "add", "news", *args)

@@ -22,8 +22,15 @@ from components.shared.tracking import STAGE_TAG
 
 REPO = Path(__file__).resolve().parents[2]
 LINEAGE_TAGS = [
-    GIT_COMMIT_TAG, GIT_DIRTY_TAG, DATA_REV_TAG, DATA_MD5_TAG, CONFIG_HASH_TAG,
-    TOKENIZER_HASH_TAG, PIPELINE_RUN_NAME_TAG, image_tag("cpu"), image_tag("train"),
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    DATA_REV_TAG,
+    DATA_MD5_TAG,
+    CONFIG_HASH_TAG,
+    TOKENIZER_HASH_TAG,
+    PIPELINE_RUN_NAME_TAG,
+    image_tag("cpu"),
+    image_tag("train"),
 ]
 
 

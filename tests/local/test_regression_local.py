@@ -17,12 +17,24 @@ import pytest
 import yaml
 from tiny_data import corpus_documents, scored_sentences
 
-from components.shared.lineage import git_state
+from components.shared.lineage import (
+    CONFIG_HASH_TAG,
+    DATA_MD5_TAG,
+    DATA_REV_TAG,
+    GATE_TAG,
+    GIT_COMMIT_TAG,
+    PIPELINE_RUN_NAME_TAG,
+    TOKENIZER_HASH_TAG,
+    VALIDATION_TAG,
+    WEIGHTS_SHA256_TAG,
+    git_state,
+)
+from components.shared.tracking import STAGE_TAG
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "lmforge-sentiment-intensity"
 ALLOW_DIRTY = ["--allow-dirty"] if git_state(REPO)["git_dirty"] else []  # as in test_promotion_flow.py
-LINEAGE_TAGS = ["lmforge.git_commit", "lmforge.data_rev", "lmforge.data_md5", "lmforge.config_hash", "lmforge.tokenizer_hash", "lmforge.pipeline_run_name", "lmforge.weights_sha256"]
+LINEAGE_TAGS = [GIT_COMMIT_TAG, DATA_REV_TAG, DATA_MD5_TAG, CONFIG_HASH_TAG, TOKENIZER_HASH_TAG, PIPELINE_RUN_NAME_TAG, WEIGHTS_SHA256_TAG]
 
 
 def git(repo: Path, *args: str) -> str:
@@ -80,11 +92,11 @@ def test_a_regression_run_registers_its_own_model_with_a_gate_and_reproduces_exa
     version = client.get_model_version(MODEL, "1")
     tags = version.tags
     assert all(tags.get(t) for t in LINEAGE_TAGS), {t: tags.get(t) for t in LINEAGE_TAGS}
-    assert tags["lmforge.data_rev"] == git(root, "rev-parse", "HEAD") and tags["lmforge.validation"] == "passed"
-    assert tags["lmforge.gate"] in ("passed", "failed") and float(tags["metric.rmse"]) > 0 and "metric.pearson" in tags
+    assert tags[DATA_REV_TAG] == git(root, "rev-parse", "HEAD") and tags[VALIDATION_TAG] == "passed"
+    assert tags[GATE_TAG] in ("passed", "failed") and float(tags["metric.rmse"]) > 0 and "metric.pearson" in tags
 
     gate = json.loads(Path(client.download_artifacts(version.run_id, "evaluate/gate.json", str(tmp_path))).read_text())
-    assert gate["passed"] == (tags["lmforge.gate"] == "passed") and gate["baseline"]["title"] == "train-mean baseline"
+    assert gate["passed"] == (tags[GATE_TAG] == "passed") and gate["baseline"]["title"] == "train-mean baseline"
     for key in ("vs_mean", "vs_ridge", "vs_control"):
         for metric in ("pearson", "spearman", "rmse"):
             block = gate[key][metric]
@@ -96,7 +108,7 @@ def test_a_regression_run_registers_its_own_model_with_a_gate_and_reproduces_exa
 
     run = client.get_run(version.run_id)
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
-    evaluate_run = next(c for c in children if c.data.tags["lmforge.stage"] == "evaluate")
+    evaluate_run = next(c for c in children if c.data.tags[STAGE_TAG] == "evaluate")
     logged = {a.path for a in client.list_artifacts(evaluate_run.info.run_id, "evaluate")}
     assert "evaluate/scatter.png" in logged and "evaluate/report.html" in logged and "evaluate/confusion_matrix.png" not in logged
     card = version.description

@@ -38,7 +38,10 @@ def test_promote_rollback_history_and_list_through_the_cli(make_version, backend
     refused = run("promote", model_name, v2)
     assert refused.returncode == 2 and refused.stdout == ""
     [line] = error_lines(refused)
-    assert line == f'error: {model_name} version {v2} cannot become @champion: its gate failed (accuracy -0.031 [-0.052, -0.010] vs champion): promote a version whose gate passed, or override with --force --reason "why"'
+    assert (
+        line
+        == f'error: {model_name} version {v2} cannot become @champion: its gate failed (accuracy -0.031 [-0.052, -0.010] vs champion): promote a version whose gate passed, or override with --force --reason "why"'
+    )
     no_reason = run("promote", model_name, v2, "--force")
     assert no_reason.returncode == 2 and error_lines(no_reason)[0].startswith('error: --force needs --reason "why"')
 
@@ -87,9 +90,7 @@ def test_tracking_server_down_is_one_line_and_records_nothing(args, tmp_path):
     # Nothing listens on the discard port; the subprocess timeout bounds the retries.
     res = lmforge("http://someone:hunter2@127.0.0.1:9", tmp_path, *args)
     assert res.returncode == 2 and res.stdout == ""
-    assert res.stderr.strip().splitlines() == [
-        "error: MLflow tracking at http://***@127.0.0.1:9 failed (unreachable): start the server, or unset MLFLOW_TRACKING_URI for the local sqlite store"
-    ]
+    assert res.stderr.strip().splitlines() == ["error: MLflow tracking at http://***@127.0.0.1:9 failed (unreachable): start the server, or unset MLFLOW_TRACKING_URI for the local sqlite store"]
     assert list(tmp_path.iterdir()) == [], "no local store or artifacts written instead"
 
 

@@ -9,11 +9,11 @@ import json
 import math
 
 import pandas as pd
+from tiny_data import MODEL
 
 from bench import clm, run
 from components.clean_tokenize.clean_tokenize import heldout_rows
 from components.shared import artifacts
-from tiny_data import MODEL
 
 BLOCK = 32  # tests/conftest.py CLEAN["block_size"]
 STEPS = 8  # 5 warm-up steps, then a steady state of 3
@@ -50,8 +50,7 @@ def test_clm_rows_train_on_equal_tokens_and_write_their_own_table(clm_cleaned_di
         assert 0 < r["heldout_loss_stderr"] < 0.5 and r["mfu"] > 0 and r["real_tokens_per_s"] > 0
     assert rows[0]["x_trainer_run_clm"] == 1.0
 
-    result = {"machine": run.machine(1), "quick": True, "rows": ["clm"], "tokenization": [], "training": [], "clm": rows,
-              "matmul_peak_gflops": 1.0, "matmul_peak_gflops_end": 2.0, "seconds": 1.0}
+    result = {"machine": run.machine(1), "quick": True, "rows": ["clm"], "tokenization": [], "training": [], "clm": rows, "matmul_peak_gflops": 1.0, "matmul_peak_gflops_end": 2.0, "seconds": 1.0}
     run.rescale_mfu(result)
     run.write(result, tmp_path, "clm-only")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clm-only.json", "clm-only.md", "clm-only.png"]

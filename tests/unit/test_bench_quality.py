@@ -25,8 +25,7 @@ def test_parse_budgets_and_select_refuse_bad_input_with_one_line():
 
 
 def test_cell_overrides_become_the_typed_config(tmp_path):
-    spec = quality.Spec("bbc-news", tmp_path / "x: y.csv", ("business", "entertainment", "politics", "sport", "tech"),
-                        ("clean_tokenize.max_chars=30000", "validate.max_chars=30000"))
+    spec = quality.Spec("bbc-news", tmp_path / "x: y.csv", ("business", "entertainment", "politics", "sport", "tech"), ("clean_tokenize.max_chars=30000", "validate.max_chars=30000"))
     row = ["pretrain.learning_rate=3e-4", "clean_tokenize.max_chars=20000"]
     config = load_config("demo", quality.cell_overrides(spec, tmp_path / "corpus.jsonl", row, 150, threads=1))
     assert config.ingest.source == "path" and config.ingest.labeled_path == str(tmp_path / "x: y.csv")  # quoted: ': ' is YAML
@@ -52,18 +51,27 @@ def test_cache_keys_change_only_with_what_determines_the_stage(tmp_path):
 
 
 def cell(vs_tfidf=None, tfidf=None) -> dict:
-    vs_control = {"accuracy": {"new": 0.72, "other": 0.71, "diff": 0.01, "low": -0.005, "high": 0.025},
-                  "macro_f1": {"new": 0.70, "other": 0.69, "diff": 0.01, "low": -0.01, "high": 0.03}}
-    result = {"accuracy": 0.72, "macro_f1": 0.70, "control_accuracy": 0.71, "control_macro_f1": 0.69, "tfidf_accuracy": tfidf,
-              "tfidf_macro_f1": tfidf, "majority_accuracy": 0.5, "vs_control": vs_control, "vs_tfidf": vs_tfidf,
-              "pretrain_tokens": 2_457_600, "wall_s": 12.3, "stages": {"pretrain": {"cached": True, "seconds": 0.0}}}
+    vs_control = {"accuracy": {"new": 0.72, "other": 0.71, "diff": 0.01, "low": -0.005, "high": 0.025}, "macro_f1": {"new": 0.70, "other": 0.69, "diff": 0.01, "low": -0.01, "high": 0.03}}
+    result = {
+        "accuracy": 0.72,
+        "macro_f1": 0.70,
+        "control_accuracy": 0.71,
+        "control_macro_f1": 0.69,
+        "tfidf_accuracy": tfidf,
+        "tfidf_macro_f1": tfidf,
+        "majority_accuracy": 0.5,
+        "vs_control": vs_control,
+        "vs_tfidf": vs_tfidf,
+        "pretrain_tokens": 2_457_600,
+        "wall_s": 12.3,
+        "stages": {"pretrain": {"cached": True, "seconds": 0.0}},
+    }
     return {"dataset": "demo", "row": "demo preset", "budget": 600, "overrides": [], "result": result}
 
 
 def test_table_shows_intervals_and_dashes_for_what_evaluate_did_not_report():
     line = quality_report.table([cell()]).splitlines()[2]
-    assert line == ("| demo | demo preset | 600 | 2.46M | 0.7200 | 0.7000 | 0.7100 | 0.6900 | - | - | 0.5000 "
-                    "| +0.0100 [-0.0050, +0.0250] | - | 12 |")
+    assert line == ("| demo | demo preset | 600 | 2.46M | 0.7200 | 0.7000 | 0.7100 | 0.6900 | - | - | 0.5000 | +0.0100 [-0.0050, +0.0250] | - | 12 |")
     with_tfidf = cell({"accuracy": {"new": 0.72, "other": 0.75, "diff": -0.03, "low": -0.05, "high": -0.01}}, tfidf=0.75)
     assert "| 0.7500 | 0.7500 | 0.5000 | +0.0100 [-0.0050, +0.0250] | -0.0300 [-0.0500, -0.0100] |" in quality_report.table([with_tfidf])
     assert quality_report.tokens(0) == "0" and quality_report.tokens(12_800) == "12.8k"
@@ -85,8 +93,7 @@ def test_quick_run_on_the_tiny_preset_reuses_its_stages(text_files, tmp_path):
     assert all(s["cached"] for s in again.result["stages"].values())
     assert again.result["accuracy"] == trained["accuracy"]
 
-    result = {"environment": quality.environment(1, "tiny") | {"wall_s": 1.0}, "budgets": [0, 10],
-              "rows": {"demo preset": []}, "cells": [vars(c) for c in cells]}
+    result = {"environment": quality.environment(1, "tiny") | {"wall_s": 1.0}, "budgets": [0, 10], "rows": {"demo preset": []}, "cells": [vars(c) for c in cells]}
     quality_report.write(result, tmp_path / "out" / "q")
     assert json.loads((tmp_path / "out" / "q.json").read_text())["cells"][1]["budget"] == 10
     assert (tmp_path / "out" / "q.png").stat().st_size > 1000

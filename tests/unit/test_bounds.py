@@ -16,12 +16,12 @@ import string
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tiny_data import CLEAN, corpus_documents, labeled_sentences, path_config, write_text_files
 
 from components.clean_tokenize.bounds import Bounds
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_tokenize
 from components.ingest.ingest import ingest
 from components.shared import artifacts
-from tiny_data import CLEAN, corpus_documents, labeled_sentences, path_config, write_text_files
 
 
 def _word(n: int, seed: int = 0) -> str:
@@ -66,6 +66,7 @@ def test_a_table_of_short_texts_passes_unchanged():
 @pytest.fixture
 def no_hang():
     """Fail instead of hanging: the unbounded stage ran for minutes on these inputs."""
+
     def stop(*_):
         raise TimeoutError("clean_tokenize took over 180 s on a bounded input")
 

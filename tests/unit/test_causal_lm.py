@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from model_weights import weights
 
 from components.pretrain import checkpoint
 from components.pretrain.pretrain import PretrainConfig, pretrain
 from components.shared import artifacts
 from components.shared.errors import UserError
-from model_weights import weights
 
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_position": 64}
 PARAMS = {"objective": "causal_lm", "model": TINY, "batch_size": 8, "learning_rate": 3e-3, "seed": 5, "log_every": 100, "threads": 1, "checkpoint_every": 0}

@@ -6,11 +6,11 @@ import random
 
 import pandas as pd
 import pytest
+from tiny_data import corpus_documents
 
 from components.clean_tokenize.cleaning import clean_corpus
 from components.clean_tokenize.near_dup import NearDupConfig, NearDupIndex, optimal_bands, shingles
 from components.clean_tokenize.quality import QualityConfig, failed_rule
-from tiny_data import corpus_documents
 
 PLANTED = 6  # near-copies planted in the corpus
 

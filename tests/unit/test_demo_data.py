@@ -59,16 +59,12 @@ def test_strip_markup_keeps_prose_and_drops_markup():
     # Citations, templates, media, math, tables and categories go; link text, entities and list
     # items stay; the line that held only a template and the run of blank lines each become one
     # paragraph break.
-    assert strip_markup(WIKITEXT) == (
-        "Paris is the capital of the French Republic.\n\n"
-        "It has & about 2\xa0million people.\n\n"
-        "History\nFounded in the 3rd century BC.")
+    assert strip_markup(WIKITEXT) == ("Paris is the capital of the French Republic.\n\nIt has & about 2\xa0million people.\n\nHistory\nFounded in the 3rd century BC.")
 
 
 def test_strip_markup_drops_citations_and_media_the_parser_gives_up_on():
     # An unbalanced '' makes mwparserfromhell keep these as plain text (seen in 11 real articles).
-    unbalanced = ("Said so.<ref>[[Simon Critchley|Infinitely]]'' by X. 2007.</ref> Next.<ref name=a />\n"
-                  "[[File:a.svg|thumb|Caption: '''Pepe'' vio\nLast.")  # an unclosed link stays text
+    unbalanced = "Said so.<ref>[[Simon Critchley|Infinitely]]'' by X. 2007.</ref> Next.<ref name=a />\n[[File:a.svg|thumb|Caption: '''Pepe'' vio\nLast."  # an unclosed link stays text
     assert strip_markup(unbalanced) == "Said so. Next.\nLast."
 
 
@@ -90,8 +86,7 @@ def test_split_for_is_a_stable_hash_of_the_id():
 def test_labeled_rows_label_sign_drop_neutral_and_keep_score_text():
     raw = "1\t2.26666666667\tA caf\u00e9 \u2013 good.\r\n2\t0.0\tMeh.\r\n3\t-0.6\tToo tepid\r\n".encode()
     rows = labeled_rows(raw)
-    assert [(r["id"], r["score"], r["label"], r["text"]) for r in rows] == [
-        ("1", "2.26666666667", 1, "A caf\u00e9 \u2013 good."), ("3", "-0.6", 0, "Too tepid")]
+    assert [(r["id"], r["score"], r["label"], r["text"]) for r in rows] == [("1", "2.26666666667", 1, "A caf\u00e9 \u2013 good."), ("3", "-0.6", 0, "Too tepid")]
     with pytest.raises(UnicodeDecodeError):
         labeled_rows(b"1\t1.0\tcaf\xe9\r\n")  # latin-1 bytes: a different file, not a silent fix
 

@@ -30,8 +30,9 @@ def test_validation_accuracy_beats_the_majority_rate(classifier, cleaned_dir):
 
 
 def test_history_records_every_evaluation_and_the_best_is_kept(classifier, classifier_dir, cleaned_dir):
-    from components.finetune.loop import eval_interval
     from tiny_data import FINETUNE
+
+    from components.finetune.loop import eval_interval
 
     model, tok = classifier
     history = artifacts.read_json(classifier_dir / artifacts.HISTORY)
@@ -224,11 +225,11 @@ def test_a_training_step_reports_the_weighted_mean_loss_of_its_batch(cleaned_dir
     import torch
     import torch.nn.functional as F
 
-    from components.tasks.classification import collate
     from components.finetune.finetune import build_classifier
     from components.finetune.loop import prepare, train_step
     from components.shared.distributed import World
     from components.shared.training import optimizer_and_schedule
+    from components.tasks.classification import collate
 
     labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
     train = labeled[labeled.split == "train"]

@@ -19,11 +19,11 @@ import shutil
 
 import pandas as pd
 import pytest
+from model_weights import max_diff, weights
 
 from components.finetune.finetune import CONTROL_DIR, SEARCH, FinetuneConfig, finetune
 from components.shared import artifacts
 from components.shared.errors import UserError
-from model_weights import max_diff, weights
 
 BATCH = 16
 PARAMS = {"max_steps": 6, "eval_every": 3, "batch_size": BATCH, "learning_rates": [5e-3, 1e-2], "class_weights": "balanced", "log_every": 10, "threads": 1, "seed": 3}

@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 
+from tiny_data import FINETUNE
+
 from components.finetune.attempt import marker_path
 from components.finetune.finetune import FinetuneConfig, finetune
 from components.shared import artifacts
-from tiny_data import FINETUNE
 
 # Long enough that the kill lands mid-training (the tiny budget is 40 steps).
 PARAMS = {**FINETUNE, "max_steps": 4000, "eval_every": 2000, "control": False}

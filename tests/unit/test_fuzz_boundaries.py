@@ -35,7 +35,7 @@ def _keys(tree: dict, prefix: str = "") -> list[str]:
 
 
 REAL_KEYS = _keys(load_config("tiny").resolved())
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)
 yaml_text = st.one_of(values.map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip()), st.text(max_size=30))
 keys = st.one_of(st.sampled_from(REAL_KEYS), st.text(max_size=20), st.lists(st.sampled_from(["pretrain", "model", "gate", "x", "", "cluster", "stages"]), min_size=1, max_size=4).map(".".join))

@@ -160,10 +160,7 @@ def _fractional_label(tmp, text_files, dvc_repo):
     return dict(config=path_config(text_files / "corpus.jsonl", tmp / "fractional.csv")), "non-integer label '0.5'"
 
 
-BAD = {
-    f.__name__.lstrip("_"): f
-    for f in (_missing_path, _no_label_column, _empty_corpus, _unknown_rev, _untracked_file, _data_not_pulled, _fractional_label)
-}
+BAD = {f.__name__.lstrip("_"): f for f in (_missing_path, _no_label_column, _empty_corpus, _unknown_rev, _untracked_file, _data_not_pulled, _fractional_label)}
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from model_weights import max_diff, weights
 
 from components.objectives import masked_lm, next_sentence
 from components.pretrain import checkpoint
@@ -14,7 +15,6 @@ from components.pretrain.pretrain import PretrainConfig, pretrain
 from components.shared import artifacts
 from components.shared.errors import UserError
 from components.shared.shards import open_blocks
-from model_weights import max_diff, weights
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position": 64}
 PARAMS = {"nsp": True, "model": TINY, "batch_size": 16, "learning_rate": 2e-3, "seed": 7, "log_every": 100, "threads": 1, "checkpoint_every": 0}
@@ -168,8 +168,11 @@ def test_plain_masked_lm_is_bit_identical_to_before_nsp(cleaned_dir, tmp_path):
 
 
 def test_the_nsp_module_offers_every_piece_the_masked_lm_objective_does():
-    pieces = [n for n in dir(masked_lm) if n.isupper() or n in ("Batches", "build_model", "load_model", "training_blocks", "step_module",
-                                                                 "micro_batch", "fixed_shapes", "heldout_loss", "heldout_perplexity", "train_flops")]
+    pieces = [
+        n
+        for n in dir(masked_lm)
+        if n.isupper() or n in ("Batches", "build_model", "load_model", "training_blocks", "step_module", "micro_batch", "fixed_shapes", "heldout_loss", "heldout_perplexity", "train_flops")
+    ]
     assert len(pieces) == 14 and all(hasattr(next_sentence, p) for p in pieces), [p for p in pieces if not hasattr(next_sentence, p)]
     from components import objectives
 

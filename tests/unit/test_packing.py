@@ -9,6 +9,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_data import CLEAN
 
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_tokenize, corpus_backend, heldout_rows
 from components.clean_tokenize.sharded import merge_shards, prepare_stage, tokenize_shard
@@ -16,7 +17,6 @@ from components.shared import artifacts
 from components.shared.errors import UserError
 from components.shared.shards import open_blocks
 from pipelines.config import load_config
-from tiny_data import CLEAN
 
 # sha256 over the block shards and index.json of both splits (names and bytes, sorted), recorded at
 # commit 152981d, before packing read the objective: the masked-LM blocks must not move by one byte.

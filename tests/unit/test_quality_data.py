@@ -18,10 +18,16 @@ from components.shared.errors import UserError
 from components.shared.splits import split_of
 
 # The VADER ground-truth format: id TAB mean rating TAB text, CRLF; ids <editorial>_<sentence>.
-NYT = (b"1_1\t0.4\tThe city plans a race.\r\n1_2\t0.0\tEvents start at noon.\r\n1_3\t-1.2\tIt was a dismal idea.\r\n"
-       b"2_1\t1.5\tA fine mayor.\r\n2_2\t-0.3\tThe budget is late.\r\n3_1\t2.0\tA fine mayor.\r\n")
-ARTICLES = {"business/001.txt": "Shares rise\n\nMarkets rose.\n", "business/002.txt": "Shares fall\r\n\r\nMarkets fell.",
-            "tech/001.txt": "New phone\n\nA phone.", "tech/002.txt": "Shares rise\n\nMarkets rose.\n"}
+NYT = (
+    b"1_1\t0.4\tThe city plans a race.\r\n1_2\t0.0\tEvents start at noon.\r\n1_3\t-1.2\tIt was a dismal idea.\r\n"
+    b"2_1\t1.5\tA fine mayor.\r\n2_2\t-0.3\tThe budget is late.\r\n3_1\t2.0\tA fine mayor.\r\n"
+)
+ARTICLES = {
+    "business/001.txt": "Shares rise\n\nMarkets rose.\n",
+    "business/002.txt": "Shares fall\r\n\r\nMarkets fell.",
+    "tech/001.txt": "New phone\n\nA phone.",
+    "tech/002.txt": "Shares rise\n\nMarkets rose.\n",
+}
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:

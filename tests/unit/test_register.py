@@ -34,8 +34,14 @@ from components.shared.lineage import (
 NAME = "lmforge-test-sentiment"
 RUN = "lmforge-unit-20260101-000000"
 LINEAGE_KEYS = (
-    GIT_COMMIT_TAG, DATA_REV_TAG, DATA_MD5_TAG, CONFIG_HASH_TAG,
-    TOKENIZER_HASH_TAG, PIPELINE_RUN_NAME_TAG, image_tag("cpu"), image_tag("train"),
+    GIT_COMMIT_TAG,
+    DATA_REV_TAG,
+    DATA_MD5_TAG,
+    CONFIG_HASH_TAG,
+    TOKENIZER_HASH_TAG,
+    PIPELINE_RUN_NAME_TAG,
+    image_tag("cpu"),
+    image_tag("train"),
 )
 
 

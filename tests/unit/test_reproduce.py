@@ -31,8 +31,13 @@ CODE = git_state(code_dir())
 
 def version(dvc_repo, **tags):
     lineage = {
-        DATA_REPO_TAG: str(dvc_repo["repo"]), DATA_REV_TAG: dvc_repo["first"], CONFIG_HASH_TAG: "abc",
-        GIT_COMMIT_TAG: CODE["git_commit"], GIT_DIRTY_TAG: "false", WEIGHTS_SHA256_TAG: "f00", PRESET_TAG: "tiny",
+        DATA_REPO_TAG: str(dvc_repo["repo"]),
+        DATA_REV_TAG: dvc_repo["first"],
+        CONFIG_HASH_TAG: "abc",
+        GIT_COMMIT_TAG: CODE["git_commit"],
+        GIT_DIRTY_TAG: "false",
+        WEIGHTS_SHA256_TAG: "f00",
+        PRESET_TAG: "tiny",
     }
     return SimpleNamespace(name="m", version="1", run_id="r", tags={k: v for k, v in {**lineage, **tags}.items() if v is not None})
 

@@ -9,13 +9,13 @@ import random
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from tiny_data import CLEAN, CORPUS_FILE, path_config, write_text_files
 
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_tokenize
 from components.clean_tokenize.sharded import SHARD_INDEX, merge_shards, prepare_stage, shard_row_groups, tokenize_shard
 from components.ingest.ingest import ingest
 from components.shared import artifacts
 from components.shared.errors import UserError
-from tiny_data import CLEAN, CORPUS_FILE, path_config, write_text_files
 
 # chunk_chars small: the cleaned corpus has many row groups, so every shard gets some.
 CONFIG = {**CLEAN, "chunk_chars": 3000, "shard_blocks": 7, "task_adaptive": True, "quality": {"enabled": True}, "near_dup": {"enabled": True}}

@@ -8,12 +8,12 @@ import json
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from tiny_data import CORPUS_FILE, LABELED_FILE
 
 from components.ingest import ingest as ingest_module
 from components.ingest.ingest import IngestConfig, ingest, write_corpus
 from components.shared import artifacts
 from components.validate.validate import ValidateConfig, validate
-from tiny_data import CORPUS_FILE, LABELED_FILE
 
 TOKENS = {"vocab_size": 512, "unk_rate": 0.002, "n_blocks_train": 4, "n_blocks_heldout": 1}
 
@@ -59,8 +59,10 @@ def test_a_generator_of_documents_feeds_the_writer_and_max_docs_stops_it(tmp_pat
 def _cleaned(root, corpus: pd.DataFrame, removed: dict):
     root.mkdir(parents=True)
     corpus.to_parquet(root / artifacts.CORPUS, index=False)
-    rows = [{"id": f"s{i}", "text": t, "label": i % 2, "split": s, "input_ids": [5, 6]} for i, (t, s) in enumerate(
-        [("a great film", "train"), ("a dull film", "train"), ("lovely acting", "validation"), ("flat acting", "test")])]
+    rows = [
+        {"id": f"s{i}", "text": t, "label": i % 2, "split": s, "input_ids": [5, 6]}
+        for i, (t, s) in enumerate([("a great film", "train"), ("a dull film", "train"), ("lovely acting", "validation"), ("flat acting", "test")])
+    ]
     pd.DataFrame(rows).to_parquet(root / artifacts.LABELED, index=False)
     artifacts.write_json(root / artifacts.CLEAN_REPORT, {"tokens": TOKENS, "removed": removed})
     return root

@@ -40,10 +40,7 @@ def labeled_rows() -> list[dict[str, Any]]:
         ("a joy to watch from the first minute to the last", 1, "test"),
         ("a chore to watch", 0, "test"),
     ]
-    return [
-        {"id": f"s{i}", "text": t, "label": y, "split": s, "input_ids": [5 + i, 6 + i]}
-        for i, (t, y, s) in enumerate(rows)
-    ]
+    return [{"id": f"s{i}", "text": t, "label": y, "split": s, "input_ids": [5 + i, 6 + i]} for i, (t, y, s) in enumerate(rows)]
 
 
 def write_cleaned(
@@ -69,9 +66,7 @@ def write_cleaned(
         mutate(rows)
     pd.DataFrame(rows).to_parquet(root / artifacts.LABELED)
     if adaptive is not None:
-        pd.DataFrame(
-            {"doc_id": [f"a{i}" for i in range(len(adaptive))], "title": "", "text": adaptive}
-        ).to_parquet(root / artifacts.TASK_ADAPTIVE)
+        pd.DataFrame({"doc_id": [f"a{i}" for i in range(len(adaptive))], "title": "", "text": adaptive}).to_parquet(root / artifacts.TASK_ADAPTIVE)
     clean_report = {"tokens": {**TOKENS, **(tokens or {})}, **(report or {})}
     artifacts.write_json(root / artifacts.CLEAN_REPORT, clean_report)
     return root
@@ -119,9 +114,7 @@ QUOTE = "As my friend said, a joy to watch from the first minute to the last."
 
 # case -> (how to break the data, suite that must fail, expectation that must fail, column)
 BAD = {
-    "duplicate_id": (
-        dict(mutate=_duplicate_id), "labeled", "expect_column_values_to_be_unique", "id"
-    ),
+    "duplicate_id": (dict(mutate=_duplicate_id), "labeled", "expect_column_values_to_be_unique", "id"),
     "label_two": (dict(mutate=_label_two), "labeled", "expect_column_values_to_be_in_set", "label"),
     "split_leak": (
         dict(mutate=_leak_train_into_test),
@@ -129,9 +122,7 @@ BAD = {
         "expect_column_values_to_be_unique",
         "text",
     ),
-    "test_unlike_train": (
-        dict(mutate=_test_unlike_train), "labeled", "expect_column_mean_to_be_between", "label=0"
-    ),
+    "test_unlike_train": (dict(mutate=_test_unlike_train), "labeled", "expect_column_mean_to_be_between", "label=0"),
     "contaminated_corpus": (
         dict(mutate=_test_text_in_corpus),
         "decontamination",
@@ -150,9 +141,7 @@ BAD = {
         "expect_column_values_to_be_between",
         "n_input_ids",
     ),
-    "high_unk": (
-        dict(tokens={"unk_rate": 0.2}), "tokens", "expect_column_values_to_be_between", "unk_rate"
-    ),
+    "high_unk": (dict(tokens={"unk_rate": 0.2}), "tokens", "expect_column_values_to_be_between", "unk_rate"),
 }
 
 
@@ -217,9 +206,7 @@ def test_fail_on_error_false_reports_without_raising(tmp_path_factory):
 
 
 def test_decontamination_counts_are_shown_but_not_enforced_when_it_was_off(tmp_path_factory):
-    outcome = run_case(
-        tmp_path_factory, "decontamination_off", mutate=_test_text_in_corpus, report={"decontamination": {"ngram": None}}
-    )
+    outcome = run_case(tmp_path_factory, "decontamination_off", mutate=_test_text_in_corpus, report={"decontamination": {"ngram": None}})
     assert outcome["error"] is None and outcome["report"]["decontamination"]["success"]
 
 
@@ -228,9 +215,7 @@ def test_long_texts_pass_unless_validate_max_chars_is_set(tmp_path_factory):
         rows[0]["text"] = "a great film " * 500
 
     assert run_case(tmp_path_factory, "long_text", mutate=long_text)["error"] is None
-    bounded = run_case(
-        tmp_path_factory, "long_text_bounded", mutate=long_text, config=ValidateConfig(max_chars=2000)
-    )
+    bounded = run_case(tmp_path_factory, "long_text_bounded", mutate=long_text, config=ValidateConfig(max_chars=2000))
     assert "labeled: expect_column_value_lengths_to_be_between(text)" in str(bounded["error"])
 
 
@@ -261,11 +246,13 @@ def test_split_leak_is_one_line_naming_the_disjointness_expectation(tmp_path_fac
 
 def test_a_five_class_set_with_uneven_shares_validates(tmp_path_factory):
     """Nothing in the suites is the demo's: five classes (shares 40/20/20/10/10 in every split) pass."""
+
     def five_classes(rows):
         shares = [0] * 8 + [1] * 4 + [2] * 4 + [3] * 2 + [4] * 2
         rows[:] = [
             {"id": f"{split}{i}", "text": f"{split} review number {i} about topic {label}", "label": label, "split": split, "input_ids": [5, 6]}
-            for split, times in (("train", 4), ("validation", 1), ("test", 1)) for i, label in enumerate(shares * times)
+            for split, times in (("train", 4), ("validation", 1), ("test", 1))
+            for i, label in enumerate(shares * times)
         ]
 
     outcome = run_case(tmp_path_factory, "five_classes", mutate=five_classes, config=ValidateConfig(labels=[0, 1, 2, 3, 4]))
@@ -275,10 +262,12 @@ def test_a_five_class_set_with_uneven_shares_validates(tmp_path_factory):
 
 def test_one_test_text_from_train_among_thousands_fails_by_default(tmp_path_factory):
     """Disjointness is strict unless a preset says otherwise: one copied text in 2,000 rows is a leak."""
+
     def many_rows_one_leak(rows):
         rows[:] = [
             {"id": f"{split}{i}", "text": f"{split} review number {i}", "label": i % 2, "split": split, "input_ids": [5, 6]}
-            for split, n in (("train", 1600), ("validation", 200), ("test", 200)) for i in range(n)
+            for split, n in (("train", 1600), ("validation", 200), ("test", 200))
+            for i in range(n)
         ]
         rows[-1]["text"] = rows[0]["text"]
 
