@@ -123,13 +123,28 @@ def run_cell(cache: Cache, spec: Spec, preset: str, row: tuple[str, list[str]], 
     config = load_config(preset, cell.overrides)  # the project's loader: unknown keys fail here, before any work
     start = time.perf_counter()
     outputs = cache.cell(config, budget)
-    cell.result = {**scores(outputs["evaluate"]), "pretrain_tokens": pretrain_tokens(config, budget), "stages": outputs["log"], "wall_s": round(time.perf_counter() - start, 1)}
+    cell.result = {
+        **validation_scores(outputs["finetune"]),
+        **scores(outputs["evaluate"]),
+        "pretrain_tokens": pretrain_tokens(config, budget),
+        "stages": outputs["log"],
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
     return cell
 
 
 def pretrain_tokens(config, budget: int) -> int:
     """Real tokens seen in pretraining: blocks are packed without padding, so every token counts."""
     return budget * config.pretrain.batch_size * config.clean_tokenize.block_size
+
+
+def validation_scores(finetune_dir: Path) -> dict:
+    """The validation accuracy of the chosen classifier and control (finetune's own numbers): what a
+    recipe is chosen on; the test columns are for the record."""
+    from bench.quality_cache import METRICS
+
+    metrics = json.loads((finetune_dir / METRICS).read_text())
+    return {"val_accuracy": metrics.get("finetune/val_accuracy"), "control_val_accuracy": metrics.get("finetune/control_val_accuracy")}
 
 
 def scores(eval_dir: Path) -> dict:

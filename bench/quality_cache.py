@@ -104,7 +104,7 @@ class Cache:
         tuned = self.stage("finetune", key("finetune", section("finetune"), {"clean": clean.name, "encoder": encoder.name}), lambda out: finetune(clean, encoder, out, config.finetune))
         inputs = {"clean": clean.name, "encoder": encoder.name, "classifier": tuned.name}
         scored = self.stage("evaluate", key("evaluate", section("evaluate"), inputs), lambda out: evaluate(clean, encoder, tuned, out, config.evaluate, model_name=None))
-        return {"evaluate": scored, "log": dict(self.log)}
+        return {"finetune": tuned, "evaluate": scored, "log": dict(self.log)}
 
 
 def initial_encoder(cleaned_dir: Path, out_dir: Path, config) -> dict:

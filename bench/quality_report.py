@@ -6,7 +6,24 @@ import json
 from pathlib import Path
 
 DASH = "-"  # a number evaluate did not report (e.g. TF-IDF + LR before evaluate writes it)
-COLUMNS = ["dataset", "row", "steps", "tokens", "acc", "F1", "control acc", "control F1", "TF-IDF acc", "TF-IDF F1", "majority", "pretrained - control (acc)", "pretrained - TF-IDF (acc)", "cell s"]
+COLUMNS = [
+    "dataset",
+    "row",
+    "steps",
+    "tokens",
+    "val acc",
+    "control val acc",
+    "acc",
+    "F1",
+    "control acc",
+    "control F1",
+    "TF-IDF acc",
+    "TF-IDF F1",
+    "majority",
+    "pretrained - control (acc)",
+    "pretrained - TF-IDF (acc)",
+    "cell s",
+]
 
 
 def num(value, digits: int = 4) -> str:
@@ -36,6 +53,8 @@ def table_row(cell: dict) -> list[str]:
         cell["row"],
         str(cell["budget"]),
         tokens(r["pretrain_tokens"]),
+        num(r.get("val_accuracy")),  # cells from before the columns existed: '-'
+        num(r.get("control_val_accuracy")),
         num(r["accuracy"]),
         num(r["macro_f1"]),
         num(r["control_accuracy"]),
@@ -77,7 +96,9 @@ def markdown(result: dict, png_name: str) -> str:
 Preset `{env["preset"]}` with each row's overrides; budgets are pretrain.max_steps on the demo corpus (0 = the
 encoder pretraining starts from, untrained). "acc"/"F1": test accuracy and macro-F1 of the classifier fine-tuned
 from the pretrained encoder; "control": the same recipe from a random-init encoder (finetune.control); intervals:
-95% paired bootstrap of the test split, from evaluate's gate.json. `-`: not reported by evaluate.
+95% paired bootstrap of the test split, from evaluate's gate.json. "val acc": the validation accuracy of the
+chosen fine-tuning run (classifier, control), **the column a recipe is chosen on**; the test columns are scored
+once, for the record. `-`: not reported.
 
 {table(result["cells"])}
 

@@ -71,7 +71,7 @@ def cell(vs_tfidf=None, tfidf=None) -> dict:
 
 def test_table_shows_intervals_and_dashes_for_what_evaluate_did_not_report():
     line = quality_report.table([cell()]).splitlines()[2]
-    assert line == ("| demo | demo preset | 600 | 2.46M | 0.7200 | 0.7000 | 0.7100 | 0.6900 | - | - | 0.5000 | +0.0100 [-0.0050, +0.0250] | - | 12 |")
+    assert line == ("| demo | demo preset | 600 | 2.46M | - | - | 0.7200 | 0.7000 | 0.7100 | 0.6900 | - | - | 0.5000 | +0.0100 [-0.0050, +0.0250] | - | 12 |")
     with_tfidf = cell({"accuracy": {"new": 0.72, "other": 0.75, "diff": -0.03, "low": -0.05, "high": -0.01}}, tfidf=0.75)
     assert "| 0.7500 | 0.7500 | 0.5000 | +0.0100 [-0.0050, +0.0250] | -0.0300 [-0.0500, -0.0100] |" in quality_report.table([with_tfidf])
     assert quality_report.tokens(0) == "0" and quality_report.tokens(12_800) == "12.8k"
@@ -87,6 +87,7 @@ def test_quick_run_on_the_tiny_preset_reuses_its_stages(text_files, tmp_path):
     assert trained["pretrain_tokens"] == 10 * 16 * 64  # steps x tiny batch x tiny block, all real tokens
     for r in (untrained, trained):
         assert 0 <= r["accuracy"] <= 1 and 0 <= r["control_accuracy"] <= 1 and r["n_test"] > 0
+        assert 0 <= r["val_accuracy"] <= 1 and 0 <= r["control_val_accuracy"] <= 1  # what a row is chosen on
         c = r["vs_control"]["accuracy"]
         assert c["low"] <= c["diff"] <= c["high"] and c["other"] == r["control_accuracy"]
     again = quality.run_cell(cache, spec, "tiny", ("demo preset", []), 10, corpus, threads=1)
@@ -97,7 +98,7 @@ def test_quick_run_on_the_tiny_preset_reuses_its_stages(text_files, tmp_path):
     quality_report.write(result, tmp_path / "out" / "q")
     assert json.loads((tmp_path / "out" / "q.json").read_text())["cells"][1]["budget"] == 10
     assert (tmp_path / "out" / "q.png").stat().st_size > 1000
-    assert "| tiny-set | demo preset | 10 | 10.2k |" in (tmp_path / "out" / "q.md").read_text()
+    assert f"| tiny-set | demo preset | 10 | 10.2k | {trained['val_accuracy']:.4f} | {trained['control_val_accuracy']:.4f} |" in (tmp_path / "out" / "q.md").read_text()
 
 
 def test_main_refuses_a_bad_budget_list(capsys):
