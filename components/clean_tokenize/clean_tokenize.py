@@ -64,7 +64,7 @@ class CleanTokenizeConfig(StageConfig):
         50_000_000, ge=1, description="train the tokenizer on at most about this many characters: a deterministic sample of documents (by id hash) when the corpus is larger"
     )
     block_size: int = Field(128, ge=8, description="tokens per packed pretraining block (the objective's framing + text, no padding)")
-    objective: str = Field(
+    objective: objectives.ObjectiveName = Field(
         "masked_lm",
         description="the pretraining objective the blocks are packed for: its PACKING (components/objectives) says what goes around a document; the pipeline sets it from pretrain.objective",
     )
@@ -90,13 +90,6 @@ class CleanTokenizeConfig(StageConfig):
     shard_blocks: int = Field(65536, ge=1, description="blocks per .npy shard on disk (65536 x 128 int32 tokens = 32 MiB)")
     max_labeled_removed: float = Field(0.05, ge=0, le=1, description="stop the run when one cleaning rule removes more than this share of the labeled rows (no silent loss)")
     max_corpus_removed: float = Field(0.25, ge=0, le=1, description="stop the run when one cleaning rule removes more than this share of the corpus documents")
-
-    @field_validator("objective")
-    @classmethod
-    def _known_objective(cls, name: str) -> str:
-        if name not in objectives.NAMES:
-            raise ValueError(objectives.unknown(name))
-        return name
 
     @field_validator("max_seq_len", mode="before")
     @classmethod

@@ -33,7 +33,7 @@ SEARCH = "search.json"  # every rate's evaluations, for the classifier and the c
 
 
 class FinetuneConfig(StageConfig):
-    task: str = Field(tasks.DEFAULT, description=f"the downstream task, a module in components/tasks/: {', '.join(tasks.NAMES)}")
+    task: tasks.TaskName = Field(tasks.DEFAULT, description=f"the downstream task, a module in components/tasks/: {', '.join(tasks.NAMES)}")
     max_steps: int = Field(1000, ge=1, description="step budget of each run (one run per learning rate); early stopping usually ends a run sooner")
     eval_every: int | None = Field(None, ge=1, description="validate every N steps (and at the last); None = once an epoch, or every max_steps / 10 if sooner, but at most every 50 steps")
     patience: int = Field(3, ge=0, description="stop a run after this many validations without improvement, keeping its best weights; 0 = always run the whole budget")
@@ -83,8 +83,6 @@ class FinetuneConfig(StageConfig):
 
     @model_validator(mode="after")
     def _task_knows(self):
-        if self.task not in tasks.NAMES:
-            raise ValueError(tasks.unknown(self.task))
         task = tasks.get(self.task)
         if self.select_metric not in task.SELECT_METRICS:
             raise ValueError(f"finetune.select_metric {self.select_metric!r} is not a {self.task} metric: use one of {', '.join(task.SELECT_METRICS)}")

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from components import tasks
 from components.ingest.folder import FolderStats, document_files, folder_documents
@@ -88,17 +88,11 @@ class IngestConfig(StageConfig):
     id_column: str = Field("id", description="stable row id in both files (used for the hash split when no split column); a labeled file without it gets ids from a hash of its text")
     title_column: str = Field("title", description="document title in the corpus (optional)")
     label_column: str = Field("label", description="the target in the labeled file: classification, an integer id or one of label_names; regression, a number (the demo's is `score`)")
-    task: str = Field(tasks.DEFAULT, description="the downstream task, whose label schema the label column must follow: filled from finetune.task (name it there, once)")
+    task: tasks.TaskName = Field(tasks.DEFAULT, description="the downstream task, whose label schema the label column must follow: filled from finetune.task (name it there, once)")
     label_names: list[str] | None = Field(None, description="class names, index = id; filled from finetune.label_names (name the classes there, once)")
     split_column: str = Field("split", description="train/validation/test column; missing -> split by a hash of the id")
     max_docs: int | None = Field(None, ge=1, description="keep only the first N corpus documents (tiny runs)")
     max_labeled: int | None = Field(None, ge=3, description="keep about N labeled rows, chosen by id hash (tiny runs)")
-
-    @model_validator(mode="after")
-    def _known_task(self):
-        if self.task not in tasks.NAMES:
-            raise ValueError(tasks.unknown(self.task))
-        return self
 
 
 def ingest(out_dir: Path, config: IngestConfig, data_repo: str = "", data_rev: str = "") -> dict:

@@ -28,6 +28,9 @@ import importlib
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from components.shared.errors import UserError
 
@@ -49,6 +52,15 @@ REQUIRED = (
 
 def unknown(name: str) -> str:
     return f"unknown objective {name!r}: the known ones are {', '.join(NAMES)}; set pretrain.objective to one of them"
+
+
+def _known(name: str) -> str:
+    if name not in NAMES:
+        raise ValueError(unknown(name))
+    return name
+
+
+ObjectiveName = Annotated[str, AfterValidator(_known)]  # a config field naming a registered objective: checked where it is read
 
 
 def get(name: str) -> ModuleType:

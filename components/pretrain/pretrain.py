@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from components import objectives
 from components.shared import artifacts, distributed
@@ -23,7 +23,7 @@ from components.shared.training import Progress, optimizer_and_schedule, require
 
 
 class PretrainConfig(StageConfig):
-    objective: str = Field("masked_lm", description=f"what the model learns to predict: {', '.join(objectives.NAMES)} (components/objectives)")
+    objective: objectives.ObjectiveName = Field("masked_lm", description=f"what the model learns to predict: {', '.join(objectives.NAMES)} (components/objectives)")
     model: ModelSizes = Field(default_factory=ModelSizes, description="encoder sizes (ignored with init_from: the checkpoint's own)")
     init_from: str | None = Field(None, description="continue from this Hugging Face checkpoint (local dir or hub id); None = random init")
     max_steps: int = Field(200, ge=1, description="optimizer steps")
@@ -54,13 +54,6 @@ class PretrainConfig(StageConfig):
     log_every: int = Field(20, ge=1, description="progress line (and one loss read-back) every N steps")
     checkpoint_every: int = Field(100, ge=0, description="checkpoint every N steps for automatic resume; 0 = never")
     checkpoint_dir: str | None = Field(None, description="where checkpoints go; None = local_outputs/checkpoints/<config+data hash>")
-
-    @field_validator("objective")
-    @classmethod
-    def _known_objective(cls, name: str) -> str:
-        if name not in objectives.NAMES:
-            raise ValueError(objectives.unknown(name))
-        return name
 
     @model_validator(mode="after")
     def _nsp_is_masked_lm(self):

@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from components.shared.errors import UserError
 
@@ -54,6 +57,15 @@ REQUIRED = (
 
 def unknown(name: str) -> str:
     return f"unknown task {name!r}: the known ones are {', '.join(NAMES)}; set finetune.task to one of them"
+
+
+def _known(name: str) -> str:
+    if name not in NAMES:
+        raise ValueError(unknown(name))
+    return name
+
+
+TaskName = Annotated[str, AfterValidator(_known)]  # a config field naming a registered task: checked where it is read
 
 
 def get(name: str) -> ModuleType:

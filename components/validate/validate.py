@@ -50,7 +50,7 @@ MIN_VOCAB = 100  # below this the tokenizer was trained on next to nothing
 class ValidateConfig(StageConfig):
     """Thresholds for the data validation suites."""
 
-    task: str = Field(tasks.DEFAULT, description="The downstream task, whose label checks run: filled from finetune.task (name it there, once).")
+    task: tasks.TaskName = Field(tasks.DEFAULT, description="The downstream task, whose label checks run: filled from finetune.task (name it there, once).")
     min_chars: int = Field(1, ge=0, description="Shortest labeled sentence allowed, in characters.")
     max_chars: int | None = Field(
         None,
@@ -91,12 +91,6 @@ class ValidateConfig(StageConfig):
         if isinstance(data, dict) and "min_class_fraction" in data:
             raise ValueError("validate.min_class_fraction is gone: class shares are now checked against the train split's, within validate.class_share_tolerance; remove the key")
         return data
-
-    @model_validator(mode="after")
-    def _known_task(self):
-        if self.task not in tasks.NAMES:
-            raise ValueError(tasks.unknown(self.task))
-        return self
 
 
 class DataValidationError(UserError):
