@@ -8,13 +8,12 @@ memory-mappable shards (packing.py). Peak memory is bounded by the chunk, shard 
 not by the corpus. The labeled set is small and is cleaned and tokenized in memory (labeled.py),
 and cleaned first: the word n-grams of its validation and test texts decide which corpus documents
 are contaminated (shared/decontamination.py), and with `task_adaptive` its train texts join the
-pretraining text (task_adaptive.py).
+pretraining text (task_adaptive.py). The report, its metrics and the progress lines are report.py's.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -32,6 +31,7 @@ from components.clean_tokenize.near_dup import NearDupConfig
 from components.clean_tokenize.packing import BlockPacker, encode, framing
 from components.clean_tokenize.quality import QualityConfig
 from components.clean_tokenize.removals import check_removals, removal_line
+from components.clean_tokenize.report import Clock, bounds_line, decontamination_section, finish_report, metrics
 from components.clean_tokenize.task_adaptive import eval_index, task_adaptive_texts
 from components.shared import artifacts
 from components.shared.config import StageConfig
@@ -124,7 +124,7 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
     train the tokenizer, tokenize the labeled set) and packing the corpus into blocks.
     """
     check_inputs(raw_dir)
-    clock = _Clock()
+    clock = Clock()
     with artifacts.staged_dir(out_dir) as tmp:
         partial = prepare(raw_dir, tmp, config, clock)
         backend = corpus_backend(tmp)
@@ -132,10 +132,10 @@ def clean_tokenize(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) ->
         clock.say(f"packed {train['tokens'] + heldout['tokens']:,} tokens into {train['n_blocks'] + heldout['n_blocks']:,} blocks", rate=train["tokens"] + heldout["tokens"])
         report = finish_report(partial, train, heldout, config)
         artifacts.write_json(tmp / artifacts.CLEAN_REPORT, report)
-    return _metrics(report)
+    return metrics(report)
 
 
-def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: _Clock) -> dict:
+def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: Clock) -> dict:
     """Everything but the packed blocks into `tmp`: the cleaned corpus and labeled set (with
     input_ids), the task-adaptive texts, the tokenizer. Returns the report without its block counts."""
     raw_dir = Path(raw_dir)
@@ -162,12 +162,12 @@ def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: _Clock
     clock.say(f"cleaned the corpus: {corpus['rows']:,} documents, {corpus['chars']:,} characters kept")
     corpus_in = corpus["rows"] + sum(corpus["removed"].values())  # after the bounds' splits: the rows the rules saw
     clock.say(removal_line("corpus", corpus["removed"], corpus_in), timed=False)
-    clock.say(_bounds_line(bounds, config), timed=False)
+    clock.say(bounds_line(bounds, config), timed=False)
     if corpus["rows"] == 0:
         raise UserError(f"no corpus document survived cleaning (removed: {corpus['removed']}): lower clean_tokenize.min_doc_chars or check the corpus")
     check_removals("corpus", corpus["removed"], corpus_in, config.max_corpus_removed, "clean_tokenize.max_corpus_removed")
     adaptive, adaptive_removed = task_adaptive_texts(labeled, index) if config.task_adaptive else (None, 0)
-    decontamination = _decontamination(index, corpus, adaptive_removed, clock)
+    decontamination = decontamination_section(index, corpus, adaptive_removed, clock)
     extra = [] if adaptive is None else adaptive["text"].tolist()
     if adaptive is not None:
         adaptive.to_parquet(tmp / artifacts.TASK_ADAPTIVE, index=False)
@@ -225,68 +225,6 @@ def extra_texts(cleaned: Path) -> list[str]:
     return pq.read_table(path, columns=["text"]).column("text").to_pylist() if path.is_file() else []
 
 
-def finish_report(partial: dict, train: dict, heldout: dict, config: CleanTokenizeConfig) -> dict:
-    """`prepare`'s report completed with the packed splits' counts (the same from one task or shards)."""
-    if train["n_blocks"] == 0 or heldout["n_blocks"] == 0:
-        raise UserError(f"corpus too small for one block of {config.block_size} tokens: lower clean_tokenize.block_size or add text")
-    tokens = partial["tokens"]
-    return {
-        **partial,
-        "task_adaptive": {**partial["task_adaptive"], "tokens": train["extra_tokens"]},
-        "tokens": {
-            "vocab_size": tokens["vocab_size"],
-            "tokenizer_train_chars": tokens["tokenizer_train_chars"],
-            "corpus_tokens": train["tokens"],
-            "heldout_tokens": heldout["tokens"],
-            "unk_rate": train["unk"] / max(train["tokens"], 1),
-            "block_size": config.block_size,
-            "n_blocks_train": train["n_blocks"],
-            "n_blocks_heldout": heldout["n_blocks"],
-            **{k: v for k, v in tokens.items() if k not in ("vocab_size", "tokenizer_train_chars")},
-        },
-    }
-
-
-def _bounds_line(bounds: dict, config: CleanTokenizeConfig) -> str:
-    """What the length bounds cut (bounds.py), for the task log."""
-    corpus, labeled = bounds["corpus"].counts, bounds["labeled"].counts
-    return (
-        f"bounds: {corpus.words_split + labeled.words_split:,} words over {config.max_word_chars:,} characters cut into pieces "
-        f"({labeled.words_split:,} in labeled texts), {corpus.docs_split:,} documents over {config.max_doc_chars:,} characters split into {corpus.doc_pieces:,}"
-    )
-
-
-def _decontamination(index, corpus: dict, adaptive_removed: int, clock: _Clock) -> dict:
-    """The clean_report section (and one console line) saying what decontamination did."""
-    if index is None:
-        clock.say("decontamination off (clean_tokenize.decontaminate_ngram is null)", timed=False)
-        return {"ngram": None}
-    docs = corpus["removed"]["contaminated"]
-    stats = {**index.stats(), "docs_removed": docs, "task_adaptive_removed": adaptive_removed}
-    clock.say(
-        f"decontaminated: {docs:,} corpus documents (and {adaptive_removed:,} task-adaptive texts) removed for sharing a {index.n}-gram "
-        f"with {index.indexed:,} of {index.texts:,} validation/test texts ({len(index):,} n-grams indexed)",
-        timed=False,
-    )
-    return stats
-
-
-def _metrics(report: dict) -> dict:
-    removed = {f"clean/{t}_removed_{rule}": n for t, rules in report["removed"].items() for rule, n in rules.items()}
-    tokens = {f"clean/{k}": v for k, v in report["tokens"].items() if isinstance(v, (int, float))}
-    bounds = {f"clean/corpus_{n}": v for n, v in report["bounds"]["corpus"].items()} | {"clean/labeled_words_split": report["bounds"]["labeled"]["words_split"]}
-    adaptive = {"clean/task_adaptive_texts": report["task_adaptive"]["texts"], "clean/task_adaptive_tokens": report["task_adaptive"]["tokens"]}
-    return {
-        **removed,
-        **tokens,
-        **adaptive,
-        **bounds,
-        "clean/eval_ngrams": report["decontamination"].get("eval_ngrams", 0),
-        "clean/corpus_docs": report["rows"]["corpus"],
-        "clean/labeled_rows": report["rows"]["labeled"],
-    }
-
-
 def pack_corpus(backend, out: Path, heldout: np.ndarray, config: CleanTokenizeConfig, extra: list[str] = ()) -> tuple[dict, dict]:
     """Tokenize the cleaned corpus in `out` chunk by chunk into the train and held-out shards, one pass.
 
@@ -342,22 +280,6 @@ class TrainingSample:
                     chars += len(text)
                     yield text
         self.chars = chars
-
-
-class _Clock:
-    """One progress line per phase on stdout (the KFP task log): a 1 GB corpus takes minutes."""
-
-    def __init__(self):
-        self.last = time.perf_counter()
-
-    def say(self, what: str, rate: int = 0, timed: bool = True) -> None:
-        if not timed:  # a fact about the phase just timed, not a phase of its own
-            print(f"[clean_tokenize] {what}", flush=True)
-            return
-        now = time.perf_counter()
-        speed = f", {rate / max(now - self.last, 1e-9):,.0f} tokens/s" if rate else ""
-        print(f"[clean_tokenize] {what} in {now - self.last:.1f} s{speed}", flush=True)
-        self.last = now
 
 
 def tokenizer_hash(tokenizer_dir: Path) -> str:

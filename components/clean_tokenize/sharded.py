@@ -28,16 +28,14 @@ import pyarrow.parquet as pq
 from components.clean_tokenize.clean_tokenize import (
     EXTRA_BATCH,
     CleanTokenizeConfig,
-    _Clock,
-    _metrics,
     check_inputs,
     corpus_backend,
     extra_texts,
-    finish_report,
     heldout_rows,
     prepare,
 )
 from components.clean_tokenize.packing import BlockPacker, encode, framing, token_stream
+from components.clean_tokenize.report import Clock, finish_report, metrics
 from components.shared import artifacts
 from components.shared.errors import UserError
 from components.shared.shards import DTYPE
@@ -53,7 +51,7 @@ def prepare_stage(raw_dir: Path, out_dir: Path, config: CleanTokenizeConfig) -> 
     """The prepare task: everything of clean_tokenize but the blocks, plus the held-out rows."""
     check_inputs(raw_dir)
     with artifacts.staged_dir(out_dir) as tmp:
-        partial = prepare(raw_dir, tmp, config, _Clock())
+        partial = prepare(raw_dir, tmp, config, Clock())
         np.save(tmp / HELDOUT_ROWS, heldout_rows(tmp / artifacts.CORPUS, config.heldout_pct))
         artifacts.write_json(tmp / PARTIAL, partial)
     return {"clean/corpus_docs": partial["rows"]["corpus"], "clean/labeled_rows": partial["rows"]["labeled"]}
@@ -98,7 +96,7 @@ def merge_shards(prepared_dir: Path, shard_dirs: list[Path], out_dir: Path, conf
     """Pack the shards' streams in shard order into blocks; write the output one task would."""
     prepared_dir = Path(prepared_dir)
     shards = _ordered(shard_dirs)
-    clock = _Clock()
+    clock = Clock()
     with artifacts.staged_dir(out_dir) as tmp:
         for item in prepared_dir.iterdir():
             if item.name in (PARTIAL, HELDOUT_ROWS):
@@ -121,7 +119,7 @@ def merge_shards(prepared_dir: Path, shard_dirs: list[Path], out_dir: Path, conf
         clock.say(f"merged {len(shards)} shards: {train_index['n_blocks'] + heldout_index['n_blocks']:,} blocks")
         report = finish_report(artifacts.read_json(prepared_dir / PARTIAL), {**train_index, "extra_tokens": extra_tokens}, heldout_index, config)
         artifacts.write_json(tmp / artifacts.CLEAN_REPORT, report)
-    return _metrics(report)
+    return metrics(report)
 
 
 def _ordered(shard_dirs: list[Path]) -> list[tuple[Path, dict]]:
