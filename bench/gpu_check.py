@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     marks: list[tuple[int, float]] = []
 
     class Timed(Progress):
-        def step(self, step, loss, lr, n):
-            super().step(step, loss, lr, n)
+        def step(self, step, loss, lr, n, parts=None):
+            super().step(step, loss, lr, n, parts)
             marks.append((step, time.perf_counter()))
 
     blocks = RandomBlocks(10**6, args.seq, args.vocab, tok.cls_token_id)

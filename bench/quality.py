@@ -37,6 +37,9 @@ ROWS: list[tuple[str, list[str]]] = [
     # Issue 11: BERT's second loss against the demo preset's plain masked LM (RoBERTa found it does not help).
     # Its steps are segment pairs, padded: fewer real tokens per step than the packed blocks.
     ("next-sentence prediction", ["pretrain.nsp=true"]),
+    # Issue 10: ELECTRA's replaced-token detection (a loss at every position, not 15%), the known winner at small compute.
+    # Same blocks as masked LM (its packing); the classifier and its control are ElectraForSequenceClassification.
+    ("electra", ["pretrain.objective=replaced_token"]),
 ]
 BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/4x, 1x and 4x the demo's 600
 QUICK_BUDGETS = [20]  # one small budget on the tiny preset: a smoke run of a minute or two

@@ -157,8 +157,8 @@ def run_engine(model, tokenizer, blocks, steps: int, spec: dict, **options) -> T
     tokens = spec["batch_size"] * blocks.block_size
 
     class Timed(Progress):
-        def step(self, step, loss, lr, n):
-            super().step(step, loss, lr, n)
+        def step(self, step, loss, lr, n, parts=None):
+            super().step(step, loss, lr, n, parts)
             timeline.add(tokens, tokens)
 
     import torch

@@ -12,7 +12,9 @@ fails on a registered module that lacks one; the README's "Adding an objective" 
   `block_size`): the packed blocks, or a view of them (next-sentence prediction's segment pairs)
 - `Batches(tokenizer, config)`: batch preparation (masking, shifting) from a global batch of
   block ids to `(inputs, labels, n_targets)`; seeded, with `state_dict`/`load_state_dict`
-- `step_module(model)`: an nn.Module whose forward(*micro_batch) is the summed loss (DDP wraps it)
+- `step_module(model)`: an nn.Module whose forward(*micro_batch) is the summed loss (DDP wraps it);
+  it may also name `part_names` and give `take_parts()`, the loss's parts summed since the last
+  call (a tensor, one per name, each / n_targets a mean), which the engine logs beside the loss
 - `micro_batch(inputs, labels, fixed)` and `fixed_shapes(block_size, micro, config)`: the tensors
   one micro-batch feeds to the step module (fixed shapes for a compiled step)
 - `heldout_loss(model, tokenizer, ids, seed)`: mean loss per target on held-out blocks (perplexity = exp)
@@ -38,6 +40,7 @@ from components.shared.errors import UserError
 OBJECTIVES = {
     "masked_lm": "components.objectives.masked_lm",
     "causal_lm": "components.objectives.causal_lm",
+    "replaced_token": "components.objectives.replaced_token",
 }
 NAMES = tuple(OBJECTIVES)
 # Options of an objective that change what it is made of: (objective, PretrainConfig flag) -> module.

@@ -71,11 +71,18 @@ def heldout_loss(model, tokenizer, ids, seed: int, p: float = 0.15) -> float:
 def heldout_perplexity(pretrained_dir, blocks, batch_size: int, mlm_probability: float, seed: int) -> float:
     """evaluate's score: exp(mean cross-entropy over masked positions) on int64 held-out `blocks`,
     masked by transformers' collator under `seed` (the numbers evaluate has always reported)."""
-    import torch
-    from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    model = AutoModelForMaskedLM.from_pretrained(pretrained_dir).eval()
-    collator = DataCollatorForLanguageModeling(AutoTokenizer.from_pretrained(pretrained_dir), mlm_probability=mlm_probability)
+    return mlm_perplexity(AutoModelForMaskedLM.from_pretrained(pretrained_dir), AutoTokenizer.from_pretrained(pretrained_dir), blocks, batch_size, mlm_probability, seed)
+
+
+def mlm_perplexity(model, tokenizer, blocks, batch_size: int, mlm_probability: float, seed: int) -> float:
+    """heldout_perplexity of a loaded masked LM (replaced_token scores its generator this way)."""
+    import torch
+    from transformers import DataCollatorForLanguageModeling
+
+    model = model.eval()
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability)
     torch.manual_seed(seed)
     total, count = 0.0, 0
     with torch.no_grad():

@@ -62,6 +62,7 @@ def train(model, tokenizer, blocks, opt, sched, config, device, world, progress,
     micro = B // (A * W)
     order, batches = BlockOrder(len(blocks), config.seed), objective.Batches(tokenizer, config)
     module = objective.step_module(model).to(device)
+    parts = module if hasattr(module, "take_parts") else None  # the loss's named parts, logged beside it (before DDP wraps it)
     if config.dropout is not None:  # the modules' rate only: the saved config keeps model.dropout for fine-tuning
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):
@@ -111,10 +112,10 @@ def train(model, tokenizer, blocks, opt, sched, config, device, world, progress,
         sched.step()
         opt.zero_grad(set_to_none=True)
         targets_total += n_targets
-        pending.append((step, loss_sum, n_targets, sched.get_last_lr()[0]))
+        pending.append((step, loss_sum, n_targets, sched.get_last_lr()[0], parts.take_parts() if parts else None))
         checkpoint_now = config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.max_steps
         if step % config.log_every == 0 or step == config.max_steps or checkpoint_now:
-            _flush(pending, progress, B * blocks.block_size, device)
+            _flush(pending, progress, B * blocks.block_size, device, parts.part_names if parts else ())
         if checkpoint_now and world.is_main:
             state = {
                 "step": step,
@@ -137,19 +138,20 @@ def _rows(batch, rows: slice):
     return batch[rows] if not isinstance(batch, tuple) else tuple(t[rows] for t in batch)
 
 
-def _flush(pending: list, progress, tokens_per_step: int, device) -> None:
-    """Losses of the last steps to the host in one transfer (and one all-reduce under DDP)."""
+def _flush(pending: list, progress, tokens_per_step: int, device, part_names: tuple = ()) -> None:
+    """Losses (and the loss's parts, if the objective names them) of the last steps to the host in
+    one transfer (and one all-reduce under DDP)."""
     import torch
     import torch.distributed as dist
 
-    sums = torch.stack([p[1] for p in pending]).double()
+    sums = torch.stack([torch.cat([p[1].reshape(1), *([p[4].reshape(-1)] if part_names else [])]) for p in pending]).double()
     if dist.is_initialized():
         dist.all_reduce(sums)
-    for (step, _, n_targets, lr), s in zip(pending, sums.tolist()):
+    for (step, _, n_targets, lr, _), (s, *rest) in zip(pending, sums.tolist()):
         loss = s / n_targets
         if not math.isfinite(loss):
             raise UserError(f"pretraining diverged at step {step} (loss {loss}): lower pretrain.learning_rate or raise warmup_ratio")
-        progress.step(step, loss, lr, tokens_per_step)
+        progress.step(step, loss, lr, tokens_per_step, {name: x / n_targets for name, x in zip(part_names, rest)})
     pending.clear()
 
 

@@ -141,9 +141,11 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
 
 
 def _check_packing(cleaned_dir: Path, config: PretrainConfig) -> None:
-    """The blocks were packed for this objective (clean_report's `packing`; older reports lack it)."""
+    """The blocks were packed as this objective needs (clean_report's `packing`; older reports lack
+    it): for it, or for one with the same PACKING (replaced_token trains on masked LM's blocks)."""
     packed = artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT).get("packing") if (cleaned_dir / artifacts.CLEAN_REPORT).is_file() else None
-    if packed and packed.get("objective") != config.objective:
+    framing = {k: v for k, v in (packed or {}).items() if k != "objective"}
+    if packed and packed.get("objective") != config.objective and framing != objectives.get(config.objective).PACKING:
         raise UserError(
             f"the blocks in {cleaned_dir} were packed for {packed.get('objective')} but pretrain.objective is {config.objective}: "
             f"rerun clean_tokenize with clean_tokenize.objective {config.objective} (lmforge run sets it from pretrain.objective)"

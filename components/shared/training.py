@@ -74,12 +74,14 @@ class Progress:
         self.start = time.perf_counter()
         self.tokens = 0
 
-    def step(self, step: int, loss: float, lr: float, tokens: int) -> None:
+    def step(self, step: int, loss: float, lr: float, tokens: int, parts: dict | None = None) -> None:
+        """`parts`: named parts of the loss (e.g. replaced_token's generator and RTD means), kept beside it."""
         self.tokens += tokens
-        self.history.append({"step": step, "loss": loss, "lr": lr})
+        self.history.append({"step": step, "loss": loss, "lr": lr, **(parts or {})})
         if not self.quiet and (step % self.every == 0 or step == self.total):
             rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
-            print(f"[{self.stage}] step {step}/{self.total} loss {loss:.4f} lr {lr:.2e} {rate:,.0f} tok/s", flush=True)
+            shown = "".join(f" {name} {value:.4f}" for name, value in (parts or {}).items())
+            print(f"[{self.stage}] step {step}/{self.total} loss {loss:.4f}{shown} lr {lr:.2e} {rate:,.0f} tok/s", flush=True)
 
     @property
     def seconds(self) -> float:
