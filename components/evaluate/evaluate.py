@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from components import tasks
+from components import objectives, tasks
 from components.evaluate.gate import GateConfig, render_markdown, shown, task_defaults
 from components.evaluate.gate import plot as plot_gate
 from components.shared import artifacts
@@ -77,7 +77,8 @@ def evaluate(
     preds, test_loss = task.predict(model, test, model.config.pad_token_id, config.batch_size)
     y = test["label"].to_numpy()
     report, baselines = task.evaluation(model, labeled, train, val, test, preds, test_loss, config.seed)
-    report["perplexity"] = heldout_perplexity(require_dir(pretrained_dir, "pretrained model", "pretrain"), cleaned_dir, config)
+    pretrained = require_dir(pretrained_dir, "pretrained model", "pretrain")
+    report["perplexity"] = heldout_perplexity(pretrained, cleaned_dir, config)
     gate = run_gate(config, task, model_name, champion_alias, test, y, preds, baselines, Path(classifier_dir), task.n_outputs(report))
     report["gate_passed"] = int(gate["passed"])
     primary = task.PRIMARY_METRIC
@@ -94,7 +95,7 @@ def evaluate(
         plot_gate(gate, tmp / artifacts.GATE_PNG)
         (tmp / artifacts.GATE_MD).write_text(render_markdown(gate, artifacts.GATE_PNG))
         task.plot(report, y, preds, tmp / plot_name)
-        page = render_html(task, report, gate, tmp / plot_name, plot_alt, tmp / artifacts.GATE_PNG)
+        page = render_html(task, report, gate, tmp / plot_name, plot_alt, tmp / artifacts.GATE_PNG, objectives.of_pretrained(pretrained).CARD["perplexity"])
         (tmp / artifacts.EVAL_HTML).write_text(page)
     if html_page:
         Path(html_page).write_text(page)
@@ -125,17 +126,15 @@ def run_gate(config: EvaluateConfig, task, model_name: str | None, champion_alia
 def heldout_perplexity(pretrained_dir: Path, cleaned_dir: Path, config: EvaluateConfig) -> float:
     """exp(mean held-out loss per target) of the objective the model was pretrained with (masked LM:
     over seeded masked positions; causal LM: every next token), on the first held-out blocks."""
-    from components import objectives
-
     heldout = open_blocks(cleaned_dir / artifacts.BLOCKS_HELDOUT)
     blocks = heldout.take(np.arange(min(len(heldout), config.max_heldout_blocks))).astype(np.int64)
     objective = objectives.of_pretrained(pretrained_dir)
     return objective.heldout_perplexity(pretrained_dir, blocks, config.batch_size, config.mlm_probability, config.seed)
 
 
-def render_html(task, report: dict, gate: dict, plot_png: Path, plot_alt: str, gate_png: Path) -> str:
+def render_html(task, report: dict, gate: dict, plot_png: Path, plot_alt: str, gate_png: Path, perplexity_of: str = "masked-LM") -> str:
     """A one-file page for the KFP UI: the gate's decision, the scores beside their baselines, the
-    pictures inline."""
+    pictures inline. `perplexity_of`: the objective's word for its perplexity (its CARD's)."""
     import base64
     import html
 
@@ -151,7 +150,7 @@ def render_html(task, report: dict, gate: dict, plot_png: Path, plot_alt: str, g
         f"<p style='color:{colour}'><b>{html.escape(gate['summary'])}</b></p><ul>{reasons}</ul>"
         f"<table border='1' cellpadding='4'><tr><th>metric</th><th>model</th>{''.join(f'<th>{h}</th>' for h in header)}</tr>"
         f"{table}</table>"
-        f"<p>held-out masked-LM perplexity: {report['perplexity']:.1f} &middot; test sentences: {report['n_test']}" + (f" &middot; {html.escape(note)}" if note else "") + "</p>"
+        f"<p>held-out {html.escape(perplexity_of)} perplexity: {report['perplexity']:.1f} &middot; test sentences: {report['n_test']}" + (f" &middot; {html.escape(note)}" if note else "") + "</p>"
         f"<img alt='gate' src='data:image/png;base64,{images[0]}'/><br/>"
         f"<img alt='{plot_alt}' src='data:image/png;base64,{images[1]}'/></body></html>\n"
     )

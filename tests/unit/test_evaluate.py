@@ -71,6 +71,7 @@ def test_html_report_shows_scores_beside_the_baseline_and_embeds_the_matrix(eval
 
     html = (eval_dir / artifacts.EVAL_HTML).read_text()
     assert f"{report['accuracy']:.4f}" in html and f"{report['baseline_majority_accuracy']:.4f}" in html
+    assert "held-out masked-LM perplexity" in html  # the objective's word (objectives.*.CARD), not a fixed one
     embedded = {base64.b64decode(part.split("'")[0]) for part in html.split("data:image/png;base64,")[1:]}
     assert embedded == {(eval_dir / artifacts.CONFUSION_PNG).read_bytes(), (eval_dir / artifacts.GATE_PNG).read_bytes()}
 
