@@ -35,7 +35,7 @@ SUMMARY_METRICS = [
     ("TF-IDF + ridge baseline RMSE", "eval/baseline_ridge_rmse"),
     ("TF-IDF + ridge baseline Pearson", "eval/baseline_ridge_pearson"),
     ("random-init control Pearson", "eval/control_pearson"),
-    ("held-out perplexity (the objective's)", "eval/perplexity"),  # masked-LM, next-token or ELECTRA generator: the model card says which
+    ("held-out perplexity", "eval/perplexity"),  # the objective's (masked-LM, next-token, ELECTRA generator): the model card says which
     ("pretrain final loss", "pretrain/final_loss"),
 ]
 
