@@ -36,7 +36,7 @@ PLANT_EVERY = 100  # one document in 100 is a planted near-copy
 RSS_LIMIT = 2 * 2**30  # the issue's bound on the data half's peak RSS
 STAGE_CONFIG = {  # the demo preset's data settings, with both new rule sets on
     "clean_tokenize": {"vocab_size": 8000, "block_size": 128, "max_seq_len": 96, "quality": {"enabled": True}, "near_dup": {"enabled": True}},
-    "validate": {},
+    "validate": {"max_split_overlap": 0.0005},  # the demo preset's: its source lists 2 of its sentences in two splits
 }
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
@@ -114,9 +114,27 @@ print("RESULT " + json.dumps({"metrics": m, "seconds": time.perf_counter() - sta
 """
 
 
-def run_stage(stage: str, args: dict, config: dict, log: Path) -> dict:
-    """One stage in a child process: its metrics, wall seconds and peak RSS (self-reported and polled)."""
+def run_stage(stage: str, args: dict, config: dict, log: Path, reuse: bool = False) -> dict:
+    """One stage in a child process: its metrics, wall seconds and peak RSS (self-reported and polled).
+
+    `reuse`: a stage whose log of an earlier run ends in its RESULT line is not run again (a long
+    size that failed at a later stage resumes there); its seconds are then the child's own and its
+    peak RSS the child's getrusage figure."""
     from bench.tokenization import wait_polling_rss
+
+    done = [line for line in log.read_text().splitlines() if line.startswith("RESULT ")] if reuse and log.is_file() else []
+    if done:
+        result = json.loads(done[-1][7:])
+        print(f"[data_scale] {stage}: reusing the finished run in {log}", flush=True)
+        return {
+            "stage": stage,
+            "seconds": result["seconds"],
+            "peak_rss_bytes": result["maxrss"],
+            "polled_rss_bytes": 0,
+            "metrics": result["metrics"],
+            "log": [line for line in log.read_text().splitlines() if line.startswith("[")],
+            "reused": True,
+        }
 
     start = time.perf_counter()
     with log.open("w") as f:
@@ -136,7 +154,7 @@ def run_stage(stage: str, args: dict, config: dict, log: Path) -> dict:
     }
 
 
-def measure(gigabytes: float) -> dict:
+def measure(gigabytes: float, reuse: bool = False) -> dict:
     work = WORK / f"{gigabytes:g}gb"
     work.mkdir(parents=True, exist_ok=True)
     corpus = WORK / f"corpus-{gigabytes:g}gb.jsonl"
@@ -144,9 +162,9 @@ def measure(gigabytes: float) -> dict:
     info = generate(corpus, gigabytes * 1e9)
     generate_s = time.perf_counter() - start
     stages = [
-        run_stage("ingest", {"out": str(work / "raw"), "corpus": str(corpus), "labeled": str(DEMO_LABELED)}, {}, work / "ingest.log"),
-        run_stage("clean_tokenize", {"raw": str(work / "raw"), "out": str(work / "cleaned")}, STAGE_CONFIG["clean_tokenize"], work / "clean_tokenize.log"),
-        run_stage("validate", {"cleaned": str(work / "cleaned"), "out": str(work / "validated")}, STAGE_CONFIG["validate"], work / "validate.log"),
+        run_stage("ingest", {"out": str(work / "raw"), "corpus": str(corpus), "labeled": str(DEMO_LABELED)}, {}, work / "ingest.log", reuse),
+        run_stage("clean_tokenize", {"raw": str(work / "raw"), "out": str(work / "cleaned")}, STAGE_CONFIG["clean_tokenize"], work / "clean_tokenize.log", reuse),
+        run_stage("validate", {"cleaned": str(work / "cleaned"), "out": str(work / "validated")}, STAGE_CONFIG["validate"], work / "validate.log", reuse),
     ]
     clean = stages[1]["metrics"]
     return {
@@ -207,12 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.data_scale", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1.0, 4.0], help="corpus sizes in GB (1e9 bytes of JSONL)")
     parser.add_argument("--out", type=Path, default=RESULTS / "data-scale", help="results path without suffix (.md and .json written)")
+    parser.add_argument("--reuse", action="store_true", help="keep the stages an earlier run of a size finished (their logs' RESULT lines) and run the rest")
     args = parser.parse_args(argv)
     if not DEMO_CORPUS.is_file():
         sys.exit(f"error: the demo data is not at {DEMO_CORPUS.parent.parent}: run `make data` first")
     results = []
     for size in args.sizes:
-        results.append(measure(size))
+        results.append(measure(size, args.reuse))
         args.out.parent.mkdir(parents=True, exist_ok=True)  # written after each size: a long run keeps what it measured
         args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
         args.out.with_suffix(".md").write_text(markdown(results))

@@ -29,3 +29,25 @@ def test_sentence_pool_reads_jsonl_paragraphs(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text(json.dumps({"text": "One two three four five. Six seven eight nine ten.\nToo short. Eleven twelve thirteen fourteen fifteen!"}) + "\n")
     assert sentence_pool(path) == ["One two three four five.", "Six seven eight nine ten.", "Eleven twelve thirteen fourteen fifteen!"]
+
+
+def test_a_finished_stage_is_reused_and_an_unfinished_one_is_not(tmp_path, monkeypatch):
+    """--reuse resumes a long size at the stage that failed: a log ending in its RESULT line stands
+    for the stage; a log without one (the stage failed) means the stage runs again."""
+    import subprocess
+
+    from bench import data_scale
+
+    finished, failed = tmp_path / "ingest.log", tmp_path / "validate.log"
+    finished.write_text("[ingest] read 3 documents\n" + "RESULT " + json.dumps({"metrics": {"ingest/corpus_docs": 3}, "seconds": 2.5, "maxrss": 1234}) + "\n")
+    failed.write_text("[validate] data validation failed\nTraceback ...\n")
+    reused = data_scale.run_stage("ingest", {}, {}, finished, reuse=True)
+    assert (reused["seconds"], reused["peak_rss_bytes"], reused["metrics"], reused["log"]) == (2.5, 1234, {"ingest/corpus_docs": 3}, ["[ingest] read 3 documents"])
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a) or (_ for _ in ()).throw(RuntimeError("child started")))
+    for log, reuse in ((failed, True), (finished, False)):
+        try:
+            data_scale.run_stage("validate", {}, {}, log, reuse=reuse)
+        except RuntimeError:
+            pass
+    assert len(started) == 2
