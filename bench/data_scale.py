@@ -122,35 +122,28 @@ def run_stage(stage: str, args: dict, config: dict, log: Path, reuse: bool = Fal
     peak RSS the child's getrusage figure."""
     from bench.tokenization import wait_polling_rss
 
-    done = [line for line in log.read_text().splitlines() if line.startswith("RESULT ")] if reuse and log.is_file() else []
-    if done:
-        result = json.loads(done[-1][7:])
+    lines = log.read_text().splitlines() if reuse and log.is_file() else []
+    reused = any(line.startswith("RESULT ") for line in lines)
+    if reused:
         print(f"[data_scale] {stage}: reusing the finished run in {log}", flush=True)
-        return {
-            "stage": stage,
-            "seconds": result["seconds"],
-            "peak_rss_bytes": result["maxrss"],
-            "polled_rss_bytes": 0,
-            "metrics": result["metrics"],
-            "log": [line for line in log.read_text().splitlines() if line.startswith("[")],
-            "reused": True,
-        }
-
-    start = time.perf_counter()
-    with log.open("w") as f:
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, stage, json.dumps(args), json.dumps(config)], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-        polled = wait_polling_rss(proc, 0.2)
-    lines = log.read_text().splitlines()
-    if proc.returncode:
-        raise RuntimeError(f"{stage} failed (exit {proc.returncode}), see {log}: {lines[-3:]}")
+        seconds, polled = None, 0
+    else:
+        start = time.perf_counter()
+        with log.open("w") as f:
+            proc = subprocess.Popen([sys.executable, "-c", _CHILD, stage, json.dumps(args), json.dumps(config)], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+            polled = wait_polling_rss(proc, 0.2)
+        seconds, lines = time.perf_counter() - start, log.read_text().splitlines()
+        if proc.returncode:
+            raise RuntimeError(f"{stage} failed (exit {proc.returncode}), see {log}: {lines[-3:]}")
     result = json.loads(next(line for line in reversed(lines) if line.startswith("RESULT "))[7:])
     return {
         "stage": stage,
-        "seconds": time.perf_counter() - start,
+        "seconds": result["seconds"] if reused else seconds,
         "peak_rss_bytes": max(result["maxrss"], polled),
         "polled_rss_bytes": polled,
         "metrics": result["metrics"],
         "log": [line for line in lines if line.startswith("[")],
+        **({"reused": True} if reused else {}),
     }
 
 

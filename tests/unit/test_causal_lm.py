@@ -6,6 +6,7 @@ import math
 
 import pytest
 from model_weights import weights
+from resume import stopped_after_first_checkpoint
 
 from components.pretrain import checkpoint
 from components.pretrain.pretrain import PretrainConfig, pretrain
@@ -89,17 +90,8 @@ def test_an_interrupted_run_resumes_to_identical_weights(clm_cleaned_dir, tmp_pa
     import torch
 
     pretrain(clm_cleaned_dir, tmp_path / "straight", config(max_steps=12), checkpoint_dir=tmp_path / "ckpt-a")
-    save = checkpoint.save
-
-    def save_then_die(ckpt_dir, step, state):
-        save(ckpt_dir, step, state)
-        raise KeyboardInterrupt  # the process is stopped right after its first checkpoint
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(clm_cleaned_dir, tmp_path / "resumed", config(max_steps=12, checkpoint_every=5), checkpoint_dir=tmp_path / "ckpt-b")
+    stopped_after_first_checkpoint(monkeypatch, lambda: pretrain(clm_cleaned_dir, tmp_path / "resumed", config(max_steps=12, checkpoint_every=5), checkpoint_dir=tmp_path / "ckpt-b"))
     assert checkpoint.step_of(checkpoint.latest(tmp_path / "ckpt-b")) == 5 and not (tmp_path / "resumed").exists()
-    monkeypatch.setattr(checkpoint, "save", save)
     pretrain(clm_cleaned_dir, tmp_path / "resumed", config(max_steps=12, checkpoint_every=5), checkpoint_dir=tmp_path / "ckpt-b")
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

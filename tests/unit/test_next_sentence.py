@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from model_weights import max_diff, weights
+from resume import stopped_after_first_checkpoint
 
 from components.objectives import masked_lm, next_sentence
 from components.pretrain import checkpoint
@@ -116,17 +117,8 @@ def test_an_interrupted_nsp_run_resumes_to_identical_weights(cleaned_dir, tmp_pa
     import torch
 
     pretrain(cleaned_dir, tmp_path / "straight", config(max_steps=12), checkpoint_dir=tmp_path / "ckpt-a")
-    save = checkpoint.save
-
-    def save_then_die(ckpt_dir, step, state):
-        save(ckpt_dir, step, state)
-        raise KeyboardInterrupt  # the process is stopped right after its first checkpoint
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(cleaned_dir, tmp_path / "resumed", config(max_steps=12, checkpoint_every=5), checkpoint_dir=tmp_path / "ckpt-b")
+    stopped_after_first_checkpoint(monkeypatch, lambda: pretrain(cleaned_dir, tmp_path / "resumed", config(max_steps=12, checkpoint_every=5), checkpoint_dir=tmp_path / "ckpt-b"))
     assert checkpoint.step_of(checkpoint.latest(tmp_path / "ckpt-b")) == 5
-    monkeypatch.setattr(checkpoint, "save", save)
     pretrain(cleaned_dir, tmp_path / "resumed", config(max_steps=12, checkpoint_every=5), checkpoint_dir=tmp_path / "ckpt-b")
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 from model_weights import max_diff, weights
+from resume import stopped_after_first_checkpoint
 
 from components.objectives import replaced_token
-from components.pretrain import checkpoint
 from components.pretrain.pretrain import PretrainConfig, pretrain
 from components.shared import artifacts
 from components.shared.shards import open_blocks
@@ -102,16 +102,7 @@ def test_an_interrupted_run_resumes_to_identical_weights(cleaned_dir, tmp_path, 
     import torch
 
     pretrain(cleaned_dir, tmp_path / "straight", config(max_steps=10), checkpoint_dir=tmp_path / "ckpt-a")
-    save = checkpoint.save
-
-    def save_then_die(ckpt_dir, step, state):
-        save(ckpt_dir, step, state)
-        raise KeyboardInterrupt  # the process is stopped right after its first checkpoint
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(cleaned_dir, tmp_path / "resumed", config(max_steps=10, checkpoint_every=4), checkpoint_dir=tmp_path / "ckpt-b")
-    monkeypatch.setattr(checkpoint, "save", save)
+    stopped_after_first_checkpoint(monkeypatch, lambda: pretrain(cleaned_dir, tmp_path / "resumed", config(max_steps=10, checkpoint_every=4), checkpoint_dir=tmp_path / "ckpt-b"))
     pretrain(cleaned_dir, tmp_path / "resumed", config(max_steps=10, checkpoint_every=4), checkpoint_dir=tmp_path / "ckpt-b")
     for sub in ("", replaced_token.GENERATOR_DIR):
         a, b = weights(tmp_path / "straight" / sub), weights(tmp_path / "resumed" / sub)
