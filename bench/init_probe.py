@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.quality import DEMO, cell_overrides, dataset_spec, scores, validation_scores
-from bench.quality_cache import METRICS, Cache, file_digest, key
+from bench.quality_cache import METRICS, Cache
 from components.shared import artifacts, settings
 
 INITS = ("bias", "sin")
@@ -47,10 +47,8 @@ def initialise(model, blocks, inits: set[str]) -> None:
 
 
 def run(inits: set[str], sets: list[str], out: Path, threads: int) -> dict:
-    from components.clean_tokenize.clean_tokenize import clean_tokenize
     from components.evaluate.evaluate import evaluate
     from components.finetune.finetune import finetune
-    from components.ingest.ingest import ingest
     from components.objectives import masked_lm
     from components.pretrain.pretrain import pretrain
     from components.shared.shards import open_blocks
@@ -59,10 +57,7 @@ def run(inits: set[str], sets: list[str], out: Path, threads: int) -> dict:
     project = settings.project_dir()
     spec = dataset_spec(DEMO, project / "data", project / "local_outputs" / "quality_data")
     config = load_config("demo", cell_overrides(spec, project / "data" / "corpus" / "enwiki.jsonl", sets, 0, threads))
-    cache, section = Cache(project / "local_outputs" / "bench-quality"), config.section
-    files = {p: file_digest(p) for p in (config.ingest.corpus_path, config.ingest.labeled_path)}
-    raw = cache.stage("ingest", key("ingest", section("ingest"), files), lambda d: ingest(d, config.ingest))
-    clean = cache.stage("clean_tokenize", key("clean_tokenize", section("clean_tokenize"), {"raw": raw.name}), lambda d: clean_tokenize(raw, d, config.clean_tokenize))
+    clean = Cache(project / "local_outputs" / "bench-quality").cleaned(config)  # shared with bench.quality
     build = masked_lm.build_model
 
     def built(sizes, tokenizer):
@@ -70,13 +65,14 @@ def run(inits: set[str], sets: list[str], out: Path, threads: int) -> dict:
         initialise(model, open_blocks(clean / artifacts.BLOCKS_TRAIN), inits)
         return model
 
+    own = Cache(out)  # keyed by nothing: the folder is the probe's own
     masked_lm.build_model = built
     try:
-        encoder = Cache(out).stage("pretrain", "run", lambda d: pretrain(clean, d, config.pretrain, checkpoint_dir=out / "checkpoint"))
+        encoder = own.stage("pretrain", "run", lambda d: pretrain(clean, d, config.pretrain, checkpoint_dir=out / "checkpoint"))
     finally:
         masked_lm.build_model = build
-    tuned = Cache(out).stage("finetune", "run", lambda d: finetune(clean, encoder, d, config.finetune))
-    scored = Cache(out).stage("evaluate", "run", lambda d: evaluate(clean, encoder, tuned, d, config.evaluate, model_name=None))
+    tuned = own.stage("finetune", "run", lambda d: finetune(clean, encoder, d, config.finetune))
+    scored = own.stage("evaluate", "run", lambda d: evaluate(clean, encoder, tuned, d, config.evaluate, model_name=None))
     pre = json.loads((encoder / METRICS).read_text())
     return {**{k: pre[k] for k in ("pretrain/final_loss", "pretrain/heldout_loss")}, **validation_scores(tuned), **scores(scored)}
 
@@ -84,7 +80,6 @@ def run(inits: set[str], sets: list[str], out: Path, threads: int) -> dict:
 def linear_probe(encoders: list[str], threads: int) -> dict:
     import pandas as pd
     import torch
-    from sklearn.linear_model import LogisticRegression
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.set_num_threads(threads)
@@ -97,7 +92,7 @@ def linear_probe(encoders: list[str], threads: int) -> dict:
         torch.manual_seed(42)
         model = (BertModel(BertConfig.from_pretrained(path)) if name.startswith("random:") else BertModel.from_pretrained(path)).eval()
         xs = [features(model, tokenizer, frame.text.tolist()) for frame in (train, val)]
-        results[name] = {layer: round(best_probe(xs[0][i], train.label, xs[1][i], val.label, LogisticRegression), 4) for i, layer in enumerate(("embeddings", "last layer"))}
+        results[name] = {layer: round(best_probe(xs[0][i], train.label, xs[1][i], val.label), 4) for i, layer in enumerate(("embeddings", "last layer"))}
         print(name, results[name], flush=True)
     return results
 
@@ -116,9 +111,12 @@ def features(model, tokenizer, texts: list[str]) -> tuple:
     return tuple(np.concatenate(p) for p in parts)
 
 
-def best_probe(x_train, y_train, x_val, y_val, lr_class) -> float:
+def best_probe(x_train, y_train, x_val, y_val) -> float:
+    """Validation accuracy of the best logistic regression (C in 0.01, 0.1, 1) on standardised features."""
+    from sklearn.linear_model import LogisticRegression
+
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-    return max(lr_class(C=c, max_iter=2000).fit((x_train - mean) / std, y_train).score((x_val - mean) / std, y_val) for c in (0.01, 0.1, 1.0))
+    return max(LogisticRegression(C=c, max_iter=2000).fit((x_train - mean) / std, y_train).score((x_val - mean) / std, y_val) for c in (0.01, 0.1, 1.0))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,19 +80,25 @@ class Cache:
         self.log[name] = {"key": stage_key, "cached": cached, "seconds": round(time.perf_counter() - start, 1)}
         return out
 
+    def cleaned(self, config) -> Path:
+        """ingest -> clean_tokenize: the cleaned folder every later stage reads."""
+        from components.clean_tokenize.clean_tokenize import clean_tokenize
+        from components.ingest.ingest import ingest
+
+        section = config.section
+        files = {p: file_digest(p) for p in (config.ingest.corpus_path, config.ingest.labeled_path)}
+        raw = self.stage("ingest", key("ingest", section("ingest"), files), lambda out: ingest(out, config.ingest))
+        return self.stage("clean_tokenize", key("clean_tokenize", section("clean_tokenize"), {"raw": raw.name}), lambda out: clean_tokenize(raw, out, config.clean_tokenize))
+
     def cell(self, config, budget: int) -> dict:
         """ingest -> clean_tokenize -> pretrain (or the untrained encoder, budget 0) -> finetune -> evaluate."""
-        from components.clean_tokenize.clean_tokenize import clean_tokenize
         from components.evaluate.evaluate import evaluate
         from components.finetune.finetune import finetune
-        from components.ingest.ingest import ingest
         from components.pretrain.pretrain import pretrain
 
         self.log = {}
         section = config.section
-        files = {p: file_digest(p) for p in (config.ingest.corpus_path, config.ingest.labeled_path)}
-        raw = self.stage("ingest", key("ingest", section("ingest"), files), lambda out: ingest(out, config.ingest))
-        clean = self.stage("clean_tokenize", key("clean_tokenize", section("clean_tokenize"), {"raw": raw.name}), lambda out: clean_tokenize(raw, out, config.clean_tokenize))
+        clean = self.cleaned(config)
         corpus = {"corpus": tree_digest(clean)}
         if budget:
             pre_key = key("pretrain", section("pretrain"), corpus)
