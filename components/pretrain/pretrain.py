@@ -26,6 +26,15 @@ class PretrainConfig(StageConfig):
     objective: objectives.ObjectiveName = Field("masked_lm", description=f"what the model learns to predict: {', '.join(objectives.NAMES)} (components/objectives)")
     model: ModelSizes = Field(default_factory=ModelSizes, description="encoder sizes (ignored with init_from: the checkpoint's own)")
     init_from: str | None = Field(None, description="continue from this Hugging Face checkpoint (local dir or hub id); None = random init")
+    embedding_init: Literal["random", "ppmi"] = Field(
+        "random",
+        description="a fresh model's token embeddings: random (BERT's init), or ppmi: count-based vectors of the training blocks (positive PMI of windowed co-occurrence, truncated SVD; seconds; components/pretrain/embedding_init.py); ignored with init_from",
+    )
+    embedding_init_scale: float = Field(
+        6.0,
+        gt=0,
+        description="embedding_init ppmi: the vectors' RMS in units of the model's initializer_range (6 beat 2.5 on the demo set's validation split; bench/results/quality-2026-12-03-ppmi.md)",
+    )
     max_steps: int = Field(200, ge=1, description="optimizer steps")
     batch_size: int = Field(32, ge=1, description="blocks per optimizer step, over all processes and accumulation steps")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (same result, less memory)")
@@ -117,6 +126,7 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
     try:
         _check_packing(cleaned_dir, config)
         tokenizer, model = _tokenizer_and_model(cleaned_dir, config, objective)
+        init = _embedding_init(model, tokenizer, cleaned_dir, config, quiet=not world.is_main)
         blocks = objective.training_blocks(open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN), tokenizer, config)
         if len(blocks) < config.batch_size:
             raise UserError(f"only {len(blocks)} training blocks for batch_size {config.batch_size}: lower pretrain.batch_size or add text")
@@ -127,7 +137,7 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
         progress = Progress("pretrain", config.max_steps, config.log_every, quiet=not world.is_main)
         save = lambda step, state: checkpoint.save(checkpoint_dir, step, state)  # noqa: E731
         stats = engine.train(model, tokenizer, blocks, opt, sched, config, device, world, progress, resume, save, objective)
-        metrics = _metrics(progress, stats, model, config, blocks, device, world, objective)
+        metrics = {**_metrics(progress, stats, model, config, blocks, device, world, objective), **init}
         if world.is_main:
             metrics.update(_heldout(model, tokenizer, cleaned_dir, config, objective, device))
             with artifacts.staged_dir(out_dir) as tmp:
@@ -169,6 +179,19 @@ def _tokenizer_and_model(cleaned_dir: Path, config: PretrainConfig, objective):
             f"({len(tokenizer)} tokens): set clean_tokenize.tokenizer_from to the same checkpoint (lmforge run does this when pretrain.init_from is set)"
         )
     return tokenizer, model
+
+
+def _embedding_init(model, tokenizer, cleaned_dir: Path, config: PretrainConfig, quiet: bool) -> dict:
+    """pretrain.embedding_init on a fresh model (every rank computes the same vectors; a resumed run's
+    checkpoint then overwrites them)."""
+    if config.embedding_init == "random" or config.init_from:
+        return {}
+    from components.pretrain import embedding_init
+    from components.shared.shards import open_blocks
+
+    if not quiet:
+        print(f"[pretrain] embedding_init {config.embedding_init}: PPMI-SVD vectors of the training blocks", flush=True)
+    return embedding_init.initialise(model, open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN), tokenizer.all_special_ids, scale=config.embedding_init_scale)
 
 
 def _metrics(progress, stats: dict, model, config: PretrainConfig, blocks, device, world, objective) -> dict:
