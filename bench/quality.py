@@ -4,7 +4,8 @@ For each labeled set (the demo's and those of bench/quality_data.py), each recip
 and `--set` overrides on top of the preset) and each pretraining budget (pretrain.max_steps; 0 = no
 pretraining), the real stage functions run: ingest (plain paths) -> clean_tokenize -> pretrain ->
 finetune (with its random-init control) -> evaluate (no registry). validate is skipped: it checks data
-the sets' builders already pin. The demo corpus is the pretraining corpus for every set. Every stage's
+the sets' builders already pin. The demo corpus is the pretraining corpus for every set, unless a row
+names one of bench/quality_data.CORPORA (`ingest.corpus_path=@imdb-reviews`: built, then its path). Every stage's
 output is cached under local_outputs/bench-quality/, keyed by a hash of its config and the content of
 its inputs, so one clean_tokenize serves every budget and one pretrained encoder serves every set.
 Writes <out>.md, .json and .png (default bench/results/quality-latest.*).
@@ -27,6 +28,7 @@ from components.shared.errors import UserError
 RESULTS = Path(__file__).parent / "results"
 # Recipe rows: a name and `--set` overrides applied on top of the preset. Add candidates here.
 # Each is one candidate from issue 10's list, measured against the demo preset (bench/results/quality-recipe-probes.md).
+CORPUS_REF = "@"  # ingest.corpus_path=@NAME: the benchmark corpus NAME (bench/quality_data.py), built on first use
 ROWS: list[tuple[str, list[str]]] = [
     ("demo preset", []),
     ("task-adaptive", ["clean_tokenize.task_adaptive=true"]),
@@ -40,6 +42,11 @@ ROWS: list[tuple[str, list[str]]] = [
     # Issue 10: ELECTRA's replaced-token detection (a loss at every position, not 15%), the known winner at small compute.
     # Same blocks as masked LM (its packing); the classifier and its control are ElectraForSequenceClassification.
     ("electra", ["pretrain.objective=replaced_token"]),
+    # Issue 10: the token embeddings start as PPMI-SVD vectors of the same blocks (components/pretrain/embedding_init.py).
+    ("ppmi embeddings", ["pretrain.embedding_init=ppmi"]),
+    # In-domain text for the demo's movie-review sentences: 24,904 IMDB reviews (7.3M tokens, 12x the demo corpus).
+    ("imdb corpus", [f"ingest.corpus_path={CORPUS_REF}imdb-reviews"]),
+    ("imdb corpus + ppmi", [f"ingest.corpus_path={CORPUS_REF}imdb-reviews", "pretrain.embedding_init=ppmi"]),
 ]
 BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/4x, 1x and 4x the demo's 600
 QUICK_BUDGETS = [20]  # one small budget on the tiny preset: a smoke run of a minute or two
@@ -233,11 +240,11 @@ def run(args) -> int:
     if not corpus.is_file():
         raise UserError(f"the demo corpus is not at {corpus}: run `make data` first (or pass --data)")
     specs = [dataset_spec(name, args.data, args.sets) for name in datasets]
-    rows = [row for row in ROWS if row[0] in row_names]
+    rows = [(name, resolve_corpora(sets, args.sets)) for name, sets in ROWS if name in row_names]
     plan = [(spec, row, budget) for spec in specs for row in rows for budget in budgets]
     check_configs(plan, preset, corpus, args.threads)
     start = time.perf_counter()
-    result = {"environment": environment(args.threads, preset), "budgets": budgets, "rows": dict(rows), "cells": []}
+    result = {"environment": environment(args.threads, preset), "budgets": budgets, "rows": {n: s for n, s in ROWS if n in row_names}, "cells": []}
     for i, (spec, row, budget) in enumerate(plan, 1):
         print(f"[bench-quality {i}/{len(plan)}] {spec.name} | {row[0]} | {budget} steps ...", flush=True)
         cell = run_cell(Cache(args.cache), spec, preset, row, budget, corpus, args.threads)
@@ -247,6 +254,12 @@ def run(args) -> int:
         quality_report.write(result, args.out)  # after every cell: a long run killed late keeps what it measured
     print(Path(f"{args.out}.md").read_text())
     return 0
+
+
+def resolve_corpora(overrides: list[str], dest: Path) -> list[str]:
+    """`ingest.corpus_path=@NAME` -> the path of benchmark corpus NAME, built into `dest` if needed."""
+    key = f"ingest.corpus_path={CORPUS_REF}"
+    return [f"ingest.corpus_path={json.dumps(str(quality_data.build_corpus(o[len(key) :], dest)))}" if o.startswith(key) else o for o in overrides]
 
 
 def check_configs(plan: list, preset: str, corpus: Path, threads: int | None) -> None:

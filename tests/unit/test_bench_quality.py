@@ -113,9 +113,11 @@ def test_a_bad_row_fails_before_any_cell_runs(tmp_path):
         quality.check_configs(plan, "demo", tmp_path / "corpus.jsonl", None)
 
 
-def test_every_row_validates_and_the_nsp_row_turns_nsp_on(tmp_path):
+def test_every_row_validates_and_the_nsp_row_turns_nsp_on(tmp_path, monkeypatch):
     spec = quality.Spec("demo", tmp_path / "labeled.csv")
-    quality.check_configs([(spec, row, budget) for row in quality.ROWS for budget in quality.BUDGETS], "demo", tmp_path / "corpus.jsonl", 1)
+    monkeypatch.setattr(quality.quality_data, "build_corpus", lambda name, dest: dest / name / "corpus.jsonl")  # no download
+    rows = [(name, quality.resolve_corpora(sets, tmp_path)) for name, sets in quality.ROWS]
+    quality.check_configs([(spec, row, budget) for row in rows for budget in quality.BUDGETS], "demo", tmp_path / "corpus.jsonl", 1)
     rows = dict(quality.ROWS)
     nsp = load_config("demo", quality.cell_overrides(spec, tmp_path / "corpus.jsonl", rows["next-sentence prediction"], 600))
     plain = load_config("demo", quality.cell_overrides(spec, tmp_path / "corpus.jsonl", rows["demo preset"], 600))
@@ -139,3 +141,15 @@ def test_help_lists_every_row_even_those_named_with_a_percent_sign(capsys):
     assert exit_.value.code == 0
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text (at spaces and hyphens)
     assert "demo preset" in out and "vocab 4000 mask 30% lr 2e-3" in out
+
+
+def test_a_row_naming_a_benchmark_corpus_gets_its_built_path(tmp_path, monkeypatch):
+    built = []
+    monkeypatch.setattr(quality.quality_data, "build_corpus", lambda name, dest: built.append(name) or dest / name / "corpus.jsonl")
+    rows = dict(quality.ROWS)
+    sets = quality.resolve_corpora(rows["imdb corpus + ppmi"], tmp_path)
+    assert sets == [f'ingest.corpus_path="{tmp_path / "imdb-reviews" / "corpus.jsonl"}"', "pretrain.embedding_init=ppmi"] and built == ["imdb-reviews"]
+    assert quality.resolve_corpora(rows["demo preset"], tmp_path) == [] and built == ["imdb-reviews"]
+    config = load_config("demo", quality.cell_overrides(quality.Spec("demo", tmp_path / "l.csv"), tmp_path / "enwiki.jsonl", sets, 600))
+    assert config.ingest.corpus_path == str(tmp_path / "imdb-reviews" / "corpus.jsonl")  # the row's corpus wins over the demo's
+    assert config.pretrain.embedding_init == "ppmi"
