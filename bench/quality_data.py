@@ -24,7 +24,8 @@ from pathlib import Path
 from components.shared import artifacts
 from components.shared.errors import UserError
 from components.shared.splits import split_of
-from data_builders.demo_data import VADER, Source, check_sha256, download, extract, labeled_rows
+from data_builders.archives import Source, check_sha256, download, extract
+from data_builders.demo_data import VADER, labeled_rows
 
 LABELED_CSV = "labeled.csv"
 README = "README.md"

@@ -16,16 +16,15 @@ import pytest
 
 from components.shared.errors import UserError
 from components.shared.splits import split_of
+from data_builders.archives import check_sha256, read_member
 from data_builders.demo_data import (
     CORPUS_FILE,
     LABELED_FILE,
     REVIEWS_FILE,
     build_demo_data,
-    check_sha256,
     dir_md5,
     imdb_reviews,
     labeled_rows,
-    read_member,
     recorded_md5,
 )
 from data_builders.wikitext import iter_articles, strip_markup
