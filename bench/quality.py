@@ -50,7 +50,7 @@ ROWS: list[tuple[str, list[str]]] = [
     # The demo preset until 2026-12-03: 106 Wikipedia pages (0.6M words), random embeddings.
     ("wikipedia corpus", [f"ingest.corpus_path={CORPUS_REF}corpus/enwiki.jsonl", "pretrain.embedding_init=random"]),
 ]
-BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/4x, 1x and 4x the demo's 600
+BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/16x, 1/4x and 1x the demo's 2400
 QUICK_BUDGETS = [20]  # one small budget on the tiny preset: a smoke run of a minute or two
 DEMO = "demo"  # the demo's own labeled set (data/labeled/rt_sentences.csv)
 DATASETS = [DEMO, *quality_data.names()]
