@@ -40,7 +40,7 @@ def initialise(model, blocks, special_ids, scale: float, window: int = WINDOW) -
     return {"pretrain/embedding_init_s": time.perf_counter() - start, "pretrain/embedding_init_tokens": seen}
 
 
-def ppmi_svd(blocks, vocab_size: int, dim: int, window: int = 5, special_ids=(), seed: int = 0) -> np.ndarray:
+def ppmi_svd(blocks, vocab_size: int, dim: int, window: int = WINDOW, special_ids=(), seed: int = 0) -> np.ndarray:
     """(vocab_size, dim) vectors from the token-id blocks; rows of ids never seen (and `special_ids`) are zero."""
     import scipy.sparse as sp
     from sklearn.utils.extmath import randomized_svd

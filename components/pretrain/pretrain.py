@@ -126,8 +126,9 @@ def run(cleaned_dir: Path, out_dir: Path, config: PretrainConfig, checkpoint_dir
     try:
         _check_packing(cleaned_dir, config)
         tokenizer, model = _tokenizer_and_model(cleaned_dir, config, objective)
-        init = _embedding_init(model, tokenizer, cleaned_dir, config, quiet=not world.is_main)
-        blocks = objective.training_blocks(open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN), tokenizer, config)
+        packed = open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN)
+        init = _embedding_init(model, tokenizer, packed, config, quiet=not world.is_main)
+        blocks = objective.training_blocks(packed, tokenizer, config)
         if len(blocks) < config.batch_size:
             raise UserError(f"only {len(blocks)} training blocks for batch_size {config.batch_size}: lower pretrain.batch_size or add text")
         model.to(device)
@@ -181,17 +182,16 @@ def _tokenizer_and_model(cleaned_dir: Path, config: PretrainConfig, objective):
     return tokenizer, model
 
 
-def _embedding_init(model, tokenizer, cleaned_dir: Path, config: PretrainConfig, quiet: bool) -> dict:
-    """pretrain.embedding_init on a fresh model (every rank computes the same vectors; a resumed run's
-    checkpoint then overwrites them)."""
+def _embedding_init(model, tokenizer, packed, config: PretrainConfig, quiet: bool) -> dict:
+    """pretrain.embedding_init on a fresh model, from the packed training blocks (every rank computes
+    the same vectors; a resumed run's checkpoint then overwrites them)."""
     if config.embedding_init == "random" or config.init_from:
         return {}
     from components.pretrain import embedding_init
-    from components.shared.shards import open_blocks
 
     if not quiet:
         print(f"[pretrain] embedding_init {config.embedding_init}: PPMI-SVD vectors of the training blocks", flush=True)
-    return embedding_init.initialise(model, open_blocks(cleaned_dir / artifacts.BLOCKS_TRAIN), tokenizer.all_special_ids, scale=config.embedding_init_scale)
+    return embedding_init.initialise(model, packed, tokenizer.all_special_ids, scale=config.embedding_init_scale)
 
 
 def _metrics(progress, stats: dict, model, config: PretrainConfig, blocks, device, world, objective) -> dict:
