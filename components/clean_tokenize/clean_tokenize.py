@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 from components import objectives
 from components.clean_tokenize.bounds import Bounds
 from components.clean_tokenize.cleaning import clean_corpus, clean_table, clean_text, iter_chunks
-from components.clean_tokenize.labeled import tokenize_labeled
+from components.clean_tokenize.labeled import tokenize_labeled, truncation_line
 from components.clean_tokenize.near_dup import NearDupConfig
 from components.clean_tokenize.packing import BlockPacker, encode, framing
 from components.clean_tokenize.quality import QualityConfig
@@ -72,7 +72,10 @@ class CleanTokenizeConfig(StageConfig):
         128, description="labeled sentences are truncated to this many tokens; auto: the smallest multiple of 8 covering 95% of the train split, at most max_seq_len_cap"
     )
     max_seq_len_cap: int = Field(256, ge=8, description="the longest max_seq_len 'auto' may choose (at most pretrain.model.max_position)")
-    truncation: Literal["head", "head_tail"] = Field("head_tail", description="a labeled text over max_seq_len keeps its first tokens, or a quarter head and three quarters tail (Sun et al. 2019)")
+    truncation: Literal["head", "head_tail", "auto"] = Field(
+        "auto",
+        description="a labeled text over max_seq_len keeps its first tokens (head), or a quarter head and three quarters tail (head_tail, Sun et al. 2019); auto: whichever of the two a TF-IDF probe scores better on validation, head_tail when under 5% of validation texts are cut",
+    )
     heldout_pct: int = Field(5, ge=1, le=50, description="percent of corpus documents (by id hash) held out for perplexity")
     max_word_chars: int = Field(
         100,
@@ -180,7 +183,7 @@ def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: Clock)
     clock.say(f"loaded the tokenizer of {config.tokenizer_from}" if config.tokenizer_from else f"trained the tokenizer on {sample.chars:,} characters")
 
     labeled, lengths = tokenize_labeled(tokenizer, labeled, config)
-    clock.say(f"tokenized {len(labeled):,} labeled texts at max_seq_len {lengths['max_seq_len']} ({config.max_seq_len}): {lengths['labeled_truncated']:,} truncated ({config.truncation})")
+    clock.say(f"tokenized {len(labeled):,} labeled texts at max_seq_len {lengths['max_seq_len']} ({config.max_seq_len}): {lengths['labeled_truncated']:,} truncated ({truncation_line(lengths)})")
     labeled.to_parquet(tmp / artifacts.LABELED, index=False)
     tokenizer.save_pretrained(tmp / artifacts.TOKENIZER_DIR)
     return {

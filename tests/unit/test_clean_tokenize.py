@@ -44,7 +44,8 @@ def test_clean_text_without_normalization_keeps_compatibility_characters():
 
 @pytest.fixture(scope="module")
 def messy(text_files, tmp_path_factory):
-    """A small ingest output with one row for each cleaning rule, cleaned with max_seq_len 8."""
+    """A small ingest output with one row for each cleaning rule, cleaned with max_seq_len 8 (and
+    head_tail truncation set, not auto's choice)."""
     base = tmp_path_factory.mktemp("messy")
     docs = [json.loads(line) for line in (text_files / "corpus.jsonl").read_text().splitlines()[:12]]
     docs += [
@@ -63,7 +64,7 @@ def messy(text_files, tmp_path_factory):
     rows = pd.concat([rows, pd.DataFrame(extra, columns=rows.columns)], ignore_index=True)
     rows.to_csv(base / "labeled.csv", index=False)
     ingest(base / "raw", IngestConfig(source="path", corpus_path=str(base / "corpus.jsonl"), labeled_path=str(base / "labeled.csv")))
-    config = CleanTokenizeConfig.from_params({**CONFIG, "max_chars": 120, "max_seq_len": 8}, "clean_tokenize")
+    config = CleanTokenizeConfig.from_params({**CONFIG, "max_chars": 120, "max_seq_len": 8, "truncation": "head_tail"}, "clean_tokenize")
     metrics = clean_tokenize(base / "raw", base / "cleaned", config)
     return {"dir": base / "cleaned", "metrics": metrics, "docs": docs, "rows": rows}
 
@@ -95,7 +96,7 @@ def test_a_long_labeled_text_is_kept_whole_and_its_ids_cut_head_and_tail(messy):
     # max_seq_len 8: 6 text tokens, a quarter (1) from the head, the other 5 from the tail.
     assert labeled.loc["x3", "input_ids"].tolist() == [cls, ids[0], *ids[-5:], sep]
     assert tok.decode(ids[-5:]).endswith("superb.") and "opening".startswith(tok.decode(ids[:1]))
-    assert report["truncation"] == "head_tail" and report["max_seq_len"] == 8
+    assert report["truncation"] == report["truncation_setting"] == "head_tail" and report["truncation_probe"] is None and report["max_seq_len"] == 8
 
 
 def test_labeled_ids_are_truncated_to_max_seq_len_and_keep_sep(messy):

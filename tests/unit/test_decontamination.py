@@ -8,7 +8,7 @@ import pytest
 from tiny_data import corpus_documents, labeled_sentences, path_config, write_text_files
 
 from components.clean_tokenize.clean_tokenize import CleanTokenizeConfig, clean_tokenize
-from components.clean_tokenize.labeled import AUTO_QUANTILE, auto_seq_len, cut
+from components.clean_tokenize.labeled import AUTO_QUANTILE, PROBE_MIN_CUT, auto_seq_len, choose_truncation, cut
 from components.ingest.ingest import ingest
 from components.shared import artifacts
 from components.shared.decontamination import EvalIndex, digest, ngrams, words
@@ -74,6 +74,44 @@ def test_cut_keeps_a_quarter_head_and_the_tail():
     assert cut(ids, 8, "head_tail") == [0, 1, 94, 95, 96, 97, 98, 99]
     assert cut(ids, 8, "head") == list(range(8))
     assert cut(ids[:5], 8, "head_tail") == ids[:5]
+
+
+def _head_labeled(n: int = 240, length: int = 60, seed: int = 0) -> tuple[list[list[int]], pd.DataFrame]:
+    """Token-id texts whose label is one id at position 10 among random filler ids (2..49): a
+    head cut of 24 keeps it, head_tail's head of 6 loses it. Split by row, 60/20/20."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    raw = [[int(t) for t in rng.integers(2, 50, length)] for _ in range(n)]
+    for ids, label in zip(raw, labels):
+        ids[10] = 100 + int(label)
+    split = ["train" if i % 5 < 3 else ("validation" if i % 5 == 3 else "test") for i in range(n)]
+    return raw, pd.DataFrame({"label": labels, "split": split})
+
+
+def test_auto_truncation_keeps_the_end_that_carries_the_label_on_validation():
+    raw, labeled = _head_labeled()
+    choice = choose_truncation(raw, labeled, body=24)
+    assert choice["chosen"] == "head"
+    assert choice["probe"]["head"] > 0.95 and choice["probe"]["head_tail"] < 0.75  # filler alone is chance
+    tail = [ids[::-1] for ids in raw]  # the label id 10 from the end: head_tail's tail of 18 keeps it
+    assert choose_truncation(tail, labeled, body=24)["chosen"] == "head_tail"
+    short = [ids[:20] for ids in raw]  # nothing is cut: no probe, the default
+    assert choose_truncation(short, labeled, body=24) == {"chosen": "head_tail", "probe": f"not probed: 0.0% of validation texts cut (under {PROBE_MIN_CUT:.0%})"}
+
+
+def test_auto_truncation_never_reads_the_test_split():
+    raw, labeled = _head_labeled()
+    test = (labeled["split"] == "test").to_numpy()
+    scrambled = [ids[::-1] if is_test else ids for ids, is_test in zip(raw, test)]
+    flipped = labeled.assign(label=np.where(test, 1 - labeled["label"], labeled["label"]))
+    assert choose_truncation(scrambled, flipped, body=24) == choose_truncation(raw, labeled, body=24)
+
+
+def test_auto_truncation_probes_numeric_targets_with_ridge():
+    raw, labeled = _head_labeled()
+    scored = labeled.assign(label=labeled["label"].astype("float64") * 2.0 - 1.0)
+    choice = choose_truncation(raw, scored, body=24)
+    assert choice["chosen"] == "head" and choice["probe"]["head"] > choice["probe"]["head_tail"]  # minus the validation RMSE
 
 
 # --- clean_tokenize on a corpus with a planted test sentence ------------------------------------
