@@ -77,6 +77,8 @@ def decontamination_section(index, corpus: dict, adaptive_removed: int, clock: C
 def metrics(report: dict) -> dict:
     removed = {f"clean/{t}_removed_{rule}": n for t, rules in report["removed"].items() for rule, n in rules.items()}
     tokens = {f"clean/{k}": v for k, v in report["tokens"].items() if isinstance(v, (int, float))}
+    probe = report["tokens"].get("truncation_probe")  # truncation auto's validation score of each cut, when it probed
+    tokens |= {f"clean/truncation_probe_{cut}": score for cut, score in probe.items()} if isinstance(probe, dict) else {}
     bounds = {f"clean/corpus_{n}": v for n, v in report["bounds"]["corpus"].items()} | {"clean/labeled_words_split": report["bounds"]["labeled"]["words_split"]}
     adaptive = {"clean/task_adaptive_texts": report["task_adaptive"]["texts"], "clean/task_adaptive_tokens": report["task_adaptive"]["tokens"]}
     return {

@@ -207,6 +207,16 @@ def test_auto_max_seq_len_follows_the_train_lengths(planted):
     assert labeled["input_ids"].map(len).max() == tokens["max_seq_len"]
 
 
+def test_auto_truncation_records_its_choice_and_evidence_in_the_report_and_metrics(planted, tmp_path):
+    config = CleanTokenizeConfig.from_params({**CONFIG, "max_seq_len": 8}, "clean_tokenize")  # truncation: auto, the default
+    metrics = clean_tokenize(planted["base"] / "raw", tmp_path / "auto", config)
+    tokens = artifacts.read_json(tmp_path / "auto" / artifacts.CLEAN_REPORT)["tokens"]
+    assert tokens["truncation_setting"] == "auto" and set(tokens["truncation_probe"]) == {"head_tail", "head"}  # every validation text is cut at 8
+    best = max(tokens["truncation_probe"].values())
+    assert tokens["truncation_probe"][tokens["truncation"]] == best and (tokens["truncation"] == "head_tail" or tokens["truncation_probe"]["head_tail"] < best)
+    assert {k: v for k, v in metrics.items() if k.startswith("clean/truncation_probe_")} == {f"clean/truncation_probe_{c}": v for c, v in tokens["truncation_probe"].items()}
+
+
 def test_decontamination_can_be_switched_off(planted, tmp_path):
     config = CleanTokenizeConfig.from_params({**CONFIG, "decontaminate_ngram": None}, "clean_tokenize")
     clean_tokenize(planted["base"] / "raw", tmp_path / "off", config)
