@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 from components import objectives
 from components.clean_tokenize.bounds import Bounds
 from components.clean_tokenize.cleaning import clean_corpus, clean_table, clean_text, iter_chunks
-from components.clean_tokenize.labeled import tokenize_labeled, truncation_line
+from components.clean_tokenize.labeled import PROBE_MIN_CUT, tokenize_labeled, truncation_line
 from components.clean_tokenize.near_dup import NearDupConfig
 from components.clean_tokenize.packing import BlockPacker, encode, framing
 from components.clean_tokenize.quality import QualityConfig
@@ -74,7 +74,7 @@ class CleanTokenizeConfig(StageConfig):
     max_seq_len_cap: int = Field(256, ge=8, description="the longest max_seq_len 'auto' may choose (at most pretrain.model.max_position)")
     truncation: Literal["head", "head_tail", "auto"] = Field(
         "auto",
-        description="a labeled text over max_seq_len keeps its first tokens (head), or a quarter head and three quarters tail (head_tail, Sun et al. 2019); auto: whichever of the two a TF-IDF probe scores better on validation, head_tail when under 5% of validation texts are cut",
+        description=f"a labeled text over max_seq_len keeps its first tokens (head), or a quarter head and three quarters tail (head_tail, Sun et al. 2019); auto: whichever of the two a TF-IDF probe scores better on validation, head_tail when under {PROBE_MIN_CUT:.0%} of validation texts are cut",
     )
     heldout_pct: int = Field(5, ge=1, le=50, description="percent of corpus documents (by id hash) held out for perplexity")
     max_word_chars: int = Field(

@@ -67,8 +67,9 @@ def choose_truncation(raw: list[list[int]], labeled: pd.DataFrame, body: int) ->
         return {"chosen": TRUNCATIONS[0], "probe": "not probed: one class in train"}
     scores = {}
     for truncation in TRUNCATIONS:
-        docs = [" ".join(f"t{t}" for t in cut(ids, body, truncation)) for ids in raw]
-        args = ([docs[i] for i in train], labels.iloc[train].tolist(), [docs[i] for i in val], labels.iloc[val].tolist(), [docs[val[0]]])
+        train_docs, val_docs = ([" ".join(f"t{t}" for t in cut(raw[i], body, truncation)) for i in rows] for rows in (train, val))
+        # The baselines predict a test split too; one validation text stands in, its prediction unused.
+        args = (train_docs, labels.iloc[train].tolist(), val_docs, labels.iloc[val].tolist(), val_docs[:1])
         if numeric:
             scores[truncation] = -baselines.tfidf_ridge(*args)[1]["val_rmse"]
         else:
