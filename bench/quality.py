@@ -59,9 +59,10 @@ ROWS: list[tuple[str, list[str]]] = [
     ("truncation head", ["clean_tokenize.truncation=head"]),
     ("truncation head_tail", ["clean_tokenize.truncation=head_tail"]),
     # The demo preset under other fine-tuning seeds (head, batch order, dropout; the same for the control): how much of a gap is luck.
-    *[(f"seed {seed}", [f"finetune.seed={seed}"]) for seed in (1, 2, 3)],
+    *[(f"seed {seed}", [f"finetune.seed={seed}"]) for seed in range(1, 8)],
     # pooling cls led the preset on validation at seed 0 (0.8147 against 0.8111): within the seeds' spread?
-    *[(f"pooling cls seed {seed}", ["finetune.pooling=cls", f"finetune.seed={seed}"]) for seed in (1, 2, 3)],
+    # Seeds 1-3 first (2026-12-03: +0.37 on mean validation accuracy), then 4-7 to settle it.
+    *[(f"pooling cls seed {seed}", ["finetune.pooling=cls", f"finetune.seed={seed}"]) for seed in range(1, 8)],
 ]
 BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/16x, 1/4x and 1x the demo's 2400
 QUICK_BUDGETS = [20]  # one small budget on the tiny preset: a smoke run of a minute or two
