@@ -21,19 +21,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from components.shared.inputs import cut
+
 AUTO_QUANTILE = 0.95  # share of train sentences that fit whole at max_seq_len: auto
 SEQ_MULTIPLE = 8  # sequence lengths in multiples of 8 suit GPU matrix units
-HEAD_SHARE = 0.25  # head_tail: a quarter of the text tokens from the start, the rest from the end
 TRUNCATIONS = ("head_tail", "head")  # what "auto" chooses from, the default first: it wins ties
 PROBE_MIN_CUT = 0.05  # auto probes only when at least this share of the validation texts is cut
-
-
-def cut(ids: list[int], body: int, truncation: str) -> list[int]:
-    """`ids` (text tokens, no specials) cut to `body` tokens: the head, or head and tail."""
-    if len(ids) <= body:
-        return ids
-    head = body if truncation == "head" else int(body * HEAD_SHARE)
-    return ids[:head] + ids[len(ids) - (body - head) :]
 
 
 def head_and_tail(text: str, window: int) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from components import tasks
+from components.shared import inputs
 from components.shared.config import StrictModel
 from components.shared.errors import UserError
 from components.shared.lineage import DATA_REV_TAG
@@ -174,14 +175,19 @@ def champion_predictions(model_name: str, alias: str, texts: list[str], batch_si
 
 def predict_registered(model, tokenizer, texts: list[str], batch_size: int, task: ModuleType = classification) -> np.ndarray:
     """A registered model's predictions on `texts`, tokenized with its own tokenizer (a champion
-    trained on another data revision has another vocabulary), then through the task's `predict`,
+    trained on another data revision has another vocabulary) and cut to its own max_seq_len and
+    truncation (another revision may have chosen others), then through the task's `predict`,
     the new model's own path: the same collate, batching, eval mode and device."""
     import pandas as pd
 
     if not len(texts):
         return np.zeros(0, dtype=np.int64)
-    limit = min(getattr(model.config, "max_position_embeddings", 512), 512)
-    ids = tokenizer(list(texts), truncation=True, max_length=limit)["input_ids"]
+    spec = getattr(model.config, inputs.INPUTS_CONFIG_KEY, None)
+    if spec:  # cut as its training inputs were (finetune records it)
+        ids = inputs.encode(tokenizer, list(texts), spec)
+    else:  # a version registered before the record: the tokenizer's own head truncation
+        limit = min(getattr(model.config, "max_position_embeddings", 512), 512)
+        ids = tokenizer(list(texts), truncation=True, max_length=limit)["input_ids"]
     # predict also reports a loss, which needs targets: 0 is in every task's target space; unused.
     rows = pd.DataFrame({"input_ids": ids, "label": np.zeros(len(ids), dtype=np.int64)})
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id

@@ -20,7 +20,7 @@ from pydantic import Field, PositiveFloat, model_validator
 
 from components import tasks
 from components.finetune import loop
-from components.shared import artifacts, distributed
+from components.shared import artifacts, distributed, inputs
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.training import require_dir, save_history, seed_everything
@@ -142,6 +142,10 @@ def run(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Finetune
             metrics.update(search_metrics("finetune/control_", control_runs, control_chosen, config))
 
         if world.is_main:
+            spec = inputs.inputs_of(artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT)["tokens"])
+            for m in (model, control):  # config.json says how the texts were cut (gate.predict_registered reads it)
+                if m is not None:
+                    setattr(m.config, inputs.INPUTS_CONFIG_KEY, spec)
             with artifacts.staged_dir(out_dir) as tmp:
                 model.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)

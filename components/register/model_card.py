@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+from components.shared import inputs
 from components.shared.lineage import (
     CONFIG_HASH_TAG,
     DATA_FILES_MD5_TAG,
@@ -59,6 +60,7 @@ def model_card(model_name: str, version: str, report: dict, gate: dict, tags: di
         f"- {card['architecture']}: {shape.num_hidden_layers} layers, hidden {shape.hidden_size}, {shape.num_attention_heads} heads, "
         f"vocabulary {shape.vocab_size} (WordPiece trained on the corpus, hash `{tags[TOKENIZER_HASH_TAG][:12]}`)",
         f"- {card['pretraining']} on packed blocks, then fine-tuning of {task.CARD['head']} on the train split",
+        _inputs_line(tokens),
         f"- preset `{tags[PRESET_TAG]}`, config hash `{tags[CONFIG_HASH_TAG][:12]}` (the whole config: `config.yaml` on the run); seeds {tags[SEEDS_TAG]}",
         "",
         "## Metrics (test split)",
@@ -82,6 +84,16 @@ def model_card(model_name: str, version: str, report: dict, gate: dict, tags: di
     lines += ["## Gate", "", gate["summary"], ""] + [f"- {r}" for r in gate["reasons"]] + ["", "## Limits", ""] + [f"- {x}" for x in task.CARD["limits"]]
     lines += ["", "## Lineage", "", "| tag | value |", "|---|---|"] + [f"| {k} | `{v}` |" for k, v in sorted(tags.items()) if k != GATE_SUMMARY_TAG]
     return "\n".join(lines) + "\n"
+
+
+def _inputs_line(tokens: dict) -> str:
+    """What the classifier reads, as training cut it (config.json's lmforge_inputs says the same)."""
+    spec = inputs.inputs_of(tokens)
+    how = "its first tokens (head)" if spec["truncation"] == "head" else "a quarter head and three quarters tail (head_tail)"
+    return (
+        f"- inputs: [CLS] text [SEP], at most {spec['max_seq_len']} tokens ({tokens['labeled_truncated']} labeled texts cut); a longer text keeps {how}. "
+        "A plain transformers pipeline truncates at the head: cut texts as `components/shared/inputs.py` does to score as above"
+    )
 
 
 def _fmt(v) -> str:

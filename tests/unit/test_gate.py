@@ -153,20 +153,48 @@ def test_gating_one_metric_keeps_only_its_default_tolerance():
 
 
 def test_the_champion_is_scored_through_the_new_models_prediction_path(cleaned_dir, classifier_dir):
-    # The champion is tokenized with its own tokenizer and then takes the task's `predict`, as the
-    # new model does: a champion that is this very model predicts exactly what it does.
+    # The champion is tokenized with its own tokenizer, cut as its training texts were (the length
+    # and truncation finetune records in config.json), then takes the task's `predict`, as the new
+    # model does: a champion that is this very model predicts exactly what it does.
     import pandas as pd
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from components.evaluate.gate import predict_registered
+    from components.shared.inputs import INPUTS_CONFIG_KEY, encode, inputs_of
     from components.tasks.classification import predict
 
     model, tokenizer = AutoModelForSequenceClassification.from_pretrained(classifier_dir), AutoTokenizer.from_pretrained(classifier_dir)
-    labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
-    test = labeled[labeled.split == "test"]
-    test = test[[len(ids) < 32 for ids in test["input_ids"]]]  # not truncated (tiny max_seq_len 32): one tokenization
+    assert getattr(model.config, INPUTS_CONFIG_KEY) == inputs_of(artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT)["tokens"])
+    test = pd.read_parquet(cleaned_dir / artifacts.LABELED).query("split == 'test'")
     assert len(test) >= 10
-    assert [tokenizer(t)["input_ids"] for t in test["text"]] == [list(ids) for ids in test["input_ids"]]
+    assert encode(tokenizer, test["text"].tolist(), getattr(model.config, INPUTS_CONFIG_KEY)) == [list(ids) for ids in test["input_ids"]]
     new, _ = predict(model, test, model.config.pad_token_id, 8)
     assert np.array_equal(predict_registered(model, tokenizer, test["text"].tolist(), 8), new)
     assert len(predict_registered(model, tokenizer, [], 8)) == 0
+
+
+def test_a_head_tail_champion_is_fed_head_and_tail_not_the_tokenizers_head_cut(cleaned_dir, classifier_dir):
+    # A champion whose config.json records head_tail at 10 tokens gets each long text's end (the
+    # tokenizer's own truncation would keep its start); one without the record keeps the old cut.
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from components.evaluate.gate import predict_registered
+    from components.shared.inputs import INPUTS_CONFIG_KEY, cut
+    from components.tasks import classification
+
+    model, tokenizer = AutoModelForSequenceClassification.from_pretrained(classifier_dir), AutoTokenizer.from_pretrained(classifier_dir)
+    texts = pd.read_parquet(cleaned_dir / artifacts.LABELED)["text"].tolist()[:40]
+    whole = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    assert 0 < sum(len(w) > 8 for w in whole) < len(texts)
+    fed = []
+    spy = SimpleNamespace(predict=lambda m, rows, pad, bs: fed.append([list(i) for i in rows["input_ids"]]) or classification.predict(m, rows, pad, bs))
+    setattr(model.config, INPUTS_CONFIG_KEY, {"max_seq_len": 10, "truncation": "head_tail"})
+    predict_registered(model, tokenizer, texts, 8, spy)
+    assert fed[0] == [[tokenizer.cls_token_id, *cut(w, 8, "head_tail"), tokenizer.sep_token_id] for w in whole]
+    assert all(ids[-2] == w[-1] and ids[1] == w[0] for ids, w in zip(fed[0], whole, strict=True))  # both ends kept
+    delattr(model.config, INPUTS_CONFIG_KEY)
+    predict_registered(model, tokenizer, texts, 8, spy)
+    assert fed[1] == [tokenizer(t)["input_ids"] for t in texts]  # no record: the whole text (under max_position)

@@ -151,6 +151,7 @@ def test_auto_promotion_card_and_recorded_moves(run_register, tracking_uri, eval
     acc_row = card[header + 2].split(" | ")
     assert acc_row[3] == f"{report['baseline_tfidf_accuracy']:.4f}" and acc_row[2] == f"{report['baseline_majority_accuracy']:.4f}"
     assert report["baseline_tfidf_chosen"] in version.description
+    assert any(line.startswith("- inputs: [CLS] text [SEP], at most 32 tokens (0 labeled texts cut); a longer text keeps a quarter head and three quarters tail") for line in card)
     assert float(version.tags["metric.baseline_tfidf_accuracy"]) == pytest.approx(report["baseline_tfidf_accuracy"], abs=1e-6)
     assert float(version.tags["metric.gain_over_tfidf"]) == pytest.approx(report["gain_over_tfidf"], abs=1e-6)
     moves = [(r["alias"], r["to_version"], r["action"]) for r in registry.history(NAME)]
