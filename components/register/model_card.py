@@ -92,7 +92,8 @@ def _inputs_line(tokens: dict) -> str:
     how = "its first tokens (head)" if spec["truncation"] == "head" else "a quarter head and three quarters tail (head_tail)"
     return (
         f"- inputs: [CLS] text [SEP], at most {spec['max_seq_len']} tokens ({tokens['labeled_truncated']} labeled texts cut); a longer text keeps {how}. "
-        "A plain transformers pipeline truncates at the head: cut texts as `components/shared/inputs.py` does to score as above"
+        "Served through pyfunc (`mlflow models serve`) a longer text is cut at the head; "
+        "for head_tail, cut texts as `components/shared/inputs.py` does to score as above"
     )
 
 

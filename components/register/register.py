@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 
 from components import tasks
 from components.register.model_card import model_card
-from components.shared import artifacts, registry, settings, tracking
+from components.shared import artifacts, inputs, registry, settings, tracking
 from components.shared.config import StageConfig
 from components.shared.errors import UserError
 from components.shared.lineage import (
@@ -188,6 +188,11 @@ def _version_for_run(client, config: RegisterConfig, run_name: str, parent: str,
         return str(first.version), False, registry.is_complete(first.tags)
     model = task.load_model(classifier_dir)
     tokenizer = AutoTokenizer.from_pretrained(classifier_dir)
+    # pyfunc (what `mlflow models serve` runs) calls the pipeline, which does not truncate: a text over
+    # max_position would fail. It cuts at the head to the trained length (exact for truncation head;
+    # head_tail's cut is components/shared/inputs.py's, which the gate uses).
+    spec = getattr(model.config, inputs.INPUTS_CONFIG_KEY, None)
+    serving = {"truncation": True, "max_length": spec["max_seq_len"]} if spec else None
     # run_id, not `with mlflow.start_run(run_id=parent)`: leaving that block would end the
     # pipeline's run as FINISHED before the pipeline has.
     info = mlflow.transformers.log_model(
@@ -196,6 +201,7 @@ def _version_for_run(client, config: RegisterConfig, run_name: str, parent: str,
         task=task.MLFLOW_TASK,
         pip_requirements=pip_requirements(),
         metadata={"lmforge": tags},
+        model_config=serving,
         run_id=parent,
     )
     # model_id ties the version to MLflow 3's logged model: a tracking server refuses a models:/m-...

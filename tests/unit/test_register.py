@@ -187,6 +187,9 @@ def test_registered_model_loads_with_pyfunc_and_predicts_label_names(run_registe
     served = (out["label"].map({"negative": 0, "positive": 1}).to_numpy() == test["label"].to_numpy()).mean()
     report = artifacts.read_json(eval_dir / artifacts.EVAL_REPORT)
     assert served == pytest.approx(report["accuracy"])
+    # A text longer than the encoder's 64 positions is cut to the trained 32 tokens, not an error.
+    long = " ".join(test["text"].tolist()[:20])
+    assert len(model.predict([long, test["text"].iloc[0]])) == 2
     # The version's metric tags are the evaluation's numbers.
     tags = client(tracking_uri).get_model_version(NAME, "1").tags
     assert float(tags["metric.accuracy"]) == pytest.approx(report["accuracy"], abs=1e-6)
