@@ -129,6 +129,7 @@ def run(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Finetune
     world = distributed.init(device.type)
     try:
         train, val = labeled_splits(cleaned_dir, config)
+        spec = input_spec(cleaned_dir)  # before any training: a missing report fails in seconds
         tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
         model = build_classifier(pretrained_dir, config).to(device)
         model, runs, chosen = loop.search(model, tokenizer.pad_token_id, train, val, config, "finetune", world)
@@ -142,7 +143,6 @@ def run(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Finetune
             metrics.update(search_metrics("finetune/control_", control_runs, control_chosen, config))
 
         if world.is_main:
-            spec = inputs.inputs_of(artifacts.read_json(cleaned_dir / artifacts.CLEAN_REPORT)["tokens"])
             for m in (model, control):  # config.json says how the texts were cut (gate.predict_registered reads it)
                 if m is not None:
                     setattr(m.config, inputs.INPUTS_CONFIG_KEY, spec)
@@ -159,6 +159,14 @@ def run(cleaned_dir: Path, pretrained_dir: Path, out_dir: Path, config: Finetune
         return {**metrics, "finetune/threads": torch.get_num_threads(), "finetune/processes": world.size}
     finally:
         distributed.shutdown()
+
+
+def input_spec(cleaned_dir: Path) -> dict:
+    """How clean_tokenize cut the labeled texts (inputs.inputs_of of its report)."""
+    report = cleaned_dir / artifacts.CLEAN_REPORT
+    if not report.is_file():
+        raise UserError(f"{report} is missing: run the clean_tokenize stage first (it records the labeled texts' length and cut)")
+    return inputs.inputs_of(artifacts.read_json(report)["tokens"])
 
 
 def labeled_splits(cleaned_dir: Path, config: FinetuneConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

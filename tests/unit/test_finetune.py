@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -88,6 +89,15 @@ def test_missing_pretrained_model_names_the_stage_to_run(cleaned_dir, tmp_path):
     assert not (tmp_path / "classifier").exists()
 
 
+def test_a_cleaned_folder_without_its_report_is_one_line_before_any_training(cleaned_dir, mlm_dir, tmp_path):
+    cleaned = tmp_path / "cleaned"
+    cleaned.mkdir()
+    shutil.copy(cleaned_dir / artifacts.LABELED, cleaned)
+    with pytest.raises(UserError, match=r"clean_report\.json is missing: run the clean_tokenize stage first") as info:
+        finetune(cleaned, mlm_dir, tmp_path / "classifier", FinetuneConfig.from_params({"max_steps": 1}, "finetune"))
+    assert "\n" not in str(info.value) and not (tmp_path / "classifier").exists()
+
+
 def test_control_is_the_same_shape_trained_from_random_weights(classifier, classifier_dir, mlm_dir):
     from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 
@@ -113,6 +123,7 @@ def labeled_copy(cleaned_dir, root, edit):
     labeled = pd.read_parquet(cleaned_dir / artifacts.LABELED)
     (root / "cleaned").mkdir(parents=True)
     edit(labeled).to_parquet(root / "cleaned" / artifacts.LABELED)
+    shutil.copy(cleaned_dir / artifacts.CLEAN_REPORT, root / "cleaned")  # the labeled texts' length and cut
     return root / "cleaned"
 
 

@@ -40,6 +40,7 @@ def inputs(cleaned_dir, mlm_dir, tmp_path_factory):
     assert len(train) == 2 * BATCH + 1
     (root / "cleaned").mkdir()
     pd.concat([train, val]).to_parquet(root / "cleaned" / artifacts.LABELED)
+    shutil.copy(cleaned_dir / artifacts.CLEAN_REPORT, root / "cleaned")
     mlm = shutil.copytree(mlm_dir, root / "mlm")
     config = json.loads((mlm / "config.json").read_text())
     (mlm / "config.json").write_text(json.dumps({**config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}))
