@@ -24,7 +24,17 @@ def path_args(files: dict) -> list[str]:
 
 def start_cli(project: Path, args: list[str], uri: str, fault_at: str, signal_file: Path) -> subprocess.Popen:
     env = {**os.environ, "LMFORGE_PROJECT_DIR": str(project), "MLFLOW_TRACKING_URI": uri, "LMFORGE_FAULT_AT": fault_at, "LMFORGE_FAULT_FILE": str(signal_file)}
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    # SIGINT as a terminal leaves it: a shell's background job (`make test &`) ignores SIGINT, and an
+    # ignored SIGINT is inherited, so the run would never see the Ctrl-C the test sends.
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for(signal_file: Path, proc: subprocess.Popen) -> None:
