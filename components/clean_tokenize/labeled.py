@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from components.shared.inputs import cut
+from components.shared.inputs import cut, frame
 
 AUTO_QUANTILE = 0.95  # share of train sentences that fit whole at max_seq_len: auto
 SEQ_MULTIPLE = 8  # sequence lengths in multiples of 8 suit GPU matrix units
@@ -103,7 +103,7 @@ def tokenize_labeled(tokenizer, labeled: pd.DataFrame, config) -> tuple[pd.DataF
     else:
         seq_len = config.max_seq_len
     choice = choose_truncation(raw, labeled, seq_len - 2) if config.truncation == "auto" else {"chosen": config.truncation, "probe": None}
-    ids = [np.asarray([cls, *cut(r, seq_len - 2, choice["chosen"]), sep], dtype=np.int32) for r in raw]
+    ids = [np.asarray(frame(r, cls, sep, seq_len, choice["chosen"]), dtype=np.int32) for r in raw]
     # tokenizer.json records the sequence length, as the tokenizer's own truncation used to leave
     # it (a raw `tokenizers` user gets head truncation there; transformers calls set their own).
     backend.enable_truncation(max_length=seq_len)

@@ -21,13 +21,18 @@ def cut(ids: list[int], body: int, truncation: str) -> list[int]:
     return ids[:head] + ids[len(ids) - (body - head) :]
 
 
+def frame(ids: list[int], cls: int, sep: int, max_seq_len: int, truncation: str) -> list[int]:
+    """[CLS] text [SEP] of at most `max_seq_len` tokens: what training fed (labeled.tokenize_labeled)
+    and what `encode` feeds a registered model."""
+    return [cls, *cut(ids, max_seq_len - 2, truncation), sep]
+
+
 def inputs_of(tokens: dict) -> dict:
     """How a classifier's inputs were cut, from clean_report.json's `tokens` section."""
     return {"max_seq_len": int(tokens["max_seq_len"]), "truncation": tokens["truncation"]}
 
 
-def encode(tokenizer, texts: list[str], inputs: dict) -> list[list[int]]:
-    """`texts` as the classifier of `inputs` (see inputs_of) was trained on them."""
+def encode(tokenizer, texts: list[str], spec: dict) -> list[list[int]]:
+    """`texts` as the classifier of `spec` (see inputs_of) was trained on them."""
     raw = tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
-    body = inputs["max_seq_len"] - 2
-    return [[tokenizer.cls_token_id, *cut(ids, body, inputs["truncation"]), tokenizer.sep_token_id] for ids in raw]
+    return [frame(ids, tokenizer.cls_token_id, tokenizer.sep_token_id, spec["max_seq_len"], spec["truncation"]) for ids in raw]
