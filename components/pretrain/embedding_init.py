@@ -40,8 +40,12 @@ def initialise(model, blocks, special_ids, scale: float, window: int = WINDOW) -
     return {"pretrain/embedding_init_s": time.perf_counter() - start, "pretrain/embedding_init_tokens": seen}
 
 
-def ppmi_svd(blocks, vocab_size: int, dim: int, window: int = WINDOW, special_ids=(), seed: int = 0) -> np.ndarray:
-    """(vocab_size, dim) vectors from the token-id blocks; rows of ids never seen (and `special_ids`) are zero."""
+def ppmi_svd(blocks, vocab_size: int, dim: int, window: int = WINDOW, special_ids=(), seed: int = 0, weighting: str = "harmonic", smoothing: float = 0.75, eig_power: float = 0.5) -> np.ndarray:
+    """(vocab_size, dim) vectors from the token-id blocks; rows of ids never seen (and `special_ids`) are zero.
+
+    weighting: a neighbour at distance d counts 1/d ("harmonic") or 1 ("uniform"); smoothing: the
+    context distribution's exponent; eig_power: vectors are U * S**eig_power. The defaults are the
+    demo's; the others are there for bench/recipe_probes.py (which measured them: none won)."""
     import scipy.sparse as sp
     from sklearn.utils.extmath import randomized_svd
 
@@ -51,7 +55,7 @@ def ppmi_svd(blocks, vocab_size: int, dim: int, window: int = WINDOW, special_id
         row = np.asarray(row)
         for off in range(1, window + 1):
             left, right = row[:, :-off].ravel(), row[:, off:].ravel()
-            weight = np.full(left.size, 1.0 / off)  # nearer neighbours count more (word2vec's dynamic window)
+            weight = np.full(left.size, 1.0 / off if weighting == "harmonic" else 1.0)  # nearer neighbours count more (word2vec's dynamic window)
             pair = sp.coo_matrix((weight, (left, right)), shape=(vocab_size, vocab_size)).tocsr()
             counts = counts + pair + pair.T
     keep = np.ones(vocab_size)
@@ -60,12 +64,12 @@ def ppmi_svd(blocks, vocab_size: int, dim: int, window: int = WINDOW, special_id
     counts = counts.tocoo()
     total = counts.sum()
     word = np.asarray(counts.sum(1)).ravel() / total
-    context = np.asarray(counts.sum(0)).ravel() ** 0.75
+    context = np.asarray(counts.sum(0)).ravel() ** smoothing
     context /= context.sum()
     pmi = np.log(counts.data / total / (word[counts.row] * context[counts.col]))
     positive = pmi > 0
     ppmi = sp.csr_matrix((pmi[positive], (counts.row[positive], counts.col[positive])), shape=(vocab_size, vocab_size))
     u, s, _ = randomized_svd(ppmi, dim, random_state=seed)
-    vectors = (u * np.sqrt(s)).astype(np.float32)
+    vectors = (u * s**eig_power).astype(np.float32)
     vectors[np.diff(ppmi.indptr) == 0] = 0  # no positive association at all: no vector (not SVD round-off)
     return vectors

@@ -30,6 +30,24 @@ def test_tokens_that_share_contexts_get_close_vectors():
     assert same > 0.8 and across < 0.2
 
 
+def test_the_probe_variants_change_what_they_name():
+    # bench/recipe_probes.py's knobs: the eigenvalue power scales column k by s_k**power, and the
+    # weighting only matters past distance 1.
+    rng = np.random.default_rng(1)
+    blocks = rng.integers(1, 30, size=(200, 24))
+    v0, v05, v1 = (ppmi_svd(blocks, 30, 6, window=3, special_ids=[0], eig_power=p) for p in (0.0, 0.5, 1.0))
+    assert np.array_equal(v05, ppmi_svd(blocks, 30, 6, window=3, special_ids=[0]))  # the default is the demo's U * sqrt(S)
+    seen = np.abs(v0).sum(1) > 0
+    s = (v1[seen] / v0[seen]).mean(0)
+    np.testing.assert_allclose(v1[seen], v0[seen] * s, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(v05[seen], v0[seen] * np.sqrt(s), rtol=1e-4, atol=1e-6)
+    assert np.all(np.diff(s) <= 0) and s[-1] < s[0]  # singular values, largest first
+    one = [ppmi_svd(blocks, 30, 6, window=1, special_ids=[0], weighting=w) for w in ("harmonic", "uniform")]
+    three = [ppmi_svd(blocks, 30, 6, window=3, special_ids=[0], weighting=w) for w in ("harmonic", "uniform")]
+    assert np.array_equal(*one) and not np.allclose(*three)
+    assert not np.allclose(v05, ppmi_svd(blocks, 30, 6, window=3, special_ids=[0], smoothing=1.0))
+
+
 def test_pretrain_starts_from_the_corpus_vectors(cleaned_dir, tmp_path):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
