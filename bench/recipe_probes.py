@@ -1,0 +1,289 @@
+"""Issue 10 probes of 2026-12-04 that no config key expresses (bench/results/quality-2026-12-04-probes.md).
+
+Each reads a finished demo run's folders (`RUN` = local_outputs/<run> after `make demo`): its
+cleaned data and its pretrained encoder. Choices are read on validation; test is printed for the record.
+
+    python -m bench.recipe_probes rates RUN --seed 42 --rates 2e-4,6e-4,1e-3      # soups and ensembles of the rate search's runs
+    python -m bench.recipe_probes distil RUN --seed 42 --rate 6e-4 --variants pretrained:kd0.5,control:kd0.5,pretrained:ls0.1
+    python -m bench.recipe_probes ppmi-linear RUN --windows 2,5,10                 # PPMI-SVD variants, linear probe
+    python -m bench.recipe_probes ppmi-pretrain RUN OUT --window 10 --weighting uniform --smoothing 1.0
+
+`rates`: one fine-tuning run per rate (finetune's own loop, the demo preset's settings), then the
+uniform weight average of the runs' best weights, a greedy soup (Wortsman et al. 2022: runs added in
+order of validation accuracy while validation does not drop) and the mean of the runs' class
+probabilities. `distil`: one run at one rate, the loss (1 - w) x cross-entropy + w x the
+cross-entropy against a soft target: `kd` the class probabilities of TF-IDF + LR (the settings
+evaluate's grid chose on validation), cross-fitted over 5 folds of train so that no train row is
+scored by a model that saw it; `ls` the uniform distribution (label smoothing). `ppmi-linear`:
+mean-pooled PPMI-SVD vectors of the run's training blocks (components/pretrain/embedding_init.py,
+each variant of window, weighting, context smoothing and eigenvalue power) into a logistic
+regression on train, best validation accuracy over C in {0.1, 1, 10}. `ppmi-pretrain`: the demo's
+pretrain stage (1 thread) with one variant, into OUT/pretrain-op/pretrained beside a link to RUN's
+cleaned data, so that `rates OUT --no-control` fine-tunes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components.shared import artifacts
+
+CLEANED, PRETRAINED = "clean-tokenize-op/cleaned", "pretrain-op/pretrained"
+
+
+def setup(run: Path, overrides: list[str]):
+    """The demo preset's finetune config (1 thread), the train/validation/test rows and the pad id."""
+    from transformers import AutoTokenizer
+
+    from components.finetune.finetune import labeled_splits
+    from pipelines.config import load_config
+
+    config = load_config("demo", [*overrides, "finetune.threads=1"]).finetune
+    train, val = labeled_splits(run / CLEANED, config)
+    labeled = pd.read_parquet(run / CLEANED / artifacts.LABELED)
+    return config, train.reset_index(drop=True), val, labeled[labeled.split == "test"], AutoTokenizer.from_pretrained(run / PRETRAINED).pad_token_id
+
+
+def probabilities(model, rows: pd.DataFrame, pad_id: int) -> np.ndarray:
+    import torch
+
+    from components.tasks import classification
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(rows), 128):
+            batch = classification.to_device(classification.collate(rows.iloc[i : i + 128], pad_id), model)
+            out.append(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().softmax(-1).numpy())
+    return np.concatenate(out)
+
+
+def accuracy(probs: np.ndarray, rows: pd.DataFrame) -> float:
+    return float((probs.argmax(1) == rows["label"].to_numpy()).mean())
+
+
+def fresh(run: Path, config, pad_id: int, train, val, name: str, random_init: bool):
+    """The classifier (or the control) as finetune builds it, seeded as finetune seeds it, and the loop's setup."""
+    from components.finetune import loop
+    from components.finetune.finetune import build_classifier
+    from components.shared.training import seed_everything
+
+    seed_everything(config.seed, config.threads)
+    model = build_classifier(run / PRETRAINED, config, random_init=random_init)
+    return model, loop.prepare(model, pad_id, train, val, config, name, loop.World())
+
+
+def rates(run: Path, seed: int, lrs: list[float], control: bool) -> dict:
+    config, train, val, test, pad_id = setup(run, [f"finetune.seed={seed}", f"finetune.learning_rates={json.dumps(lrs)}"])
+    result = {"seed": seed, "rates": lrs}
+    for name, random_init in [("pretrained", False), ("control", True)][: 2 if control else 1]:
+        model, s = fresh(run, config, pad_id, train, val, name, random_init)
+        result[name] = rate_search(model, s, name, lrs, val, test, pad_id)
+        print(name, json.dumps(result[name]), flush=True)
+    return result
+
+
+def rate_search(model, s, name: str, lrs: list[float], val, test, pad_id: int) -> dict:
+    """One run per rate, as loop.search (the same initial weights and dropout stream for each), then the soups and the ensemble."""
+    from components.finetune import loop
+
+    initial, rng = loop.cpu_state(model), loop.rng_state()
+    states = []
+    for lr in lrs:
+        model.load_state_dict(initial)
+        loop.set_rng_state(rng)
+        states.append(loop.train_run(s, lr, f"{name} lr={lr:g}").state)
+
+    def score(state):
+        model.load_state_dict(state)
+        return probabilities(model, val, pad_id), probabilities(model, test, pad_id)
+
+    def soup(members):
+        first = states[members[0]]
+        return {k: (sum(states[i][k].double() for i in members) / len(members)).to(v.dtype) if v.is_floating_point() else v for k, v in first.items()}
+
+    runs = [score(st) for st in states]
+    r = {f"lr {lr:g}": [accuracy(v, val), accuracy(t, test)] for lr, (v, t) in zip(lrs, runs)}
+    v, t = score(soup(list(range(len(lrs)))))
+    r["uniform soup"] = [accuracy(v, val), accuracy(t, test)]
+    order = sorted(range(len(lrs)), key=lambda i: -r[f"lr {lrs[i]:g}"][0])
+    members, best = [order[0]], r[f"lr {lrs[order[0]]:g}"][0]
+    for i in order[1:]:
+        candidate = accuracy(score(soup([*members, i]))[0], val)
+        if candidate >= best:
+            members, best = [*members, i], candidate
+    v, t = score(soup(members))
+    r["greedy soup"] = [accuracy(v, val), accuracy(t, test)]
+    r["greedy soup rates"] = [lrs[i] for i in members]
+    r["probability ensemble"] = [accuracy(sum(p[0] for p in runs) / len(runs), val), accuracy(sum(p[1] for p in runs) / len(runs), test)]
+    return r
+
+
+def teacher_probabilities(train, val, test, folds: int = 5) -> tuple[np.ndarray, dict]:
+    """TF-IDF + LR's class probabilities for each train row from a model fitted on the other folds."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from components.tasks import baselines
+
+    _, chosen = baselines.tfidf_logreg(train.text, train.label, val.text, val.label, test.text, 0)
+    probs = np.zeros((len(train), train.label.nunique()))
+    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=0).split(train.text, train.label):
+        vec, x = baselines.fit_features(tuple(chosen["ngram_range"]), train.text.iloc[fit])
+        model = baselines.classifier(chosen["C"], baselines.class_weight(train.label), 0).fit(x, train.label.iloc[fit])
+        probs[held] = model.predict_proba(vec.transform(train.text.iloc[held]))
+    return probs, {"C": chosen["C"], "ngram_range": chosen["ngram_range"], "cross_fitted_train_accuracy": float((probs.argmax(1) == train.label).mean())}
+
+
+def soft_target_task(kind: str, weight: float, teacher):
+    """The classification task with its loss mixed with a soft target (see the module docstring).
+    The train rows carry their position (`pos`), which collate hands to the loss."""
+    import torch
+    import torch.nn.functional as F
+
+    from components.tasks import classification
+
+    rows_of = {}
+
+    def collate(rows, pad_id):
+        if "pos" in rows:
+            rows_of["pos"] = torch.from_numpy(rows["pos"].to_numpy(copy=True))
+        return classification.collate(rows, pad_id)
+
+    def loss_sum(logits, labels, class_w):
+        logp = F.log_softmax(logits.float(), -1)
+        soft = -(teacher[rows_of["pos"]] * logp).sum(-1) if kind == "kd" else -logp.mean(-1)
+        return ((1 - weight) * F.nll_loss(logp, labels, weight=class_w, reduction="none") + weight * soft).sum()
+
+    task = types.SimpleNamespace(**{k: getattr(classification, k) for k in dir(classification) if not k.startswith("__")})
+    task.collate, task.loss_sum = collate, loss_sum
+    return task
+
+
+def distil(run: Path, seed: int, lr: float, variants: list[str]) -> dict:
+    import torch
+
+    from components.finetune import loop
+    from components.tasks import classification
+
+    config, train, val, test, pad_id = setup(run, [f"finetune.seed={seed}", f"finetune.learning_rates=[{lr}]"])
+    train = train.assign(pos=np.arange(len(train)))
+    probs, teacher = teacher_probabilities(train, val, test)
+    print("teacher", json.dumps(teacher), flush=True)
+    result = {"seed": seed, "rate": lr, "teacher": teacher}
+    for variant in variants:
+        name, spec = variant.split(":")
+        model, s = fresh(run, config, pad_id, train, val, variant, name == "control")
+        s.task = soft_target_task(spec[:2], float(spec[2:]), torch.tensor(probs, dtype=torch.float32))
+        best = loop.train_run(s, lr, variant)
+        model.load_state_dict(best.state)
+        result[variant] = {"val": classification.scores(model, val, pad_id)["accuracy"], "test": classification.scores(model, test, pad_id)["accuracy"], "step": best.best["step"]}
+        print(variant, json.dumps(result[variant]), flush=True)
+    return result
+
+
+VARIANTS = [(w, c, p) for w in ("harmonic", "uniform") for c in (0.75, 1.0) for p in (0.0, 0.5, 1.0)]
+
+
+def ppmi_linear(run: Path, windows: list[int]) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoTokenizer
+
+    from components.pretrain.embedding_init import ppmi_svd
+    from components.shared.shards import open_blocks
+
+    tokenizer = AutoTokenizer.from_pretrained(run / PRETRAINED)
+    special = set(tokenizer.all_special_ids)
+    blocks = open_blocks(run / CLEANED / artifacts.BLOCKS_TRAIN)
+    dim = json.loads((run / PRETRAINED / "config.json").read_text())["hidden_size"]
+    labeled = pd.read_parquet(run / CLEANED / artifacts.LABELED)
+    train, val = labeled[labeled.split == "train"], labeled[labeled.split == "validation"]
+
+    def pooled(vectors, rows):
+        x = np.zeros((len(rows), vectors.shape[1]), np.float32)
+        for i, ids in enumerate(rows.input_ids):
+            ids = [t for t in ids if t not in special]
+            if ids:
+                x[i] = vectors[ids].mean(0)
+        return x
+
+    result = {}
+    for window in windows:
+        for weighting, smoothing, power in VARIANTS:
+            v = ppmi_svd(blocks, len(tokenizer), dim, window=window, special_ids=sorted(special), weighting=weighting, smoothing=smoothing, eig_power=power)
+            v = v / np.sqrt((v**2).mean())
+            xt, xv = pooled(v, train), pooled(v, val)
+            key = f"window {window} {weighting} smoothing {smoothing} power {power}"
+            result[key] = max(float((LogisticRegression(C=c, max_iter=2000).fit(xt, train.label).predict(xv) == val.label).mean()) for c in (0.1, 1.0, 10.0))
+            print(key, f"{result[key]:.4f}", flush=True)
+    return result
+
+
+def ppmi_pretrain(run: Path, out: Path, window: int, weighting: str, smoothing: float) -> dict:
+    from components.pretrain import embedding_init
+    from components.pretrain.pretrain import pretrain
+    from pipelines.config import load_config
+
+    original = embedding_init.ppmi_svd
+
+    def variant(*args, **kwargs):  # initialise() passes its own window: this one wins
+        return original(*args, **{**kwargs, "window": window, "weighting": weighting, "smoothing": smoothing})
+
+    embedding_init.ppmi_svd = variant
+    config = load_config("demo", ["pretrain.threads=1", f"pretrain.checkpoint_dir={out / 'checkpoints'}"]).pretrain
+    (out / CLEANED).parent.mkdir(parents=True, exist_ok=True)
+    if not (out / CLEANED).exists():
+        (out / CLEANED).symlink_to((run / CLEANED).resolve())
+    return pretrain(out / CLEANED, out / PRETRAINED, config)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.recipe_probes", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="probe", required=True)
+    p = sub.add_parser("rates")
+    p.add_argument("run", type=Path)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--rates", default="2e-4,6e-4,1e-3")
+    p.add_argument("--no-control", action="store_true", help="the control does not depend on the encoder's weights: skip it for a new encoder of the same shape")
+    p = sub.add_parser("distil")
+    p.add_argument("run", type=Path)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--rate", type=float, default=6e-4)
+    p.add_argument("--variants", default="pretrained:kd0.5,control:kd0.5,pretrained:ls0.1")
+    p = sub.add_parser("ppmi-linear")
+    p.add_argument("run", type=Path)
+    p.add_argument("--windows", default="2,5,10")
+    p = sub.add_parser("ppmi-pretrain")
+    p.add_argument("run", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--window", type=int, default=10)
+    p.add_argument("--weighting", choices=("harmonic", "uniform"), default="uniform")
+    p.add_argument("--smoothing", type=float, default=1.0)
+    for action in sub.choices.values():
+        action.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args(argv)
+    for folder in (args.run / CLEANED, args.run / PRETRAINED)[: 1 if args.probe == "ppmi-pretrain" else 2]:
+        if not folder.is_dir():
+            print(f"error: {folder} is missing: RUN is a finished demo run's folder (local_outputs/<run> after make demo)", file=sys.stderr)
+            return 2
+    if args.probe == "rates":
+        result = rates(args.run, args.seed, [float(x) for x in args.rates.split(",")], not args.no_control)
+    elif args.probe == "distil":
+        result = distil(args.run, args.seed, args.rate, args.variants.split(","))
+    elif args.probe == "ppmi-linear":
+        result = ppmi_linear(args.run, [int(x) for x in args.windows.split(",")])
+    else:
+        result = ppmi_pretrain(args.run, args.out, args.window, args.weighting, args.smoothing)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

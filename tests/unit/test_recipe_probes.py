@@ -1,0 +1,51 @@
+"""bench.recipe_probes: the distillation teacher and loss it measures, and its one-line refusal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.recipe_probes import main, soft_target_task, teacher_probabilities
+
+
+def test_the_teacher_scores_each_train_row_with_a_model_that_never_saw_it():
+    from components.tasks import baselines
+
+    # Labels that no word predicts: a model fitted on a row can memorise it, one that never saw it can only guess.
+    rng = np.random.default_rng(0)
+    texts = [" ".join(f"w{k}" for k in rng.integers(0, 300, size=8)) for _ in range(300)]
+    frame = pd.DataFrame({"text": texts, "label": rng.integers(0, 2, size=300)})
+    train, val, test = frame[:200].reset_index(drop=True), frame[200:250], frame[250:]
+    probs, chosen = teacher_probabilities(train, val, test)
+    assert probs.shape == (len(train), 2) and np.allclose(probs.sum(1), 1.0)
+    assert chosen["cross_fitted_train_accuracy"] == pytest.approx(float((probs.argmax(1) == train.label).mean()))
+    vec, x = baselines.fit_features(tuple(chosen["ngram_range"]), train.text)
+    in_sample = float((baselines.classifier(16.0, None, 0).fit(x, train.label).predict(x) == train.label).mean())
+    assert in_sample > 0.9 and chosen["cross_fitted_train_accuracy"] < 0.65
+
+
+def test_the_soft_target_loss_mixes_cross_entropy_with_the_teacher_or_the_uniform_target():
+    import torch
+    import torch.nn.functional as F
+
+    rows = pd.DataFrame({"input_ids": [[1, 5, 2], [1, 6, 7, 2], [1, 8, 2]], "label": [0, 1, 1], "pos": [2, 0, 1]})
+    teacher = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    logits, labels = torch.tensor([[2.0, -1.0], [0.5, 0.3], [-1.0, 1.0]]), torch.tensor([0, 1, 1])
+    logp = F.log_softmax(logits, -1)
+    hard = F.cross_entropy(logits, labels, reduction="sum")
+    for kind, weight in (("kd", 0.0), ("kd", 0.5), ("kd", 1.0), ("ls", 0.1)):
+        task = soft_target_task(kind, weight, teacher)
+        task.collate(rows, 0)  # the batch's rows: positions 2, 0, 1 of train
+        soft = -(teacher[[2, 0, 1]] * logp).sum() if kind == "kd" else -logp.mean(-1).sum()
+        assert float(task.loss_sum(logits, labels, None)) == pytest.approx(float((1 - weight) * hard + weight * soft), rel=1e-6)
+    # the teacher's rows follow the batch's positions, not the batch order
+    task = soft_target_task("kd", 1.0, teacher)
+    task.collate(rows.assign(pos=[0, 1, 2]), 0)
+    assert float(task.loss_sum(logits, labels, None)) != pytest.approx(float(-(teacher[[2, 0, 1]] * logp).sum()))
+
+
+def test_a_folder_that_is_not_a_finished_run_is_one_line(tmp_path, capsys):
+    assert main(["rates", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clean-tokenize-op/cleaned is missing" in err[0] and "make demo" in err[0]
