@@ -4,6 +4,7 @@ Each reads a finished demo run's folders (`RUN` = local_outputs/<run> after `mak
 cleaned data and its pretrained encoder. Choices are read on validation; test is printed for the record.
 
     python -m bench.recipe_probes rates RUN --seed 42 --rates 2e-4,6e-4,1e-3      # soups and ensembles of the rate search's runs
+    python -m bench.recipe_probes rates RUN --seed 42 --rates 6e-4 --set finetune.max_steps=1600   # ... under preset overrides
     python -m bench.recipe_probes distil RUN --seed 42 --rate 6e-4 --variants pretrained:kd0.5,control:kd0.5,pretrained:ls0.1
     python -m bench.recipe_probes ppmi-linear RUN --windows 2,5,10                 # PPMI-SVD variants, linear probe
     python -m bench.recipe_probes ppmi-pretrain RUN OUT --window 10 --weighting uniform --smoothing 1.0
@@ -80,9 +81,9 @@ def fresh(run: Path, config, pad_id: int, train, val, name: str, random_init: bo
     return model, loop.prepare(model, pad_id, train, val, config, name, loop.World())
 
 
-def rates(run: Path, seed: int, lrs: list[float], control: bool) -> dict:
-    config, train, val, test, pad_id = setup(run, [f"finetune.seed={seed}", f"finetune.learning_rates={json.dumps(lrs)}"])
-    result = {"seed": seed, "rates": lrs}
+def rates(run: Path, seed: int, lrs: list[float], control: bool, overrides: list[str] = ()) -> dict:
+    config, train, val, test, pad_id = setup(run, [f"finetune.seed={seed}", f"finetune.learning_rates={json.dumps(lrs)}", *overrides])
+    result = {"seed": seed, "rates": lrs, "overrides": list(overrides)}
     for name, random_init in [("pretrained", False), ("control", True)][: 2 if control else 1]:
         model, s = fresh(run, config, pad_id, train, val, name, random_init)
         result[name] = rate_search(model, s, name, lrs, val, test, pad_id)
@@ -251,6 +252,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--rates", default="2e-4,6e-4,1e-3")
     p.add_argument("--no-control", action="store_true", help="the control does not depend on the encoder's weights: skip it for a new encoder of the same shape")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset override (e.g. finetune.max_steps=1600)")
     p = sub.add_parser("distil")
     p.add_argument("run", type=Path)
     p.add_argument("--seed", type=int, default=42)
@@ -273,7 +275,7 @@ def main(argv=None) -> int:
             print(f"error: {folder} is missing: RUN is a finished demo run's folder (local_outputs/<run> after make demo)", file=sys.stderr)
             return 2
     if args.probe == "rates":
-        result = rates(args.run, args.seed, [float(x) for x in args.rates.split(",")], not args.no_control)
+        result = rates(args.run, args.seed, [float(x) for x in args.rates.split(",")], not args.no_control, args.set)
     elif args.probe == "distil":
         result = distil(args.run, args.seed, args.rate, args.variants.split(","))
     elif args.probe == "ppmi-linear":
