@@ -53,17 +53,10 @@ def setup(run: Path, overrides: list[str]):
 
 
 def probabilities(model, rows: pd.DataFrame, pad_id: int) -> np.ndarray:
-    import torch
+    """Class probabilities of `rows` (the task's own batching, eval mode, no gradients)."""
+    from components.tasks import classification, sequence
 
-    from components.tasks import classification
-
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(rows), 128):
-            batch = classification.to_device(classification.collate(rows.iloc[i : i + 128], pad_id), model)
-            out.append(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().softmax(-1).numpy())
-    return np.concatenate(out)
+    return sequence.predict(model, rows, pad_id, 128, classification.collate, lambda logits: logits.float().softmax(-1).cpu().numpy())[0]
 
 
 def accuracy(probs: np.ndarray, rows: pd.DataFrame) -> float:

@@ -55,7 +55,7 @@ def ppmi_svd(blocks, vocab_size: int, dim: int, window: int = WINDOW, special_id
         row = np.asarray(row)
         for off in range(1, window + 1):
             left, right = row[:, :-off].ravel(), row[:, off:].ravel()
-            weight = np.full(left.size, 1.0 / off if weighting == "harmonic" else 1.0)  # nearer neighbours count more (word2vec's dynamic window)
+            weight = np.full(left.size, 1.0 / off if weighting == "harmonic" else 1.0)  # harmonic: nearer neighbours count more (word2vec's dynamic window)
             pair = sp.coo_matrix((weight, (left, right)), shape=(vocab_size, vocab_size)).tocsr()
             counts = counts + pair + pair.T
     keep = np.ones(vocab_size)
