@@ -8,6 +8,8 @@ cleaned data and its pretrained encoder. Choices are read on validation; test is
     python -m bench.recipe_probes distil RUN --seed 42 --rate 6e-4 --variants pretrained:kd0.5,control:kd0.5,pretrained:ls0.1
     python -m bench.recipe_probes ppmi-linear RUN --windows 2,5,10                 # PPMI-SVD variants, linear probe
     python -m bench.recipe_probes ppmi-pretrain RUN OUT --window 10 --weighting uniform --smoothing 1.0
+    python -m bench.recipe_probes ppmi-pretrain RUN OUT --preset-init --set pretrain.model.dropout=0 --finetune-dropout 0.1
+    python -m bench.recipe_probes selftrain RUN --seed 42 --rate 6e-4 --pseudo 8000,16000   # pseudo-labelled corpus sentences
 
 `rates`: one fine-tuning run per rate (finetune's own loop, the demo preset's settings), then the
 uniform weight average of the runs' best weights, a greedy soup (Wortsman et al. 2022: runs added in
@@ -20,13 +22,18 @@ mean-pooled PPMI-SVD vectors of the run's training blocks (components/pretrain/e
 each variant of window, weighting, context smoothing and eigenvalue power) into a logistic
 regression on train, best validation accuracy over C in {0.1, 1, 10}. `ppmi-pretrain`: the demo's
 pretrain stage (1 thread) with one variant, into OUT/pretrain-op/pretrained beside a link to RUN's
-cleaned data, so that `rates OUT --no-control` fine-tunes it.
+cleaned data, so that `rates OUT --no-control` fine-tunes it. `selftrain`: self-training (Du et al.
+2021, without their retrieval): the run's fine-tuned classifier, and separately its control, label
+sentences of the run's cleaned (decontaminated) corpus; the most confident N, N/classes per class,
+join the train split with their predicted labels, and a fresh model of the same kind (pretrained
+encoder, or random init for the control) is fine-tuned on the union, validated as finetune does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -219,22 +226,97 @@ def ppmi_linear(run: Path, windows: list[int]) -> dict:
     return result
 
 
-def ppmi_pretrain(run: Path, out: Path, window: int, weighting: str, smoothing: float) -> dict:
+def ppmi_pretrain(run: Path, out: Path, window: int | None, weighting: str, smoothing: float, overrides: list[str] = ()) -> dict:
+    """The demo's pretrain stage on RUN's cleaned data, with a PPMI variant (`window` None: the preset's
+    own init) and preset overrides."""
     from components.pretrain import embedding_init
     from components.pretrain.pretrain import pretrain
     from pipelines.config import load_config
 
-    original = embedding_init.ppmi_svd
+    if window is not None:
+        original = embedding_init.ppmi_svd
 
-    def variant(*args, **kwargs):  # initialise() passes its own window: this one wins
-        return original(*args, **{**kwargs, "window": window, "weighting": weighting, "smoothing": smoothing})
+        def variant(*args, **kwargs):  # initialise() passes its own window: this one wins
+            return original(*args, **{**kwargs, "window": window, "weighting": weighting, "smoothing": smoothing})
 
-    embedding_init.ppmi_svd = variant
-    config = load_config("demo", ["pretrain.threads=1", f"pretrain.checkpoint_dir={out / 'checkpoints'}"]).pretrain
+        embedding_init.ppmi_svd = variant
+    config = load_config("demo", ["pretrain.threads=1", f"pretrain.checkpoint_dir={out / 'checkpoints'}", *overrides]).pretrain
     (out / CLEANED).parent.mkdir(parents=True, exist_ok=True)
     if not (out / CLEANED).exists():
         (out / CLEANED).symlink_to((run / CLEANED).resolve())
     return pretrain(out / CLEANED, out / PRETRAINED, config)
+
+
+def finetune_dropout(folder: Path, dropout: float) -> None:
+    """Set the saved encoder's hidden and attention dropout (what fine-tuning then uses)."""
+    path = folder / PRETRAINED / "config.json"
+    config = json.loads(path.read_text())
+    config["hidden_dropout_prob"] = config["attention_probs_dropout_prob"] = dropout
+    path.write_text(json.dumps(config, indent=2))
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(A-Z])")
+
+
+def corpus_sentences(run: Path, pool: int, exclude, min_words: int = 4, max_words: int = 40) -> list[str]:
+    """Up to `pool` distinct sentences of `min_words`..`max_words` words from the run's cleaned corpus,
+    none equal (case aside) to a text of `exclude`; a seeded sample, in corpus order."""
+    corpus = pd.read_parquet(run / CLEANED / artifacts.CORPUS, columns=["text"])
+    seen, out = {t.lower() for t in exclude}, []
+    for text in corpus.text:
+        for sentence in SENTENCE_END.split(text):
+            sentence = " ".join(sentence.split())
+            if min_words <= len(sentence.split()) <= max_words and sentence.lower() not in seen:
+                seen.add(sentence.lower())
+                out.append(sentence)
+    keep = np.sort(np.random.default_rng(0).permutation(len(out))[:pool])
+    return [out[i] for i in keep]
+
+
+def most_confident(probs: np.ndarray, n: int) -> np.ndarray:
+    """Row indices of the `n` most confident predictions, n // classes of each predicted class."""
+    chosen = []
+    for c in range(probs.shape[1]):
+        rows = np.flatnonzero(probs.argmax(1) == c)
+        chosen.append(rows[np.argsort(-probs[rows, c], kind="stable")[: n // probs.shape[1]]])
+    return np.sort(np.concatenate(chosen))
+
+
+def selftrain(run: Path, seed: int, lr: float, sizes: list[int], pool: int, overrides: list[str] = ()) -> dict:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from components.finetune import loop
+    from components.shared import inputs
+    from components.tasks import classification
+
+    config, train, val, test, pad_id = setup(run, [f"finetune.seed={seed}", f"finetune.learning_rates=[{lr}]", *overrides])
+    labeled = pd.read_parquet(run / CLEANED / artifacts.LABELED)
+    classifier = run / "finetune-op/classifier"
+    spec = json.loads((classifier / "config.json").read_text())[inputs.INPUTS_CONFIG_KEY]
+    texts = corpus_sentences(run, pool, labeled.text)
+    unlabeled = pd.DataFrame({"text": texts, "input_ids": inputs.encode(AutoTokenizer.from_pretrained(run / PRETRAINED), texts, spec), "label": 0})
+    print(f"{len(unlabeled)} corpus sentences to label", flush=True)
+    result = {"seed": seed, "rate": lr, "overrides": list(overrides), "pool": len(unlabeled)}
+    for name, folder in [("pretrained", classifier), ("control", classifier / "control")]:
+        teacher = AutoModelForSequenceClassification.from_pretrained(folder)
+        probs = probabilities(teacher, unlabeled, pad_id)
+        r = {"teacher val": accuracy(probabilities(teacher, val, pad_id), val)}
+        for n in sizes:
+            picked = unlabeled.iloc[most_confident(probs, n)]
+            pseudo = picked.assign(label=probs[most_confident(probs, n)].argmax(1), id=[f"pseudo-{i}" for i in picked.index], split="train")
+            union = pd.concat([train, pseudo[[c for c in train.columns if c in pseudo.columns]]], ignore_index=True)
+            model, s = fresh(run, config, pad_id, union, val, f"{name} +{n}", name == "control")
+            best = loop.train_run(s, lr, f"{name} +{n} pseudo")
+            model.load_state_dict(best.state)
+            r[f"+{n}"] = {
+                "min confidence": float(probs[most_confident(probs, n)].max(1).min()),
+                "val": classification.scores(model, val, pad_id)["accuracy"],
+                "test": classification.scores(model, test, pad_id)["accuracy"],
+                "step": best.best["step"],
+            }
+            print(name, n, json.dumps(r[f"+{n}"]), flush=True)
+        result[name] = r
+    return result
 
 
 def main(argv=None) -> int:
@@ -260,6 +342,16 @@ def main(argv=None) -> int:
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--weighting", choices=("harmonic", "uniform"), default="uniform")
     p.add_argument("--smoothing", type=float, default=1.0)
+    p.add_argument("--preset-init", action="store_true", help="the preset's own PPMI init, no variant (to probe --set alone)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset override (e.g. pretrain.model.dropout=0)")
+    p.add_argument("--finetune-dropout", type=float, help="then set the saved encoder's dropout to this, for fine-tuning")
+    p = sub.add_parser("selftrain")
+    p.add_argument("run", type=Path)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--rate", type=float, default=6e-4)
+    p.add_argument("--pseudo", default="8000,16000", help="how many pseudo-labelled sentences join train, comma-separated")
+    p.add_argument("--pool", type=int, default=100_000, help="corpus sentences the teacher labels")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset override (e.g. finetune.max_steps=1600)")
     for action in sub.choices.values():
         action.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
@@ -271,10 +363,14 @@ def main(argv=None) -> int:
         result = rates(args.run, args.seed, [float(x) for x in args.rates.split(",")], not args.no_control, args.set)
     elif args.probe == "distil":
         result = distil(args.run, args.seed, args.rate, args.variants.split(","))
+    elif args.probe == "selftrain":
+        result = selftrain(args.run, args.seed, args.rate, [int(x) for x in args.pseudo.split(",")], args.pool, args.set)
     elif args.probe == "ppmi-linear":
         result = ppmi_linear(args.run, [int(x) for x in args.windows.split(",")])
     else:
-        result = ppmi_pretrain(args.run, args.out, args.window, args.weighting, args.smoothing)
+        result = ppmi_pretrain(args.run, args.out, None if args.preset_init else args.window, args.weighting, args.smoothing, args.set)
+        if args.finetune_dropout is not None:
+            finetune_dropout(args.out, args.finetune_dropout)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0

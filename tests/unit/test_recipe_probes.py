@@ -1,4 +1,4 @@
-"""bench.recipe_probes: the distillation teacher and loss it measures, and its one-line refusal."""
+"""bench.recipe_probes: the distillation teacher and loss it measures, self-training's pseudo-labels, and its one-line refusal."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.recipe_probes import main, soft_target_task, teacher_probabilities
+from bench.recipe_probes import CLEANED, corpus_sentences, main, most_confident, soft_target_task, teacher_probabilities
 
 
 def test_the_teacher_scores_each_train_row_with_a_model_that_never_saw_it():
@@ -49,3 +49,23 @@ def test_a_folder_that_is_not_a_finished_run_is_one_line(tmp_path, capsys):
     assert main(["rates", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "clean-tokenize-op/cleaned is missing" in err[0] and "make demo" in err[0]
+
+
+def test_self_training_picks_the_most_confident_rows_of_each_predicted_class():
+    probs = np.array([[0.99, 0.01], [0.6, 0.4], [0.2, 0.8], [0.97, 0.03], [0.05, 0.95], [0.45, 0.55], [0.995, 0.005]])
+    assert most_confident(probs, 4).tolist() == [0, 2, 4, 6]  # two of class 0 (0.995, 0.99), two of class 1 (0.95, 0.8)
+    assert most_confident(probs, 2).tolist() == [4, 6]  # a class of 5 predicted rows does not crowd out the other
+
+
+def test_corpus_sentences_are_split_bounded_distinct_and_never_a_labeled_text(tmp_path):
+    from components.shared import artifacts
+
+    (tmp_path / CLEANED).mkdir(parents=True)
+    docs = [
+        "A fine film with a great cast. It was dull at times, sadly!\n\nWhy? I liked the ending of this one a lot.",
+        "It was dull at times, sadly! The acting was wooden and flat throughout.",
+    ]
+    pd.DataFrame({"doc_id": ["a", "b"], "title": ["", ""], "text": docs}).to_parquet(tmp_path / CLEANED / artifacts.CORPUS)
+    got = corpus_sentences(tmp_path, 100, exclude=["THE ACTING WAS WOODEN AND FLAT THROUGHOUT."])
+    assert got == ["A fine film with a great cast.", "It was dull at times, sadly!", "I liked the ending of this one a lot."]
+    assert len(corpus_sentences(tmp_path, 2, exclude=[])) == 2
