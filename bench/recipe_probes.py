@@ -8,7 +8,7 @@ cleaned data and its pretrained encoder. Choices are read on validation; test is
     python -m bench.recipe_probes distil RUN --seed 42 --rate 6e-4 --variants pretrained:kd0.5,control:kd0.5,pretrained:ls0.1
     python -m bench.recipe_probes ppmi-linear RUN --windows 2,5,10                 # PPMI-SVD variants, linear probe
     python -m bench.recipe_probes ppmi-pretrain RUN OUT --window 10 --weighting uniform --smoothing 1.0
-    python -m bench.recipe_probes ppmi-pretrain RUN OUT --preset-init --set pretrain.model.dropout=0 --finetune-dropout 0.1
+    python -m bench.recipe_probes ppmi-pretrain RUN OUT --preset-init --finetune-dropout 0.0   # then: rates OUT
     python -m bench.recipe_probes selftrain RUN --seed 42 --rate 6e-4 --pseudo 8000,16000   # pseudo-labelled corpus sentences
 
 `rates`: one fine-tuning run per rate (finetune's own loop, the demo preset's settings), then the
@@ -22,7 +22,9 @@ mean-pooled PPMI-SVD vectors of the run's training blocks (components/pretrain/e
 each variant of window, weighting, context smoothing and eigenvalue power) into a logistic
 regression on train, best validation accuracy over C in {0.1, 1, 10}. `ppmi-pretrain`: the demo's
 pretrain stage (1 thread) with one variant, into OUT/pretrain-op/pretrained beside a link to RUN's
-cleaned data, so that `rates OUT --no-control` fine-tunes it. `selftrain`: self-training (Du et al.
+cleaned data, so that `rates OUT --no-control` fine-tunes it (`--preset-init` keeps the preset's
+init and varies only `--set`; `--finetune-dropout` rewrites the saved dropout that fine-tuning, the
+control's included, then uses: `rates OUT` with the control). `selftrain`: self-training (Du et al.
 2021, without their retrieval): the run's fine-tuned classifier, and separately its control, label
 sentences of the run's cleaned (decontaminated) corpus; the most confident N, N/classes per class,
 join the train split with their predicted labels, and a fresh model of the same kind (pretrained
@@ -43,7 +45,7 @@ import pandas as pd
 
 from components.shared import artifacts
 
-CLEANED, PRETRAINED = "clean-tokenize-op/cleaned", "pretrain-op/pretrained"
+CLEANED, PRETRAINED, CLASSIFIER = "clean-tokenize-op/cleaned", "pretrain-op/pretrained", "finetune-op/classifier"
 
 
 def setup(run: Path, overrides: list[str]):
@@ -291,7 +293,7 @@ def selftrain(run: Path, seed: int, lr: float, sizes: list[int], pool: int, over
 
     config, train, val, test, pad_id = setup(run, [f"finetune.seed={seed}", f"finetune.learning_rates=[{lr}]", *overrides])
     labeled = pd.read_parquet(run / CLEANED / artifacts.LABELED)
-    classifier = run / "finetune-op/classifier"
+    classifier = run / CLASSIFIER
     spec = json.loads((classifier / "config.json").read_text())[inputs.INPUTS_CONFIG_KEY]
     texts = corpus_sentences(run, pool, labeled.text)
     unlabeled = pd.DataFrame({"text": texts, "input_ids": inputs.encode(AutoTokenizer.from_pretrained(run / PRETRAINED), texts, spec), "label": 0})
@@ -302,14 +304,15 @@ def selftrain(run: Path, seed: int, lr: float, sizes: list[int], pool: int, over
         probs = probabilities(teacher, unlabeled, pad_id)
         r = {"teacher val": accuracy(probabilities(teacher, val, pad_id), val)}
         for n in sizes:
-            picked = unlabeled.iloc[most_confident(probs, n)]
-            pseudo = picked.assign(label=probs[most_confident(probs, n)].argmax(1), id=[f"pseudo-{i}" for i in picked.index], split="train")
+            rows = most_confident(probs, n)
+            picked = unlabeled.iloc[rows]
+            pseudo = picked.assign(label=probs[rows].argmax(1), id=[f"pseudo-{i}" for i in picked.index], split="train")
             union = pd.concat([train, pseudo[[c for c in train.columns if c in pseudo.columns]]], ignore_index=True)
             model, s = fresh(run, config, pad_id, union, val, f"{name} +{n}", name == "control")
             best = loop.train_run(s, lr, f"{name} +{n} pseudo")
             model.load_state_dict(best.state)
             r[f"+{n}"] = {
-                "min confidence": float(probs[most_confident(probs, n)].max(1).min()),
+                "min confidence": float(probs[rows].max(1).min()),
                 "val": classification.scores(model, val, pad_id)["accuracy"],
                 "test": classification.scores(model, test, pad_id)["accuracy"],
                 "step": best.best["step"],
@@ -355,7 +358,8 @@ def main(argv=None) -> int:
     for action in sub.choices.values():
         action.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    for folder in (args.run / CLEANED, args.run / PRETRAINED)[: 1 if args.probe == "ppmi-pretrain" else 2]:
+    needed = {"ppmi-pretrain": (CLEANED,), "selftrain": (CLEANED, PRETRAINED, CLASSIFIER)}.get(args.probe, (CLEANED, PRETRAINED))
+    for folder in (args.run / part for part in needed):
         if not folder.is_dir():
             print(f"error: {folder} is missing: RUN is a finished demo run's folder (local_outputs/<run> after make demo)", file=sys.stderr)
             return 2

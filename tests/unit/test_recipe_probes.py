@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.recipe_probes import CLEANED, corpus_sentences, main, most_confident, soft_target_task, teacher_probabilities
+from bench.recipe_probes import CLEANED, PRETRAINED, corpus_sentences, main, most_confident, soft_target_task, teacher_probabilities
 
 
 def test_the_teacher_scores_each_train_row_with_a_model_that_never_saw_it():
@@ -49,6 +49,12 @@ def test_a_folder_that_is_not_a_finished_run_is_one_line(tmp_path, capsys):
     assert main(["rates", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "clean-tokenize-op/cleaned is missing" in err[0] and "make demo" in err[0]
+    # self-training also needs the run's fine-tuned classifier (its teacher)
+    (tmp_path / CLEANED).mkdir(parents=True)
+    (tmp_path / PRETRAINED).mkdir(parents=True)
+    assert main(["selftrain", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "finetune-op/classifier is missing" in err[0]
 
 
 def test_self_training_picks_the_most_confident_rows_of_each_predicted_class():
