@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.recipe_probes import CLEANED, PRETRAINED, corpus_sentences, main, most_confident, soft_target_task, teacher_probabilities
+from bench.recipe_probes import CLEANED, PRETRAINED, main, soft_target_task, teacher_probabilities
+from bench.selftrain_probe import corpus_sentences, most_confident
 
 
 def test_the_teacher_scores_each_train_row_with_a_model_that_never_saw_it():
