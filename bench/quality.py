@@ -155,8 +155,16 @@ def run_cell(cache: Cache, spec: Spec, preset: str, row: tuple[str, list[str]], 
         "pretrain_tokens": pretrain_tokens(config, budget),
         "stages": outputs["log"],
         "wall_s": round(time.perf_counter() - start, 1),
+        "compute_s": compute_seconds(outputs["log"]),
     }
     return cell
+
+
+def compute_seconds(log: dict) -> float | None:
+    """What the cell's stages took when they ran, this time or when they filled the cache; None when
+    a cached stage predates the cache keeping it."""
+    ran = [stage.get("ran_s") for stage in log.values()]
+    return None if None in ran else round(sum(ran), 1)
 
 
 def pretrain_tokens(config, budget: int) -> int:

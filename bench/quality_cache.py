@@ -20,6 +20,7 @@ from pathlib import Path
 from components.shared import artifacts
 
 METRICS = "bench_metrics.json"  # written last into a stage's folder: present = complete
+RAN_S = "bench/ran_s"  # in METRICS: the seconds the stage took when it ran, which a cached cell reports again
 CORPUS_SIDE = (artifacts.TOKENIZER_DIR, artifacts.BLOCKS_TRAIN, artifacts.BLOCKS_HELDOUT)
 IMPORTS = {"evaluate": ("finetune",), "init": ("pretrain",)}  # stage code another stage (or the bench's init) runs
 
@@ -72,12 +73,15 @@ class Cache:
         out = self.root / f"{name}-{stage_key}"
         cached = (out / METRICS).is_file()
         start = time.perf_counter()
-        if not cached:
+        if cached:
+            ran = artifacts.read_json(out / METRICS).get(RAN_S)  # None: filled before the cache kept it
+        else:
             if out.exists():  # a run killed before it finished: start over
                 shutil.rmtree(out)
             metrics = run(out)
-            artifacts.write_json(out / METRICS, metrics)
-        self.log[name] = {"key": stage_key, "cached": cached, "seconds": round(time.perf_counter() - start, 1)}
+            ran = round(time.perf_counter() - start, 1)
+            artifacts.write_json(out / METRICS, {**metrics, RAN_S: ran})
+        self.log[name] = {"key": stage_key, "cached": cached, "seconds": round(time.perf_counter() - start, 1), "ran_s": ran}
         return out
 
     def cleaned(self, config) -> Path:

@@ -64,8 +64,17 @@ def table_row(cell: dict) -> list[str]:
         num(r["majority_accuracy"]),
         interval(r["vs_control"]),
         interval(r["vs_tfidf"]),
-        f"{r['wall_s']:.0f}",
+        cell_seconds(r),
     ]
+
+
+def cell_seconds(r: dict) -> str:
+    """The stages' compute time, cached ones included ('12 (cached)' when none ran now); this
+    invocation's wall time where the cache did not keep it (cells from before it did)."""
+    seconds = r.get("compute_s")
+    if seconds is None:
+        return f"{r['wall_s']:.0f}"
+    return f"{seconds:.0f}" + (" (cached)" if r["stages"] and all(s["cached"] for s in r["stages"].values()) else "")
 
 
 def table(cells: list[dict]) -> str:
@@ -98,7 +107,7 @@ encoder pretraining starts from, untrained). "acc"/"F1": test accuracy and macro
 from the pretrained encoder; "control": the same recipe from a random-init encoder (finetune.control); intervals:
 95% paired bootstrap of the test split, from evaluate's gate.json. "val acc": the validation accuracy of the
 chosen fine-tuning run (classifier, control), **the column a recipe is chosen on**; the test columns are scored
-once, for the record. `-`: not reported.
+once, for the record. "cell s": what its stages took when they ran, cached ones included. `-`: not reported.
 
 {table(result["cells"])}
 

@@ -75,6 +75,10 @@ def test_table_shows_intervals_and_dashes_for_what_evaluate_did_not_report():
     with_tfidf = cell({"accuracy": {"new": 0.72, "other": 0.75, "diff": -0.03, "low": -0.05, "high": -0.01}}, tfidf=0.75)
     assert "| 0.7500 | 0.7500 | 0.5000 | +0.0100 [-0.0050, +0.0250] | -0.0300 [-0.0500, -0.0100] |" in quality_report.table([with_tfidf])
     assert quality_report.tokens(0) == "0" and quality_report.tokens(12_800) == "12.8k"
+    # a cached stage from before the cache kept its run time: this invocation's wall time, as before
+    stale = cell()
+    stale["result"] |= {"compute_s": None}
+    assert quality_report.table([stale]).splitlines()[2].endswith("| 12 |")
 
 
 def test_quick_run_on_the_tiny_preset_reuses_its_stages(text_files, tmp_path):
@@ -93,6 +97,10 @@ def test_quick_run_on_the_tiny_preset_reuses_its_stages(text_files, tmp_path):
     again = quality.run_cell(cache, spec, "tiny", ("demo preset", []), 10, corpus, threads=1)
     assert all(s["cached"] for s in again.result["stages"].values())
     assert again.result["accuracy"] == trained["accuracy"]
+    # a cell read from the cache reports what its stages took when they ran, not the moment it took to read them
+    assert trained["compute_s"] > 0 and again.result["compute_s"] == trained["compute_s"] > again.result["wall_s"]
+    assert quality_report.cell_seconds(again.result) == f"{trained['compute_s']:.0f} (cached)"
+    assert quality_report.cell_seconds(trained) == f"{trained['compute_s']:.0f}"
 
     result = {"environment": quality.environment(1, "tiny") | {"wall_s": 1.0}, "budgets": [0, 10], "rows": {"demo preset": []}, "cells": [vars(c) for c in cells]}
     quality_report.write(result, tmp_path / "out" / "q")
