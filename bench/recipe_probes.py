@@ -5,6 +5,7 @@ cleaned data and its pretrained encoder. Choices are read on validation; test is
 
     python -m bench.recipe_probes rates RUN --seed 42 --rates 2e-4,6e-4,1e-3      # soups and ensembles of the rate search's runs
     python -m bench.recipe_probes rates RUN --seed 42 --rates 6e-4 --set finetune.max_steps=1600   # ... under preset overrides
+    python -m bench.recipe_probes rates RUN --seed 42 --rates 2e-4,6e-4 --no-control --variant lp-ft   # ... freeze-embeddings, lp-ft
     python -m bench.recipe_probes distil RUN --seed 42 --rate 6e-4 --variants pretrained:kd0.5,control:kd0.5,pretrained:ls0.1
     python -m bench.recipe_probes ppmi-linear RUN --windows 2,5,10                 # PPMI-SVD variants, linear probe
     python -m bench.recipe_probes ppmi-pretrain RUN OUT --window 10 --weighting uniform --smoothing 1.0
@@ -14,8 +15,8 @@ cleaned data and its pretrained encoder. Choices are read on validation; test is
 `rates`: one fine-tuning run per rate (finetune's own loop, the demo preset's settings), then the
 uniform weight average of the runs' best weights, a greedy soup (Wortsman et al. 2022: runs added in
 order of validation accuracy while validation does not drop) and the mean of the runs' class
-probabilities. `distil`: one run at one rate, the loss (1 - w) x cross-entropy + w x the
-cross-entropy against a soft target: `kd` the class probabilities of TF-IDF + LR (the settings
+probabilities; `--variant` changes each run's start (start_variant). `distil`: one run at one rate,
+the loss (1 - w) x cross-entropy + w x the cross-entropy against a soft target: `kd` the class probabilities of TF-IDF + LR (the settings
 evaluate's grid chose on validation), cross-fitted over 5 folds of train so that no train row is
 scored by a model that saw it; `ls` the uniform distribution (label smoothing). `ppmi-linear`:
 mean-pooled PPMI-SVD vectors of the run's training blocks (components/pretrain/embedding_init.py,
@@ -79,17 +80,39 @@ def fresh(run: Path, config, pad_id: int, train, val, name: str, random_init: bo
     return model, loop.prepare(model, pad_id, train, val, config, name, loop.World())
 
 
-def rates(run: Path, seed: int, lrs: list[float], control: bool, overrides: list[str] = ()) -> dict:
+def rates(run: Path, seed: int, lrs: list[float], control: bool, overrides: list[str] = (), variant: str | None = None) -> dict:
     config, train, val, test, pad_id = setup(run, [f"finetune.seed={seed}", f"finetune.learning_rates={json.dumps(lrs)}", *overrides])
-    result = {"seed": seed, "rates": lrs, "overrides": list(overrides)}
+    result = {"seed": seed, "rates": lrs, "overrides": list(overrides), "variant": variant}
     for name, random_init in [("pretrained", False), ("control", True)][: 2 if control else 1]:
         model, s = fresh(run, config, pad_id, train, val, name, random_init)
-        result[name] = rate_search(model, s, name, lrs, val, test, pad_id)
+        result[name] = rate_search(model, s, name, lrs, val, test, pad_id, variant)
         print(name, json.dumps(result[name]), flush=True)
     return result
 
 
-def rate_search(model, s, name: str, lrs: list[float], val, test, pad_id: int) -> dict:
+VARIANTS_FT = ("freeze-embeddings", "lp-ft")
+
+
+def start_variant(model, s, lr: float, variant: str | None, name: str) -> None:
+    """Before one rate's run: `freeze-embeddings` keeps the token embeddings as pretraining left them;
+    `lp-ft` (Kumar et al. 2022) first trains the pooler and head alone, the encoder frozen, at 10x the
+    rate, and the run starts from that probe's best weights. Every parameter trains again afterwards."""
+    from components.finetune import loop
+
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if variant == "freeze-embeddings":
+        model.get_input_embeddings().weight.requires_grad_(False)
+    elif variant == "lp-ft":
+        encoder = [p for n, p in model.named_parameters() if n.startswith(f"{model.base_model_prefix}.") and ".pooler." not in n]
+        for p in encoder:
+            p.requires_grad_(False)
+        model.load_state_dict(loop.train_run(s, lr * 10, f"{name} linear probe lr={lr * 10:g}").state)
+        for p in encoder:
+            p.requires_grad_(True)
+
+
+def rate_search(model, s, name: str, lrs: list[float], val, test, pad_id: int, variant: str | None = None) -> dict:
     """One run per rate, as loop.search (the same initial weights and dropout stream for each), then the soups and the ensemble."""
     from components.finetune import loop
 
@@ -98,6 +121,7 @@ def rate_search(model, s, name: str, lrs: list[float], val, test, pad_id: int) -
     for lr in lrs:
         model.load_state_dict(initial)
         loop.set_rng_state(rng)
+        start_variant(model, s, lr, variant, name)
         states.append(loop.train_run(s, lr, f"{name} lr={lr:g}").state)
 
     def score(state):
@@ -262,6 +286,7 @@ def main(argv=None) -> int:
     p.add_argument("--rates", default="2e-4,6e-4,1e-3")
     p.add_argument("--no-control", action="store_true", help="the control does not depend on the encoder's weights: skip it for a new encoder of the same shape")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset override (e.g. finetune.max_steps=1600)")
+    p.add_argument("--variant", choices=VARIANTS_FT, help="fine-tune with the token embeddings frozen, or a linear probe first (start_variant)")
     p = sub.add_parser("distil")
     p.add_argument("run", type=Path)
     p.add_argument("--seed", type=int, default=42)
@@ -295,7 +320,7 @@ def main(argv=None) -> int:
             print(f"error: {folder} is missing: RUN is a finished demo run's folder (local_outputs/<run> after make demo)", file=sys.stderr)
             return 2
     if args.probe == "rates":
-        result = rates(args.run, args.seed, [float(x) for x in args.rates.split(",")], not args.no_control, args.set)
+        result = rates(args.run, args.seed, [float(x) for x in args.rates.split(",")], not args.no_control, args.set, args.variant)
     elif args.probe == "distil":
         result = distil(args.run, args.seed, args.rate, args.variants.split(","))
     elif args.probe == "selftrain":

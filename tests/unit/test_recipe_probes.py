@@ -76,3 +76,33 @@ def test_corpus_sentences_are_split_bounded_distinct_and_never_a_labeled_text(tm
     got = corpus_sentences(tmp_path, 100, exclude=["THE ACTING WAS WOODEN AND FLAT THROUGHOUT."])
     assert got == ["A fine film with a great cast.", "It was dull at times, sadly!", "I liked the ending of this one a lot."]
     assert len(corpus_sentences(tmp_path, 2, exclude=[])) == 2
+
+
+@pytest.mark.parametrize("variant", ["freeze-embeddings", "lp-ft"])
+def test_a_fine_tuning_variant_changes_only_what_it_names_and_leaves_every_weight_trainable(variant):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bench.recipe_probes import start_variant
+    from components.finetune import loop
+    from pipelines.config import load_config
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, num_labels=2))
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"input_ids": [rng.integers(1, 30, 6) for _ in range(16)], "label": [i % 2 for i in range(16)]})
+    config = load_config("tiny", ["finetune.max_steps=4", "finetune.batch_size=8", "finetune.threads=1"]).finetune
+    s = loop.prepare(model, 0, rows, rows, config, "probe", loop.World())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    start_variant(model, s, 1e-2, variant, "probe")
+    after = model.state_dict()
+    if variant == "freeze-embeddings":
+        assert not model.get_input_embeddings().weight.requires_grad
+        assert all(p.requires_grad for n, p in model.named_parameters() if n != "bert.embeddings.word_embeddings.weight")
+        assert all(torch.equal(before[k], after[k]) for k in before)  # it only freezes; the run trains
+    else:
+        assert all(p.requires_grad for p in model.parameters())
+        changed = {k for k in before if not torch.equal(before[k], after[k])}
+        assert changed and changed <= {k for k in before if k.startswith(("classifier.", "bert.pooler."))}
+    start_variant(model, s, 1e-2, None, "probe")
+    assert all(p.requires_grad for p in model.parameters())
