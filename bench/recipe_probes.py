@@ -15,11 +15,11 @@ cleaned data and its pretrained encoder. Choices are read on validation; test is
 `rates`: one fine-tuning run per rate (finetune's own loop, the demo preset's settings), then the
 uniform weight average of the runs' best weights, a greedy soup (Wortsman et al. 2022: runs added in
 order of validation accuracy while validation does not drop) and the mean of the runs' class
-probabilities; `--variant` changes each run's start (start_variant). `distil`: one run at one rate,
-the loss (1 - w) x cross-entropy + w x the cross-entropy against a soft target: `kd` the class probabilities of TF-IDF + LR (the settings
-evaluate's grid chose on validation), cross-fitted over 5 folds of train so that no train row is
-scored by a model that saw it; `ls` the uniform distribution (label smoothing). `ppmi-linear`:
-mean-pooled PPMI-SVD vectors of the run's training blocks (components/pretrain/embedding_init.py,
+probabilities; `--variant` changes each run's start (start_variant). `distil`: one run at one
+rate, the loss (1 - w) x cross-entropy + w x the cross-entropy against a soft target: `kd` the class
+probabilities of TF-IDF + LR (the settings evaluate's grid chose on validation), cross-fitted over 5
+folds of train so that no train row is scored by a model that saw it; `ls` the uniform distribution
+(label smoothing). `ppmi-linear`: mean-pooled PPMI-SVD vectors of the run's training blocks (components/pretrain/embedding_init.py,
 each variant of window, weighting, context smoothing and eigenvalue power) into a logistic
 regression on train, best validation accuracy over C in {0.1, 1, 10}. `ppmi-pretrain`: the demo's
 pretrain stage (1 thread) with one variant, into OUT/pretrain-op/pretrained beside a link to RUN's
