@@ -142,6 +142,9 @@ def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: Clock)
     """Everything but the packed blocks into `tmp`: the cleaned corpus and labeled set (with
     input_ids), the task-adaptive texts, the tokenizer. Returns the report without its block counts."""
     raw_dir = Path(raw_dir)
+    # continued pretraining: the checkpoint's embeddings only know its own vocabulary. Loaded first, so
+    # that a missing or wrong checkpoint fails in a second, not after the corpus is cleaned.
+    checkpoint_tokenizer = load_tokenizer(config.tokenizer_from) if config.tokenizer_from else None
     bounds = {name: Bounds(config.max_word_chars, config.max_doc_chars) for name in ("corpus", "labeled")}
     raw_labeled = pd.read_parquet(raw_dir / artifacts.LABELED)
     raw_labeled = raw_labeled.assign(text=[bounds["labeled"].words(t) for t in raw_labeled["text"]])  # rows stay whole: ids and labels
@@ -176,10 +179,7 @@ def prepare(raw_dir: Path, tmp: Path, config: CleanTokenizeConfig, clock: Clock)
         adaptive.to_parquet(tmp / artifacts.TASK_ADAPTIVE, index=False)
 
     sample = TrainingSample(tmp / artifacts.CORPUS, config.tokenizer_train_chars / corpus["chars"], config.chunk_chars, extra)
-    if config.tokenizer_from:  # continued pretraining: the checkpoint's embeddings only know its own vocabulary
-        tokenizer = load_tokenizer(config.tokenizer_from)
-    else:
-        tokenizer = train_wordpiece(sample, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
+    tokenizer = checkpoint_tokenizer if checkpoint_tokenizer is not None else train_wordpiece(sample, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase)
     clock.say(f"loaded the tokenizer of {config.tokenizer_from}" if config.tokenizer_from else f"trained the tokenizer on {sample.chars:,} characters")
 
     labeled, lengths = tokenize_labeled(tokenizer, labeled, config)

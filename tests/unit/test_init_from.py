@@ -87,6 +87,17 @@ def test_a_missing_directory_says_so(cleaned_dir, tmp_path):
         pretrain(cleaned_dir, tmp_path / "out", PretrainConfig.from_params({**PARAMS, "init_from": str(tmp_path / "nope")}, "pretrain"))
 
 
+def test_clean_tokenize_checks_the_checkpoint_before_it_cleans_the_corpus(raw_dir, tmp_path):
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_dir, raw)
+    (raw / artifacts.CORPUS).write_bytes(b"not parquet")  # cleaning the corpus first would fail on this instead
+    with pytest.raises(UserError, match="no such directory") as info:
+        clean_tokenize(raw, tmp_path / "out", CleanTokenizeConfig.from_params({"tokenizer_from": str(tmp_path / "nope")}, "clean_tokenize"))
+    assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
+
+
 def test_the_pipeline_config_passes_init_from_on_to_clean_tokenize(tmp_path):
     from pipelines.config import load_config
 
