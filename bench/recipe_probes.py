@@ -6,6 +6,7 @@ cleaned data and its pretrained encoder. Choices are read on validation; test is
     python -m bench.recipe_probes rates RUN --seed 42 --rates 2e-4,6e-4,1e-3      # soups and ensembles of the rate search's runs
     python -m bench.recipe_probes rates RUN --seed 42 --rates 6e-4 --set finetune.max_steps=1600   # ... under preset overrides
     python -m bench.recipe_probes rates RUN --seed 42 --rates 2e-4,6e-4 --no-control --variant lp-ft   # ... freeze-embeddings, lp-ft
+    python -m bench.recipe_probes rates RUN --seed 42 --rates 3e-4 --control-only --set finetune.max_steps=1052   # the control alone
     python -m bench.recipe_probes distil RUN --seed 42 --rate 6e-4 --variants pretrained:kd0.5,control:kd0.5,pretrained:ls0.1
     python -m bench.recipe_probes ppmi-linear RUN --windows 2,5,10                 # PPMI-SVD variants, linear probe
     python -m bench.recipe_probes ppmi-pretrain RUN OUT --window 10 --weighting uniform --smoothing 1.0
@@ -80,10 +81,11 @@ def fresh(run: Path, config, pad_id: int, train, val, name: str, random_init: bo
     return model, loop.prepare(model, pad_id, train, val, config, name, loop.World())
 
 
-def rates(run: Path, seed: int, lrs: list[float], control: bool, overrides: list[str] = (), variant: str | None = None) -> dict:
+def rates(run: Path, seed: int, lrs: list[float], models=("pretrained", "control"), overrides: list[str] = (), variant: str | None = None) -> dict:
     config, train, val, test, pad_id = setup(run, [f"finetune.seed={seed}", f"finetune.learning_rates={json.dumps(lrs)}", *overrides])
     result = {"seed": seed, "rates": lrs, "overrides": list(overrides), "variant": variant}
-    for name, random_init in [("pretrained", False), ("control", True)][: 2 if control else 1]:
+    for name in models:
+        random_init = name == "control"
         model, s = fresh(run, config, pad_id, train, val, name, random_init)
         result[name] = rate_search(model, s, name, lrs, val, test, pad_id, variant)
         print(name, json.dumps(result[name]), flush=True)
@@ -134,6 +136,7 @@ def rate_search(model, s, name: str, lrs: list[float], val, test, pad_id: int, v
 
     runs = [score(st) for st in states]
     r = {f"lr {lr:g}": [accuracy(v, val), accuracy(t, test)] for lr, (v, t) in zip(lrs, runs)}
+    r["test predictions"] = {f"lr {lr:g}": t.argmax(1).tolist() for lr, (_, t) in zip(lrs, runs)}  # for paired intervals
     v, t = score(soup(list(range(len(lrs)))))
     r["uniform soup"] = [accuracy(v, val), accuracy(t, test)]
     order = sorted(range(len(lrs)), key=lambda i: -r[f"lr {lrs[i]:g}"][0])
@@ -285,6 +288,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--rates", default="2e-4,6e-4,1e-3")
     p.add_argument("--no-control", action="store_true", help="the control does not depend on the encoder's weights: skip it for a new encoder of the same shape")
+    p.add_argument("--control-only", action="store_true", help="only the random-init control of RUN's shape (e.g. a longer budget, to see if it was held back)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset override (e.g. finetune.max_steps=1600)")
     p.add_argument("--variant", choices=FINETUNE_VARIANTS, help="fine-tune with the token embeddings frozen, or a linear probe first (start_variant)")
     p = sub.add_parser("distil")
@@ -320,7 +324,8 @@ def main(argv=None) -> int:
             print(f"error: {folder} is missing: RUN is a finished demo run's folder (local_outputs/<run> after make demo)", file=sys.stderr)
             return 2
     if args.probe == "rates":
-        result = rates(args.run, args.seed, [float(x) for x in args.rates.split(",")], not args.no_control, args.set, args.variant)
+        models = ["pretrained"] * (not args.control_only) + ["control"] * (not args.no_control)
+        result = rates(args.run, args.seed, [float(x) for x in args.rates.split(",")], models, args.set, args.variant)
     elif args.probe == "distil":
         result = distil(args.run, args.seed, args.rate, args.variants.split(","))
     elif args.probe == "selftrain":
