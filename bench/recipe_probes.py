@@ -6,7 +6,7 @@ cleaned data and its pretrained encoder. Choices are read on validation; test is
     python -m bench.recipe_probes rates RUN --seed 42 --rates 2e-4,6e-4,1e-3      # soups and ensembles of the rate search's runs
     python -m bench.recipe_probes rates RUN --seed 42 --rates 6e-4 --set finetune.max_steps=1600   # ... under preset overrides
     python -m bench.recipe_probes rates RUN --seed 42 --rates 2e-4,6e-4 --no-control --variant lp-ft   # ... freeze-embeddings, lp-ft
-    python -m bench.recipe_probes rates RUN --seed 42 --rates 3e-4 --control-only --set finetune.max_steps=1052   # the control alone
+    python -m bench.recipe_probes rates RUN --seed 42 --rates 1e-4,3e-4 --control-only --set finetune.max_steps=1052 --against CLS   # the control alone
     python -m bench.recipe_probes distil RUN --seed 42 --rate 6e-4 --variants pretrained:kd0.5,control:kd0.5,pretrained:ls0.1
     python -m bench.recipe_probes ppmi-linear RUN --windows 2,5,10                 # PPMI-SVD variants, linear probe
     python -m bench.recipe_probes ppmi-pretrain RUN OUT --window 10 --weighting uniform --smoothing 1.0
@@ -16,11 +16,9 @@ cleaned data and its pretrained encoder. Choices are read on validation; test is
 `rates`: one fine-tuning run per rate (finetune's own loop, the demo preset's settings), then the
 uniform weight average of the runs' best weights, a greedy soup (Wortsman et al. 2022: runs added in
 order of validation accuracy while validation does not drop) and the mean of the runs' class
-probabilities; `--variant` changes each run's start (start_variant). `distil`: one run at one rate,
-the loss (1 - w) x cross-entropy + w x the cross-entropy against a soft target: `kd` the class
-probabilities of TF-IDF + LR (the settings evaluate's grid chose on validation), cross-fitted over 5
-folds of train so that no train row is scored by a model that saw it; `ls` the uniform distribution
-(label smoothing). `ppmi-linear`: mean-pooled PPMI-SVD vectors of the run's training blocks
+probabilities; `--variant` changes each run's start (start_variant); `--control-only` trains the
+random-init control alone, and `--against` gives a saved classifier's paired test interval against the
+control run validation chose. `distil`: a soft target in the loss (bench/distil_probe.py). `ppmi-linear`: mean-pooled PPMI-SVD vectors of the run's training blocks
 (components/pretrain/embedding_init.py, each variant of window, weighting, context smoothing and
 eigenvalue power) into a logistic regression on train, best validation accuracy over C in {0.1, 1,
 10}. `ppmi-pretrain`: the demo's pretrain stage (1 thread) with one variant, into
@@ -35,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +78,7 @@ def fresh(run: Path, config, pad_id: int, train, val, name: str, random_init: bo
     return model, loop.prepare(model, pad_id, train, val, config, name, loop.World())
 
 
-def rates(run: Path, seed: int, lrs: list[float], models=("pretrained", "control"), overrides: list[str] = (), variant: str | None = None) -> dict:
+def rates(run: Path, seed: int, lrs: list[float], models=("pretrained", "control"), overrides: list[str] = (), variant: str | None = None, classifier: Path | None = None) -> dict:
     config, train, val, test, pad_id = setup(run, [f"finetune.seed={seed}", f"finetune.learning_rates={json.dumps(lrs)}", *overrides])
     result = {"seed": seed, "rates": lrs, "overrides": list(overrides), "variant": variant}
     for name in models:
@@ -89,7 +86,22 @@ def rates(run: Path, seed: int, lrs: list[float], models=("pretrained", "control
         model, s = fresh(run, config, pad_id, train, val, name, random_init)
         result[name] = rate_search(model, s, name, lrs, val, test, pad_id, variant)
         print(name, json.dumps(result[name]), flush=True)
+    if classifier is not None and "control" in result:
+        result["against"] = against(classifier, result["control"], test, pad_id)
+        print("against", json.dumps(result["against"]), flush=True)
     return result
+
+
+def against(classifier: Path, control: dict, test, pad_id: int) -> dict:
+    """The paired test interval (evaluate's bootstrap) of a classifier saved elsewhere against the control's run validation chose."""
+    from transformers import AutoModelForSequenceClassification
+
+    from components.evaluate.gate import GateConfig, compare
+
+    chosen = max((k for k in control if k.startswith("lr ")), key=lambda k: control[k][0])
+    pred = probabilities(AutoModelForSequenceClassification.from_pretrained(classifier).eval(), test, pad_id).argmax(1)
+    y, other = test["label"].to_numpy(), np.array(control["test predictions"][chosen])
+    return {"classifier": str(classifier), "control run": chosen, **compare(y, pred, other, int(test["label"].nunique()), GateConfig())["accuracy"]}
 
 
 FINETUNE_VARIANTS = ("freeze-embeddings", "lp-ft")
@@ -150,68 +162,6 @@ def rate_search(model, s, name: str, lrs: list[float], val, test, pad_id: int, v
     r["greedy soup rates"] = [lrs[i] for i in members]
     r["probability ensemble"] = [accuracy(sum(p[0] for p in runs) / len(runs), val), accuracy(sum(p[1] for p in runs) / len(runs), test)]
     return r
-
-
-def teacher_probabilities(train, val, test, folds: int = 5) -> tuple[np.ndarray, dict]:
-    """TF-IDF + LR's class probabilities for each train row from a model fitted on the other folds."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from components.tasks import baselines
-
-    _, chosen = baselines.tfidf_logreg(train.text, train.label, val.text, val.label, test.text, 0)
-    probs = np.zeros((len(train), train.label.nunique()))
-    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=0).split(train.text, train.label):
-        vec, x = baselines.fit_features(tuple(chosen["ngram_range"]), train.text.iloc[fit])
-        model = baselines.classifier(chosen["C"], baselines.class_weight(train.label), 0).fit(x, train.label.iloc[fit])
-        probs[held] = model.predict_proba(vec.transform(train.text.iloc[held]))
-    return probs, {"C": chosen["C"], "ngram_range": chosen["ngram_range"], "cross_fitted_train_accuracy": float((probs.argmax(1) == train.label).mean())}
-
-
-def soft_target_task(kind: str, weight: float, teacher):
-    """The classification task with its loss mixed with a soft target (see the module docstring).
-    The train rows carry their position (`pos`), which collate hands to the loss."""
-    import torch
-    import torch.nn.functional as F
-
-    from components.tasks import classification
-
-    rows_of = {}
-
-    def collate(rows, pad_id):
-        if "pos" in rows:
-            rows_of["pos"] = torch.from_numpy(rows["pos"].to_numpy(copy=True))
-        return classification.collate(rows, pad_id)
-
-    def loss_sum(logits, labels, class_w):
-        logp = F.log_softmax(logits.float(), -1)
-        soft = -(teacher[rows_of["pos"]] * logp).sum(-1) if kind == "kd" else -logp.mean(-1)
-        return ((1 - weight) * F.nll_loss(logp, labels, weight=class_w, reduction="none") + weight * soft).sum()
-
-    task = types.SimpleNamespace(**{k: getattr(classification, k) for k in dir(classification) if not k.startswith("__")})
-    task.collate, task.loss_sum = collate, loss_sum
-    return task
-
-
-def distil(run: Path, seed: int, lr: float, variants: list[str]) -> dict:
-    import torch
-
-    from components.finetune import loop
-    from components.tasks import classification
-
-    config, train, val, test, pad_id = setup(run, [f"finetune.seed={seed}", f"finetune.learning_rates=[{lr}]"])
-    train = train.assign(pos=np.arange(len(train)))
-    probs, teacher = teacher_probabilities(train, val, test)
-    print("teacher", json.dumps(teacher), flush=True)
-    result = {"seed": seed, "rate": lr, "teacher": teacher}
-    for variant in variants:
-        name, spec = variant.split(":")
-        model, s = fresh(run, config, pad_id, train, val, variant, name == "control")
-        s.task = soft_target_task(spec[:2], float(spec[2:]), torch.tensor(probs, dtype=torch.float32))
-        best = loop.train_run(s, lr, variant)
-        model.load_state_dict(best.state)
-        result[variant] = {"val": classification.scores(model, val, pad_id)["accuracy"], "test": classification.scores(model, test, pad_id)["accuracy"], "step": best.best["step"]}
-        print(variant, json.dumps(result[variant]), flush=True)
-    return result
 
 
 VARIANTS = [(w, c, p) for w in ("harmonic", "uniform") for c in (0.75, 1.0) for p in (0.0, 0.5, 1.0)]
@@ -289,6 +239,7 @@ def main(argv=None) -> int:
     p.add_argument("--rates", default="2e-4,6e-4,1e-3")
     p.add_argument("--no-control", action="store_true", help="the control does not depend on the encoder's weights: skip it for a new encoder of the same shape")
     p.add_argument("--control-only", action="store_true", help="only the random-init control of RUN's shape (e.g. a longer budget, to see if it was held back)")
+    p.add_argument("--against", type=Path, metavar="CLASSIFIER", help="a saved classifier (a run's finetune-op/classifier): its paired test interval against the chosen control run")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset override (e.g. finetune.max_steps=1600)")
     p.add_argument("--variant", choices=FINETUNE_VARIANTS, help="fine-tune with the token embeddings frozen, or a linear probe first (start_variant)")
     p = sub.add_parser("distil")
@@ -325,8 +276,10 @@ def main(argv=None) -> int:
             return 2
     if args.probe == "rates":
         models = ["pretrained"] * (not args.control_only) + ["control"] * (not args.no_control)
-        result = rates(args.run, args.seed, [float(x) for x in args.rates.split(",")], models, args.set, args.variant)
+        result = rates(args.run, args.seed, [float(x) for x in args.rates.split(",")], models, args.set, args.variant, args.against)
     elif args.probe == "distil":
+        from bench.distil_probe import distil
+
         result = distil(args.run, args.seed, args.rate, args.variants.split(","))
     elif args.probe == "selftrain":
         from bench.selftrain_probe import selftrain

@@ -1,4 +1,4 @@
-"""bench.recipe_probes: the distillation teacher and loss it measures, self-training's pseudo-labels, and its one-line refusal."""
+"""bench.recipe_probes: the distillation teacher and loss it measures, self-training's pseudo-labels, the fine-tuning variants, the control pairing, and its one-line refusal."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.recipe_probes import CLEANED, PRETRAINED, main, soft_target_task, teacher_probabilities
+from bench.distil_probe import soft_target_task, teacher_probabilities
+from bench.recipe_probes import CLEANED, PRETRAINED, main
 from bench.selftrain_probe import corpus_sentences, most_confident
 
 
@@ -106,3 +107,34 @@ def test_a_fine_tuning_variant_changes_only_what_it_names_and_leaves_every_weigh
         assert changed and changed <= {k for k in before if k.startswith(("classifier.", "bert.pooler."))}
     start_variant(model, s, 1e-2, None, "probe")
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_against_pairs_a_saved_classifier_with_the_control_run_validation_chose(tmp_path):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bench.recipe_probes import against, probabilities
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, num_labels=2))
+    model.save_pretrained(tmp_path / "classifier")
+    rng = np.random.default_rng(0)
+    test = pd.DataFrame({"input_ids": [rng.integers(1, 30, 6) for _ in range(200)], "label": rng.integers(0, 2, 200)})
+    pred = probabilities(model.eval(), test, 0).argmax(1)
+    mine, wrong = pred.tolist(), (1 - test["label"]).tolist()  # the classifier's own answers, and every answer wrong
+    # Validation chose the second run (0.6 > 0.5): the interval is against every-answer-wrong, not against itself.
+    control = {"lr 0.0001": [0.5, 0.0], "lr 0.0003": [0.6, 0.0], "test predictions": {"lr 0.0001": mine, "lr 0.0003": wrong}}
+    r = against(tmp_path / "classifier", control, test, 0)
+    accuracy = float((pred == test["label"]).mean())
+    assert r["control run"] == "lr 0.0003" and r["other"] == 0.0 and r["new"] == pytest.approx(accuracy)
+    assert r["diff"] == pytest.approx(accuracy) and r["low"] <= r["diff"] <= r["high"] and r["high"] - r["low"] > 0
+    control["lr 0.0001"][0] = 0.7  # now its own answers: no difference, and no spread
+    assert against(tmp_path / "classifier", control, test, 0) | {"classifier": None} == {
+        "classifier": None,
+        "control run": "lr 0.0001",
+        "new": pytest.approx(accuracy),
+        "other": pytest.approx(accuracy),
+        "diff": 0.0,
+        "low": 0.0,
+        "high": 0.0,
+    }
