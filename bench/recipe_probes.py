@@ -18,10 +18,10 @@ uniform weight average of the runs' best weights, a greedy soup (Wortsman et al.
 order of validation accuracy while validation does not drop) and the mean of the runs' class
 probabilities; `--variant` changes each run's start (start_variant); `--control-only` trains the
 random-init control alone, and `--against` gives a saved classifier's paired test interval against the
-control run validation chose. `distil`: a soft target in the loss (bench/distil_probe.py). `ppmi-linear`: mean-pooled PPMI-SVD vectors of the run's training blocks
-(components/pretrain/embedding_init.py, each variant of window, weighting, context smoothing and
-eigenvalue power) into a logistic regression on train, best validation accuracy over C in {0.1, 1,
-10}. `ppmi-pretrain`: the demo's pretrain stage (1 thread) with one variant, into
+control run validation chose. `distil`: a soft target in the loss (bench/distil_probe.py).
+`ppmi-linear`: mean-pooled PPMI-SVD vectors of the run's training blocks (components/pretrain/embedding_init.py,
+each variant of window, weighting, context smoothing and eigenvalue power) into a logistic regression on
+train, best validation accuracy over C in {0.1, 1, 10}. `ppmi-pretrain`: the demo's pretrain stage (1 thread) with one variant, into
 OUT/pretrain-op/pretrained beside a link to RUN's cleaned data, so that `rates OUT --no-control`
 fine-tunes it (`--preset-init` keeps the preset's init and varies only `--set`; `--finetune-dropout`
 rewrites the saved dropout that fine-tuning, the control's included, then uses: `rates OUT` with the
@@ -237,8 +237,9 @@ def main(argv=None) -> int:
     p.add_argument("run", type=Path)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--rates", default="2e-4,6e-4,1e-3")
-    p.add_argument("--no-control", action="store_true", help="the control does not depend on the encoder's weights: skip it for a new encoder of the same shape")
-    p.add_argument("--control-only", action="store_true", help="only the random-init control of RUN's shape (e.g. a longer budget, to see if it was held back)")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--no-control", action="store_true", help="the control does not depend on the encoder's weights: skip it for a new encoder of the same shape")
+    only.add_argument("--control-only", action="store_true", help="only the random-init control of RUN's shape (e.g. a longer budget, to see if it was held back)")
     p.add_argument("--against", type=Path, metavar="CLASSIFIER", help="a saved classifier (a run's finetune-op/classifier): its paired test interval against the chosen control run")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset override (e.g. finetune.max_steps=1600)")
     p.add_argument("--variant", choices=FINETUNE_VARIANTS, help="fine-tune with the token embeddings frozen, or a linear probe first (start_variant)")
@@ -269,6 +270,8 @@ def main(argv=None) -> int:
     for action in sub.choices.values():
         action.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
+    if args.probe == "rates" and args.against and args.no_control:
+        parser.error("--against pairs a classifier with the control: drop --no-control")
     needed = {"ppmi-pretrain": (CLEANED,), "selftrain": (CLEANED, PRETRAINED, CLASSIFIER)}.get(args.probe, (CLEANED, PRETRAINED))
     for folder in (args.run / part for part in needed):
         if not folder.is_dir():

@@ -59,6 +59,13 @@ def test_a_folder_that_is_not_a_finished_run_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and "finetune-op/classifier is missing" in err[0]
 
 
+@pytest.mark.parametrize("flags, says", [(["--no-control", "--control-only"], "not allowed with"), (["--no-control", "--against", "cls"], "drop --no-control")])
+def test_rates_refuses_flags_that_leave_nothing_to_train_or_pair(tmp_path, capsys, flags, says):
+    with pytest.raises(SystemExit) as exit_:
+        main(["rates", str(tmp_path), *flags])
+    assert exit_.value.code == 2 and says in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_self_training_picks_the_most_confident_rows_of_each_predicted_class():
     probs = np.array([[0.99, 0.01], [0.6, 0.4], [0.2, 0.8], [0.97, 0.03], [0.05, 0.95], [0.45, 0.55], [0.995, 0.005]])
     assert most_confident(probs, 4).tolist() == [0, 2, 4, 6]  # two of class 0 (0.995, 0.99), two of class 1 (0.95, 0.8)
