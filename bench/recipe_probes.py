@@ -21,11 +21,11 @@ random-init control alone, and `--against` gives a saved classifier's paired tes
 control run validation chose. `distil`: a soft target in the loss (bench/distil_probe.py).
 `ppmi-linear`: mean-pooled PPMI-SVD vectors of the run's training blocks (components/pretrain/embedding_init.py,
 each variant of window, weighting, context smoothing and eigenvalue power) into a logistic regression on
-train, best validation accuracy over C in {0.1, 1, 10}. `ppmi-pretrain`: the demo's pretrain stage (1 thread) with one variant, into
-OUT/pretrain-op/pretrained beside a link to RUN's cleaned data, so that `rates OUT --no-control`
-fine-tunes it (`--preset-init` keeps the preset's init and varies only `--set`; `--finetune-dropout`
-rewrites the saved dropout that fine-tuning, the control's included, then uses: `rates OUT` with the
-control). `selftrain`: self-training on the run's corpus (bench/selftrain_probe.py).
+train, best validation accuracy over C in {0.1, 1, 10}. `ppmi-pretrain`: the demo's pretrain stage (1
+thread) with one variant, into OUT/pretrain-op/pretrained beside a link to RUN's cleaned data, so that
+`rates OUT --no-control` fine-tunes it (`--preset-init` keeps the preset's init and varies only `--set`;
+`--finetune-dropout` rewrites the saved dropout that fine-tuning, the control's included, then uses:
+`rates OUT` with the control). `selftrain`: self-training on the run's corpus (bench/selftrain_probe.py).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def rates(run: Path, seed: int, lrs: list[float], models=("pretrained", "control
         random_init = name == "control"
         model, s = fresh(run, config, pad_id, train, val, name, random_init)
         result[name] = rate_search(model, s, name, lrs, val, test, pad_id, variant)
-        print(name, json.dumps(result[name]), flush=True)
+        print(name, json.dumps({k: v for k, v in result[name].items() if k != "test predictions"}), flush=True)  # those go to --json
     if classifier is not None and "control" in result:
         result["against"] = against(classifier, result["control"], test, pad_id)
         print("against", json.dumps(result["against"]), flush=True)
